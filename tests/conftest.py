@@ -1,0 +1,20 @@
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Hugging Face libraries must never reach the network or the user's cache from the tests.
+_hf_home = tempfile.mkdtemp(prefix="textvae-hf-")
+os.environ["HF_HOME"] = _hf_home
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+SHARED_CORPORA = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpora"
+
+
+@pytest.fixture
+def shared_corpora() -> Path:
+    if not SHARED_CORPORA.is_dir():
+        pytest.skip(f"shared corpora not found at {SHARED_CORPORA}")
+    return SHARED_CORPORA.resolve()

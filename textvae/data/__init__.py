@@ -1,0 +1,1 @@
+"""Data layer: prepared-corpus records, tokenizers, Hugging Face datasets loading and batching."""

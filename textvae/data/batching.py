@@ -1,0 +1,197 @@
+"""Typed batches, padding collators and a length-bucketing batch sampler.
+
+Notation: B batch, T tokens, U context turns. Every token sequence is ``BOS w_1 .. w_n EOS`` padded
+with ``PAD_ID``; ``lengths`` count BOS and EOS. A decoder reads ``tokens[:, :-1]`` and predicts
+``tokens[:, 1:]``, so the NLL of a sentence sums over its n words *and* EOS (the papers' definition).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from textvae.data.tokenizers import BOS_ID, EOS_ID, PAD_ID
+
+
+class SentenceBatch(NamedTuple):
+    tokens: Tensor  # (B, T) BOS .. EOS, PAD after
+    lengths: Tensor  # (B,) tokens including BOS and EOS
+    labels: Tensor | None  # (B,) label ids, -1 where unlabelled; None if the corpus has no labels
+    index: Tensor  # (B,) position of each example in its dataset
+
+    @property
+    def inputs(self) -> Tensor:  # (B, T-1) what the decoder reads
+        return self.tokens[:, :-1]
+
+    @property
+    def targets(self) -> Tensor:  # (B, T-1) what it predicts
+        return self.tokens[:, 1:]
+
+    @property
+    def target_mask(self) -> Tensor:  # (B, T-1) True on real targets (words and EOS)
+        return self.targets != PAD_ID
+
+    @property
+    def num_targets(self) -> int:  # words + EOS over the batch: the perplexity denominator
+        return int((self.lengths - 1).sum())
+
+
+class DialogueBatch(NamedTuple):
+    context: Tensor  # (B, U, T) previous turns, oldest first, each BOS .. EOS; padded turns all PAD
+    context_lengths: Tensor  # (B, U) tokens per context turn, 0 for padded turns
+    context_turns: Tensor  # (B,) real context turns (>= 1)
+    context_floor: Tensor  # (B, U) 1 where the context turn's speaker is the responder, else 0
+    response: Tensor  # (B, T) BOS .. EOS
+    response_lengths: Tensor  # (B,)
+    acts: Tensor | None  # (B,) response dialog act id, -1 if unknown; None if the corpus has no acts
+    emotions: Tensor | None  # (B,) response emotion id, -1 if unknown
+    topics: Tensor | None  # (B,) dialogue topic id, -1 if unknown
+    index: Tensor  # (B,) position of each example in its dataset
+
+    @property
+    def inputs(self) -> Tensor:  # (B, T-1)
+        return self.response[:, :-1]
+
+    @property
+    def targets(self) -> Tensor:  # (B, T-1)
+        return self.response[:, 1:]
+
+    @property
+    def target_mask(self) -> Tensor:  # (B, T-1)
+        return self.targets != PAD_ID
+
+    @property
+    def num_targets(self) -> int:
+        return int((self.response_lengths - 1).sum())
+
+
+def with_bos_eos(ids: Sequence[int]) -> list[int]:
+    return [BOS_ID, *ids, EOS_ID]
+
+
+def pad(sequences: Sequence[Sequence[int]], length: int | None = None) -> tuple[Tensor, Tensor]:
+    """Right-pad id lists into (B, T) with PAD_ID; returns (tokens, lengths)."""
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    width = max(int(lengths.max()) if len(sequences) else 0, length or 0)
+    out = torch.full((len(sequences), width), PAD_ID, dtype=torch.long)
+    for i, s in enumerate(sequences):
+        out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+    return out, lengths
+
+
+def _ids_or_none(values: Sequence[int | None]) -> Tensor | None:
+    if all(v is None for v in values):
+        return None
+    return torch.tensor([-1 if v is None else v for v in values], dtype=torch.long)
+
+
+class SentenceExample(NamedTuple):
+    ids: list[int]  # word/piece ids without BOS/EOS
+    label: int | None
+    index: int
+
+
+class DialogueExample(NamedTuple):
+    context: list[list[int]]  # up to K previous turns, oldest first, ids without BOS/EOS
+    context_floor: list[int]  # 1 where that turn's speaker is the responder
+    response: list[int]
+    act: int | None
+    emotion: int | None
+    topic: int | None
+    index: int
+
+
+def collate_sentences(examples: Sequence[SentenceExample]) -> SentenceBatch:
+    tokens, lengths = pad([with_bos_eos(e.ids) for e in examples])
+    return SentenceBatch(tokens=tokens, lengths=lengths, labels=_ids_or_none([e.label for e in examples]),
+                         index=torch.tensor([e.index for e in examples], dtype=torch.long))
+
+
+def collate_dialogues(examples: Sequence[DialogueExample]) -> DialogueBatch:
+    b = len(examples)
+    max_turns = max(len(e.context) for e in examples)
+    max_tokens = max(len(turn) + 2 for e in examples for turn in e.context)
+    context = torch.full((b, max_turns, max_tokens), PAD_ID, dtype=torch.long)  # (B, U, T)
+    context_lengths = torch.zeros((b, max_turns), dtype=torch.long)
+    floor = torch.zeros((b, max_turns), dtype=torch.long)
+    for i, e in enumerate(examples):
+        for u, turn in enumerate(e.context):
+            ids = with_bos_eos(turn)
+            context[i, u, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+            context_lengths[i, u] = len(ids)
+        floor[i, : len(e.context_floor)] = torch.as_tensor(e.context_floor, dtype=torch.long)
+    response, response_lengths = pad([with_bos_eos(e.response) for e in examples])
+    return DialogueBatch(
+        context=context, context_lengths=context_lengths,
+        context_turns=torch.tensor([len(e.context) for e in examples], dtype=torch.long),
+        context_floor=floor, response=response, response_lengths=response_lengths,
+        acts=_ids_or_none([e.act for e in examples]), emotions=_ids_or_none([e.emotion for e in examples]),
+        topics=_ids_or_none([e.topic for e in examples]),
+        index=torch.tensor([e.index for e in examples], dtype=torch.long),
+    )
+
+
+class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Batches of similar length, so little compute is spent on padding.
+
+    Indices are shuffled, cut into pools of ``batch_size * pool_batches``, each pool sorted by length
+    and cut into batches, and the batches shuffled. Every index appears in exactly one batch per epoch
+    (the last batch may be smaller unless ``drop_last``). With ``num_replicas > 1`` (DDP), the batch
+    list is split across ranks; ranks that would get one batch fewer repeat one, so every rank runs
+    the same number of steps (collectives would otherwise hang). Call ``set_epoch`` to reshuffle.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, *, shuffle: bool = True, seed: int = 0,
+                 drop_last: bool = False, pool_batches: int = 50, num_replicas: int = 1, rank: int = 0):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.pool_batches = pool_batches
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _all_batches(self) -> list[list[int]]:
+        order = list(range(len(self.lengths)))
+        rng = random.Random(self.seed + self.epoch)
+        if self.shuffle:
+            rng.shuffle(order)
+        pool = self.batch_size * self.pool_batches
+        batches = []
+        for start in range(0, len(order), pool):
+            chunk = sorted(order[start:start + pool], key=lambda i: self.lengths[i])
+            batches.extend(chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
+        if self.drop_last:
+            batches = [b for b in batches if len(b) == self.batch_size]
+        if self.shuffle:
+            rng.shuffle(batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._all_batches()
+        if self.num_replicas > 1 and batches:
+            missing = -len(batches) % self.num_replicas
+            batches = [*batches, *(batches[i % len(batches)] for i in range(missing))]
+            batches = batches[self.rank::self.num_replicas]
+        return iter(batches)
+
+    def __len__(self) -> int:
+        # pools are cut independently, so count batches pool by pool
+        n, pool = len(self.lengths), self.batch_size * self.pool_batches
+        cut = (lambda size: size // self.batch_size) if self.drop_last else (lambda size: math.ceil(size / self.batch_size))
+        total = sum(cut(min(pool, n - start)) for start in range(0, n, pool))
+        return math.ceil(total / self.num_replicas)

@@ -1,0 +1,236 @@
+"""The prepared-corpus format: sentences and dialogues as JSONL, read and written with clear errors.
+
+A prepared corpus is a folder of ``{split}.jsonl`` files (``train``, ``valid``, ``test``) plus a
+``corpus.json`` describing it. One JSON object a line:
+
+* sentences: ``{"text": str, "label"?: str | int, "attributes"?: {name: str | int}}``
+* dialogues: ``{"id"?: str, "turns": [{"speaker": str, "text": str, "act"?: str, "emotion"?: str}],
+  "topic"?: str, "meta"?: {...}}``
+
+Bad input never passes silently: malformed lines raise :class:`DataError` naming the file, the line
+and what to fix; skipped empty lines are counted and reported once per file as a :class:`DataWarning`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Label = str | int
+
+
+class DataError(ValueError):
+    """Input data the user must fix; the message is one line naming the file and the fix."""
+
+
+class DataWarning(UserWarning):
+    """Input data that was changed or skipped (and counted), e.g. empty lines or truncated sentences."""
+
+
+@dataclass(frozen=True)
+class Sentence:
+    text: str
+    label: Label | None = None
+    attributes: dict[str, Label] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"text": self.text}
+        if self.label is not None:
+            out["label"] = self.label
+        if self.attributes:
+            out["attributes"] = dict(self.attributes)
+        return out
+
+
+@dataclass(frozen=True)
+class Turn:
+    speaker: str
+    text: str
+    act: str | None = None
+    emotion: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"speaker": self.speaker, "text": self.text}
+        if self.act is not None:
+            out["act"] = self.act
+        if self.emotion is not None:
+            out["emotion"] = self.emotion
+        return out
+
+
+@dataclass(frozen=True)
+class Dialogue:
+    turns: tuple[Turn, ...]
+    topic: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.id is not None:
+            out["id"] = self.id
+        out["turns"] = [turn.to_json() for turn in self.turns]
+        if self.topic is not None:
+            out["topic"] = self.topic
+        if self.meta:
+            out["meta"] = self.meta
+        return out
+
+
+Kind = Literal["sentences", "dialogues"]
+
+
+def iter_text_lines(path: str | os.PathLike, *, what: str = "line") -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` for each non-empty line of a UTF-8 text file.
+
+    A line that is not valid UTF-8 raises :class:`DataError` (with line number and byte offset);
+    empty and whitespace-only lines are skipped, counted, and reported once at the end.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; check the path")
+    empty = 0
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(
+                    f"{path}:{number}: not valid UTF-8 (byte {err.start} of the line); "
+                    "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
+                ) from None
+            if number == 1:
+                line = line.removeprefix("\ufeff")  # a UTF-8 byte-order mark is not text
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                empty += 1
+                continue
+            yield number, line
+    if empty:
+        warnings.warn(f"{path}: skipped {empty} empty {what}{'s' if empty != 1 else ''}", DataWarning, stacklevel=2)
+
+
+def _require(cond: bool, path: Path, number: int, message: str) -> None:
+    if not cond:
+        raise DataError(f"{path}:{number}: {message}")
+
+
+def _label(value: Any, path: Path, number: int, name: str) -> Label:
+    _require(isinstance(value, (str, int)) and not isinstance(value, bool), path, number,
+             f'"{name}" must be a string or an integer, got {type(value).__name__}')
+    return value
+
+
+def _optional_str(obj: dict, key: str, path: Path, number: int) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    _require(isinstance(value, (str, int)) and not isinstance(value, bool), path, number,
+             f'"{key}" must be a string, got {type(value).__name__}')
+    return str(value)
+
+
+def parse_sentence(obj: Any, path: Path, number: int) -> Sentence:
+    _require(isinstance(obj, dict), path, number, 'expected a JSON object like {"text": "..."}')
+    text = obj.get("text")
+    _require(isinstance(text, str), path, number, 'missing string field "text"')
+    label = obj.get("label")
+    if label is not None:
+        label = _label(label, path, number, "label")
+    attributes = obj.get("attributes") or {}
+    _require(isinstance(attributes, dict), path, number, '"attributes" must be an object of name: value')
+    attributes = {str(k): _label(v, path, number, f"attributes.{k}") for k, v in attributes.items()}
+    return Sentence(text=text, label=label, attributes=attributes)
+
+
+def parse_dialogue(obj: Any, path: Path, number: int) -> Dialogue:
+    _require(isinstance(obj, dict), path, number, 'expected a JSON object like {"turns": [...]}')
+    turns = obj.get("turns")
+    _require(isinstance(turns, list) and len(turns) > 0, path, number,
+             'missing non-empty list field "turns"')
+    parsed = []
+    for i, turn in enumerate(turns):
+        _require(isinstance(turn, dict) and isinstance(turn.get("text"), str), path, number,
+                 f'turn {i} must be an object with a string "text"')
+        speaker = turn.get("speaker")
+        _require(isinstance(speaker, str) and speaker != "", path, number,
+                 f'turn {i} needs a non-empty string "speaker"')
+        parsed.append(Turn(speaker=speaker, text=turn["text"], act=_optional_str(turn, "act", path, number),
+                           emotion=_optional_str(turn, "emotion", path, number)))
+    meta = obj.get("meta") or {}
+    _require(isinstance(meta, dict), path, number, '"meta" must be an object')
+    return Dialogue(turns=tuple(parsed), topic=_optional_str(obj, "topic", path, number), meta=meta,
+                    id=_optional_str(obj, "id", path, number))
+
+
+def read_jsonl(path: str | os.PathLike, kind: Kind) -> Iterator[Sentence] | Iterator[Dialogue]:
+    """Read a prepared JSONL file of sentences or dialogues, validating every line.
+
+    Sentences with empty text and dialogue turns with empty text are skipped and counted (one
+    warning per file); a dialogue left with no turns is skipped and counted too.
+    """
+    if kind not in ("sentences", "dialogues"):
+        raise ValueError(f"kind must be 'sentences' or 'dialogues', got {kind!r}")
+    path = Path(path)
+    skipped: Counter[str] = Counter()
+    for number, line in iter_text_lines(path, what="line"):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{number}: malformed JSON ({err.msg} at column {err.colno}); "
+                            "each line must be one JSON object") from None
+        if kind == "sentences":
+            sentence = parse_sentence(obj, path, number)
+            if not sentence.text.strip():
+                skipped["empty sentence"] += 1
+                continue
+            yield sentence
+        else:
+            dialogue = parse_dialogue(obj, path, number)
+            turns = tuple(t for t in dialogue.turns if t.text.strip())
+            skipped["empty turn"] += len(dialogue.turns) - len(turns)
+            if not turns:
+                skipped["dialogue with no text"] += 1
+                continue
+            if len(turns) != len(dialogue.turns):
+                dialogue = Dialogue(turns=turns, topic=dialogue.topic, meta=dialogue.meta, id=dialogue.id)
+            yield dialogue
+    for what, count in skipped.items():
+        if count:
+            warnings.warn(f"{path}: skipped {count} {what}{'s' if count != 1 else ''}", DataWarning, stacklevel=2)
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[Sentence | Dialogue]) -> int:
+    """Write records one JSON object a line (UTF-8, not ASCII-escaped); returns how many."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
+            count += 1
+    tmp.replace(path)  # never leave a half-written corpus under the final name
+    return count
+
+
+def detect_kind(path: str | os.PathLike) -> Kind:
+    """Whether a prepared JSONL file holds sentences or dialogues, from its first record."""
+    path = Path(path)
+    for number, line in iter_text_lines(path):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{number}: malformed JSON ({err.msg}); each line must be one JSON object") from None
+        if isinstance(obj, dict) and "turns" in obj:
+            return "dialogues"
+        if isinstance(obj, dict) and "text" in obj:
+            return "sentences"
+        raise DataError(f'{path}:{number}: neither a sentence {{"text": ...}} nor a dialogue {{"turns": [...]}}')
+    raise DataError(f"{path}: file is empty; prepare the corpus first (textvae-corpus prepare ...)")

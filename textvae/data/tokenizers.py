@@ -1,0 +1,179 @@
+"""Tokenizers with fixed special ids: a word vocabulary (as in the PTB/Yahoo/Yelp papers) and SentencePiece.
+
+Both map text to ids *without* BOS/EOS (batching adds them) and share the special ids below, so a
+model never needs to know which tokenizer produced its data. A tokenizer saves to a folder as
+``tokenizer.json`` (+ ``tokenizer.model`` for SentencePiece, a protobuf): plain data, never pickle.
+
+The word tokenizer splits on whitespace only: published corpora (PTB, Yahoo, Yelp) are already
+tokenised, and re-splitting them would change the token count that perplexity is divided by.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
+
+from textvae.data.records import DataError
+
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
+# Spellings of "unknown word" that prepared corpora already contain (PTB "<unk>", Yahoo/Yelp "_UNK"):
+# they are the corpus's own OOV token, so they map to UNK_ID rather than becoming a second one.
+UNK_ALIASES = ("<unk>", "_UNK", "<UNK>")
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    vocab_size: int
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+    def save(self, directory: str | os.PathLike) -> None: ...
+
+
+def _strip_special(ids: Sequence[int]) -> list[int]:
+    """Drop PAD/BOS and cut at the first EOS: what decoding a generated sequence should show."""
+    out = []
+    for i in ids:
+        i = int(i)
+        if i == EOS_ID:
+            break
+        if i not in (PAD_ID, BOS_ID):
+            out.append(i)
+    return out
+
+
+class WordTokenizer:
+    """Whitespace tokens with a frequency-cut vocabulary (``min_count``, ``max_size``)."""
+
+    def __init__(self, tokens: Sequence[str], *, lowercase: bool = False):
+        if list(tokens[: len(SPECIAL_TOKENS)]) != list(SPECIAL_TOKENS):
+            raise ValueError(f"the first tokens must be the special tokens {SPECIAL_TOKENS}")
+        self.tokens = list(tokens)
+        self.lowercase = lowercase
+        self.index = {token: i for i, token in enumerate(self.tokens)}
+        for alias in UNK_ALIASES:
+            self.index.setdefault(alias, UNK_ID)
+        self.vocab_size = len(self.tokens)
+
+    @classmethod
+    def train(cls, texts: Iterable[str], *, min_count: int = 1, max_size: int | None = None,
+              lowercase: bool = False) -> WordTokenizer:
+        """Keep words seen at least ``min_count`` times, the ``max_size`` most frequent (specials included)."""
+        if min_count < 1:
+            raise ValueError(f"min_count must be >= 1, got {min_count}")
+        counts: Counter[str] = Counter()
+        for text in texts:
+            counts.update(text.lower().split() if lowercase else text.split())
+        for token in (*SPECIAL_TOKENS, *UNK_ALIASES):
+            counts.pop(token, None)
+        words = [w for w, c in sorted(counts.items(), key=lambda wc: (-wc[1], wc[0])) if c >= min_count]
+        if max_size is not None:
+            if max_size <= len(SPECIAL_TOKENS):
+                raise ValueError(f"max_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {max_size}")
+            words = words[: max_size - len(SPECIAL_TOKENS)]
+        if not words:
+            raise DataError("no words to build a vocabulary from: the training texts are empty")
+        return cls([*SPECIAL_TOKENS, *words], lowercase=lowercase)
+
+    def encode(self, text: str) -> list[int]:
+        words = text.lower().split() if self.lowercase else text.split()
+        return [self.index.get(w, UNK_ID) for w in words]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return " ".join(self.tokens[i] for i in _strip_special(ids))
+
+    def save(self, directory: str | os.PathLike) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = {"type": "word", "lowercase": self.lowercase, "tokens": self.tokens}
+        (directory / "tokenizer.json").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+
+
+class SentencePieceTokenizer:
+    """SentencePiece (unigram or BPE) trained on the training split, with textvae's special ids."""
+
+    def __init__(self, model_proto: bytes):
+        import sentencepiece as spm
+
+        self.model_proto = model_proto
+        self.processor = spm.SentencePieceProcessor(model_proto=model_proto)
+        ids = (self.processor.pad_id(), self.processor.bos_id(), self.processor.eos_id(), self.processor.unk_id())
+        if ids != (PAD_ID, BOS_ID, EOS_ID, UNK_ID):
+            raise DataError(f"SentencePiece model has special ids {ids}; textvae needs "
+                            f"pad/bos/eos/unk = {(PAD_ID, BOS_ID, EOS_ID, UNK_ID)}: train it with SentencePieceTokenizer.train")
+        self.vocab_size = self.processor.get_piece_size()
+
+    @classmethod
+    def train(cls, texts: Iterable[str], *, vocab_size: int = 8000,
+              model_type: Literal["unigram", "bpe"] = "unigram",
+              character_coverage: float = 1.0) -> SentencePieceTokenizer:
+        import io
+
+        import sentencepiece as spm
+
+        texts = [t for t in texts if t.strip()]
+        if not texts:
+            raise DataError("no text to train SentencePiece on: the training texts are empty")
+        model = io.BytesIO()
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size,
+                model_type=model_type, character_coverage=character_coverage,
+                pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID, unk_id=UNK_ID,
+                pad_piece=SPECIAL_TOKENS[0], bos_piece=SPECIAL_TOKENS[1], eos_piece=SPECIAL_TOKENS[2],
+                unk_piece=SPECIAL_TOKENS[3], user_defined_symbols=[], hard_vocab_limit=False,
+                num_threads=1, minloglevel=2,
+            )
+        except RuntimeError as err:  # e.g. a vocab_size the corpus cannot support
+            raise DataError(f"SentencePiece training failed: {err}") from None
+        return cls(model.getvalue())
+
+    def encode(self, text: str) -> list[int]:
+        return self.processor.encode(text)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.processor.decode(_strip_special(ids))
+
+    def save(self, directory: str | os.PathLike) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "tokenizer.model").write_bytes(self.model_proto)
+        (directory / "tokenizer.json").write_text(json.dumps({"type": "sentencepiece"}), encoding="utf-8")
+
+
+def train_tokenizer(texts: Iterable[str], *, kind: Literal["word", "unigram", "bpe"] = "word",
+                    min_count: int = 1, max_size: int | None = None, lowercase: bool = False,
+                    vocab_size: int = 8000) -> WordTokenizer | SentencePieceTokenizer:
+    """Build the tokenizer a training config names: a word vocabulary or a SentencePiece model."""
+    if kind == "word":
+        return WordTokenizer.train(texts, min_count=min_count, max_size=max_size, lowercase=lowercase)
+    if kind in ("unigram", "bpe"):
+        return SentencePieceTokenizer.train(texts, vocab_size=vocab_size, model_type=kind)
+    raise ValueError(f"unknown tokenizer kind {kind!r}; choose word, unigram or bpe")
+
+
+def load_tokenizer(directory: str | os.PathLike) -> WordTokenizer | SentencePieceTokenizer:
+    """Load a tokenizer saved with ``save`` from its folder."""
+    path = Path(directory) / "tokenizer.json"
+    if not path.is_file():
+        raise DataError(f"{path}: no tokenizer here; a model export folder must contain tokenizer.json")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: corrupt tokenizer file ({err}); re-export the model") from None
+    kind = config.get("type") if isinstance(config, dict) else None
+    if kind == "word":
+        return WordTokenizer(config["tokens"], lowercase=bool(config.get("lowercase", False)))
+    if kind == "sentencepiece":
+        model = Path(directory) / "tokenizer.model"
+        if not model.is_file():
+            raise DataError(f"{model}: missing SentencePiece model next to {path.name}")
+        return SentencePieceTokenizer(model.read_bytes())
+    raise DataError(f"{path}: unknown tokenizer type {kind!r}; expected 'word' or 'sentencepiece'")
