@@ -1,0 +1,17 @@
+"""textvae-respond: the dialogue response sampler, interactive or batch.
+
+Not available in this version yet: it arrives with the dialogue-VAE issue. The command name is fixed now so that
+scripts and documentation can rely on it.
+"""
+
+import argparse
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="textvae-respond", description=__doc__.splitlines()[0])
+    parser.parse_args(argv)
+    parser.exit(2, "textvae-respond: error: not available in this version yet (it arrives with the dialogue-VAE issue)\n")
+
+
+if __name__ == "__main__":
+    main()
