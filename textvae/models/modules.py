@@ -1,0 +1,388 @@
+"""Shared building blocks: sentence encoders, a Gaussian head, z-conditioned decoders and the model output.
+
+Notation: B batch, T tokens, E embedding, H hidden, Z latent, V vocab. Sequences are ``BOS w_1 .. w_n EOS``
+padded on the right with ``PAD_ID`` (see :mod:`textvae.data.batching`).
+
+Every decoder has the same interface, so one model file can swap architectures and
+:mod:`textvae.decoding` never needs to know which one it drives:
+
+* ``forward(inputs (B, T), z (B, Z) | None) -> logits (B, T, V)``: teacher forcing;
+  ``features`` + ``project`` split it so a model can project only the real (non-PAD) positions;
+* ``start(z, batch_size) -> state``, ``step(tokens (B,), state) -> (logits (B, V), state)`` and
+  ``reorder(state, index (B',)) -> state`` (rows of the state picked by ``index``: beam search).
+
+A decoder built with ``latent_dim=0`` has no latent input: that is the language model.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from textvae.data.tokenizers import PAD_ID
+
+
+class ModelOutput(NamedTuple):
+    """What every model's ``forward(batch)`` returns; the training system combines the terms."""
+
+    reconstruction: Tensor  # (B,) -log p(x|z) for one z ~ q(z|x), summed over words + EOS (PAD masked)
+    kl: Tensor | None  # (B, Z) true KL(q(z|x) || p(z)) per dimension; None without a latent
+    mu: Tensor | None  # (B, Z) posterior mean
+    logvar: Tensor | None  # (B, Z) posterior log-variance
+    aux_loss: Tensor  # (B,) extra per-example losses (bag-of-words, dialogue acts); zeros if none
+
+
+def sequence_nll(decoder: RNNDecoder | TransformerDecoder, inputs: Tensor, targets: Tensor,
+                 z: Tensor | None) -> Tensor:
+    """-log p(targets | inputs, z) summed over the real targets of each row: (B, T) x2 -> (B,).
+
+    Only non-PAD positions are projected to the vocabulary: with V in the tens of thousands the output
+    layer dominates the cost, and padded positions would otherwise pay for it.
+    """
+    mask = targets != PAD_ID  # (B, T)
+    hidden = decoder.features(inputs, z)  # (B, T, H)
+    logits = decoder.project(hidden[mask])  # (N, V) with N real targets
+    token_nll = F.cross_entropy(logits.float(), targets[mask], reduction="none")  # (N,)
+    return token_nll.new_zeros(mask.shape).masked_scatter(mask, token_nll).sum(-1)  # (B,)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Encoders: (tokens (B, T), lengths (B,)) -> sentence vector (B, output_dim)
+
+
+class RNNEncoder(nn.Module):
+    """LSTM/GRU over the embedded sentence; the vector is the last layer's final hidden state
+    (forward and backward final states concatenated when bidirectional). Packed, so PAD is never read."""
+
+    def __init__(self, *, vocab_size: int, cell: Literal["lstm", "gru"] = "lstm", embed_dim: int = 256,
+                 hidden_dim: int = 256, num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.0):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)  # He et al. (2019)'s initialisation
+        with torch.no_grad():
+            self.embedding.weight[PAD_ID].zero_()
+        rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
+        self.rnn = rnn(embed_dim, hidden_dim, num_layers, batch_first=True, bidirectional=bidirectional,
+                       dropout=dropout if num_layers > 1 else 0.0)
+        self.dropout = nn.Dropout(dropout)
+        self.num_layers, self.directions, self.hidden_dim = num_layers, 2 if bidirectional else 1, hidden_dim
+        self.output_dim = self.directions * hidden_dim
+
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        batch_size = tokens.shape[0]
+        x = self.dropout(self.embedding(tokens))  # (B, T, E)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, hidden = self.rnn(packed)  # (layers * directions, B, H), back in the input order
+        h = hidden[0] if isinstance(hidden, tuple) else hidden  # LSTM: (h, c); keep h
+        h = h.view(self.num_layers, self.directions, batch_size, self.hidden_dim)[-1]  # (directions, B, H)
+        return h.transpose(0, 1).reshape(batch_size, self.output_dim)  # (B, directions * H)
+
+
+class Positions(nn.Module):
+    """Position embeddings (T, E): learned (GPT) or fixed sinusoids (Vaswani et al. 2017)."""
+
+    def __init__(self, *, max_len: int, dim: int, kind: Literal["learned", "sinusoidal"] = "learned"):
+        super().__init__()
+        self.max_len = max_len
+        if kind == "learned":
+            self.table = nn.Parameter(torch.randn(max_len, dim) * 0.02)
+        else:
+            position = torch.arange(max_len).unsqueeze(1)  # (max_len, 1)
+            frequency = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))  # (E/2,)
+            table = torch.zeros(max_len, dim)
+            table[:, 0::2] = torch.sin(position * frequency)
+            table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
+            self.register_buffer("table", table, persistent=False)
+
+    def forward(self, start: int, length: int) -> Tensor:
+        if start + length > self.max_len:
+            raise ValueError(f"position {start + length - 1} is beyond max_len={self.max_len}; build the model "
+                             "with a larger max_len or decode shorter sequences")
+        return self.table[start:start + length]  # (T, E)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with an optional cache of past keys/values (incremental decoding)."""
+
+    def __init__(self, dim: int, num_heads: int, dropout: float):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embed_dim={dim} must be divisible by num_heads={num_heads}")
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.num_heads, self.dropout = num_heads, dropout
+
+    def forward(self, x: Tensor, *, attn_mask: Tensor | None = None, is_causal: bool = False,
+                past: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        b, t, e = x.shape
+        q, k, v = (u.view(b, t, self.num_heads, e // self.num_heads).transpose(1, 2)
+                   for u in self.qkv(x).split(e, dim=-1))  # (B, heads, T, E/heads) each
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, heads, T_past + T, .)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(b, t, e)), (k, v)  # (B, T, E)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LN block (Xiong et al. 2020; GPT-2): x + attn(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, dim: int, num_heads: int, ff_dim: int, dropout: float):
+        super().__init__()
+        self.ln_attention = nn.LayerNorm(dim)
+        self.attention = SelfAttention(dim, num_heads, dropout)
+        self.ln_mlp = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, ff_dim), nn.GELU(), nn.Linear(ff_dim, dim))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, *, attn_mask: Tensor | None = None, is_causal: bool = False,
+                past: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        a, cache = self.attention(self.ln_attention(x), attn_mask=attn_mask, is_causal=is_causal, past=past)
+        x = x + self.dropout(a)
+        return x + self.dropout(self.mlp(self.ln_mlp(x))), cache  # (B, T, E)
+
+
+def _init_transformer(module: nn.Module) -> None:
+    """GPT-2 / nanoGPT initialisation: N(0, 0.02) weights, zero biases (keeps tied logits small)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+            if m.padding_idx is not None:
+                with torch.no_grad():
+                    m.weight[m.padding_idx].zero_()
+
+
+class TransformerEncoder(nn.Module):
+    """Bidirectional pre-LN Transformer; PAD keys are masked. The vector is the mean over the real tokens
+    (``pooling="mean"``) or the output at BOS (``"first"``, BOS acting as BERT's [CLS])."""
+
+    def __init__(self, *, vocab_size: int, embed_dim: int = 256, hidden_dim: int = 1024, num_layers: int = 2,
+                 num_heads: int = 4, dropout: float = 0.0, max_len: int = 512,
+                 positions: Literal["learned", "sinusoidal"] = "learned", pooling: Literal["mean", "first"] = "mean"):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+        self.positions = Positions(max_len=max_len, dim=embed_dim, kind=positions)
+        self.blocks = nn.ModuleList(TransformerBlock(embed_dim, num_heads, hidden_dim, dropout)
+                                    for _ in range(num_layers))
+        self.ln_final = nn.LayerNorm(embed_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.pooling = pooling
+        self.output_dim = embed_dim
+        _init_transformer(self)
+
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        real = tokens != PAD_ID  # (B, T)
+        x = self.dropout(self.embedding(tokens) + self.positions(0, tokens.shape[1]))  # (B, T, E)
+        attn_mask = real[:, None, None, :]  # (B, 1, 1, T): every query sees the real keys only
+        for block in self.blocks:
+            x, _ = block(x, attn_mask=attn_mask)
+        x = self.ln_final(x)  # (B, T, E)
+        if self.pooling == "first":
+            return x[:, 0]  # (B, E)
+        weights = real.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
+        return (x * weights).sum(1) / weights.sum(1).clamp_min(1.0)  # (B, E)
+
+
+class GaussianHead(nn.Module):
+    """Diagonal Gaussian q(z|x) = N(mu, diag(exp(logvar))) from a sentence vector: (B, D) -> (B, Z) x2."""
+
+    def __init__(self, *, input_dim: int, latent_dim: int):
+        super().__init__()
+        self.to_mu = nn.Linear(input_dim, latent_dim)
+        self.to_logvar = nn.Linear(input_dim, latent_dim)
+
+    def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        return self.to_mu(h), self.to_logvar(h)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Decoders
+
+
+class RNNState(NamedTuple):
+    hidden: Tensor | tuple[Tensor, Tensor]  # GRU (layers, B, H); LSTM (h, c), each (layers, B, H)
+    z: Tensor | None  # (B, Z), kept when z is concatenated to every input
+
+
+class RNNDecoder(nn.Module):
+    """LSTM/GRU language model conditioned on z (Bowman et al. 2016).
+
+    z sets the initial state through ``latent_to_hidden`` (for an LSTM both h_0 and c_0, for every
+    layer) and, with ``z_to_every_input``, is also concatenated to every input embedding, as in
+    He et al. (2019)'s decoder, which makes z harder to ignore. ``latent_dim=0``: a plain LM, zero state.
+    ``tie_embeddings`` shares the input embedding with the output layer (Press & Wolf 2017); when
+    ``hidden_dim != embed_dim`` a linear layer first maps the hidden state to the embedding size.
+    """
+
+    def __init__(self, *, vocab_size: int, cell: Literal["lstm", "gru"] = "lstm", embed_dim: int = 256,
+                 hidden_dim: int = 256, latent_dim: int = 0, num_layers: int = 1, z_to_every_input: bool = False,
+                 dropout: float = 0.0, tie_embeddings: bool = False):
+        super().__init__()
+        if z_to_every_input and latent_dim == 0:
+            raise ValueError("z_to_every_input needs a latent (latent_dim > 0)")
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        with torch.no_grad():
+            self.embedding.weight[PAD_ID].zero_()
+        rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
+        self.rnn = rnn(embed_dim + (latent_dim if z_to_every_input else 0), hidden_dim, num_layers,
+                       batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
+        self.is_lstm = cell == "lstm"
+        self.num_layers, self.hidden_dim, self.latent_dim = num_layers, hidden_dim, latent_dim
+        self.z_to_every_input = z_to_every_input
+        parts = 2 if self.is_lstm else 1
+        self.latent_to_hidden = nn.Linear(latent_dim, parts * num_layers * hidden_dim) if latent_dim else None
+        self.to_embed = nn.Linear(hidden_dim, embed_dim) if tie_embeddings and hidden_dim != embed_dim else None
+        self.output = nn.Linear(embed_dim if tie_embeddings else hidden_dim, vocab_size)
+        if tie_embeddings:
+            self.output.weight = self.embedding.weight
+        self.dropout = nn.Dropout(dropout)
+
+    def _check_z(self, z: Tensor | None) -> None:
+        if (z is None) != (self.latent_to_hidden is None):
+            raise ValueError("this decoder needs z (B, Z)" if z is None else "this decoder has no latent: pass z=None")
+
+    def _initial_hidden(self, z: Tensor | None, batch_size: int, like: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        parts = 2 if self.is_lstm else 1
+        if self.latent_to_hidden is None:
+            h = like.new_zeros(parts, self.num_layers, batch_size, self.hidden_dim)
+        else:  # (B, parts * layers * H) -> (parts, layers, B, H)
+            h = self.latent_to_hidden(z).view(-1, parts, self.num_layers, self.hidden_dim).permute(1, 2, 0, 3)
+        return (h[0].contiguous(), h[1].contiguous()) if self.is_lstm else h[0].contiguous()
+
+    def _embed(self, tokens: Tensor, z: Tensor | None) -> Tensor:
+        x = self.dropout(self.embedding(tokens))  # (B, T, E)
+        if self.z_to_every_input:
+            x = torch.cat([x, z.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=-1)  # (B, T, E + Z)
+        return x
+
+    def _out(self, h: Tensor) -> Tensor:
+        h = self.dropout(h)
+        return self.to_embed(h) if self.to_embed is not None else h
+
+    def features(self, inputs: Tensor, z: Tensor | None) -> Tensor:
+        """(B, T) decoder inputs -> (B, T, H) states before the output layer."""
+        self._check_z(z)
+        x = self._embed(inputs, z)
+        out, _ = self.rnn(x, self._initial_hidden(z, inputs.shape[0], x))  # (B, T, H)
+        return self._out(out)
+
+    def project(self, h: Tensor) -> Tensor:
+        return self.output(h)  # (..., V)
+
+    def forward(self, inputs: Tensor, z: Tensor | None) -> Tensor:
+        return self.project(self.features(inputs, z))  # (B, T, V)
+
+    def start(self, z: Tensor | None, batch_size: int | None = None) -> RNNState:
+        self._check_z(z)
+        batch_size = z.shape[0] if z is not None else batch_size
+        if batch_size is None:
+            raise ValueError("start(z=None) needs batch_size")
+        like = z if z is not None else self.output.weight
+        return RNNState(self._initial_hidden(z, batch_size, like), z if self.z_to_every_input else None)
+
+    def step(self, tokens: Tensor, state: RNNState) -> tuple[Tensor, RNNState]:
+        x = self._embed(tokens.unsqueeze(1), state.z)  # (B, 1, E [+ Z])
+        out, hidden = self.rnn(x, state.hidden)  # (B, 1, H)
+        return self.project(self._out(out[:, 0])), RNNState(hidden, state.z)  # (B, V)
+
+    def reorder(self, state: RNNState, index: Tensor) -> RNNState:
+        hidden = (tuple(h.index_select(1, index) for h in state.hidden) if isinstance(state.hidden, tuple)
+                  else state.hidden.index_select(1, index))
+        return RNNState(hidden, None if state.z is None else state.z.index_select(0, index))
+
+
+class TransformerState(NamedTuple):
+    cache: list[tuple[Tensor, Tensor]]  # per layer (keys, values), each (B, heads, t, E/heads)
+    position: int  # index of the next input token
+    latent: Tensor | None  # (B, E) projected z added to every input embedding
+
+
+class TransformerDecoder(nn.Module):
+    """Causal pre-LN Transformer (GPT-2 style) conditioned on z by adding ``latent_to_embedding(z)`` to every
+    input embedding (Li et al. 2020, Optimus, "embedding" injection).
+
+    Why not z as a one-token memory for cross-attention: softmax over a single key always gives weight 1,
+    so cross-attention to one slot collapses to adding a per-layer linear function of z to the residual
+    stream, while paying for query/key projections that can learn nothing. Adding z at the input
+    conditions every position from the first layer on, keeps the decoder the same causal self-attention
+    stack as the language model (``latent_dim=0``), and keeps the incremental-decoding cache to
+    self-attention keys and values. ``hidden_dim`` is the feed-forward width; the model width is ``embed_dim``.
+    """
+
+    def __init__(self, *, vocab_size: int, embed_dim: int = 256, hidden_dim: int = 1024, latent_dim: int = 0,
+                 num_layers: int = 2, num_heads: int = 4, dropout: float = 0.0, max_len: int = 512,
+                 positions: Literal["learned", "sinusoidal"] = "learned", tie_embeddings: bool = False):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+        self.positions = Positions(max_len=max_len, dim=embed_dim, kind=positions)
+        self.latent_to_embedding = nn.Linear(latent_dim, embed_dim) if latent_dim else None
+        self.blocks = nn.ModuleList(TransformerBlock(embed_dim, num_heads, hidden_dim, dropout)
+                                    for _ in range(num_layers))
+        self.ln_final = nn.LayerNorm(embed_dim)
+        self.output = nn.Linear(embed_dim, vocab_size)
+        self.dropout = nn.Dropout(dropout)
+        self.latent_dim = latent_dim
+        _init_transformer(self)
+        if tie_embeddings:
+            self.output.weight = self.embedding.weight
+
+    def _latent(self, z: Tensor | None) -> Tensor | None:
+        if (z is None) != (self.latent_to_embedding is None):
+            raise ValueError("this decoder needs z (B, Z)" if z is None else "this decoder has no latent: pass z=None")
+        return None if z is None else self.latent_to_embedding(z)  # (B, E)
+
+    def _embed(self, tokens: Tensor, start: int, latent: Tensor | None) -> Tensor:
+        x = self.embedding(tokens) + self.positions(start, tokens.shape[1])  # (B, T, E)
+        if latent is not None:
+            x = x + latent.unsqueeze(1)
+        return self.dropout(x)
+
+    def features(self, inputs: Tensor, z: Tensor | None) -> Tensor:
+        """(B, T) decoder inputs -> (B, T, E) final-layer states. Right padding needs no mask:
+        causal attention never lets a real position see the PAD after it."""
+        x = self._embed(inputs, 0, self._latent(z))
+        for block in self.blocks:
+            x, _ = block(x, is_causal=True)
+        return self.ln_final(x)
+
+    def project(self, h: Tensor) -> Tensor:
+        return self.output(h)  # (..., V)
+
+    def forward(self, inputs: Tensor, z: Tensor | None) -> Tensor:
+        return self.project(self.features(inputs, z))  # (B, T, V)
+
+    def start(self, z: Tensor | None, batch_size: int | None = None) -> TransformerState:
+        latent = self._latent(z)
+        batch_size = z.shape[0] if z is not None else batch_size
+        if batch_size is None:
+            raise ValueError("start(z=None) needs batch_size")
+        heads = self.blocks[0].attention.num_heads if self.blocks else 1
+        empty = self.output.weight.new_zeros(batch_size, heads, 0, self.embedding.embedding_dim // heads)
+        return TransformerState([(empty, empty) for _ in self.blocks], 0, latent)
+
+    def step(self, tokens: Tensor, state: TransformerState) -> tuple[Tensor, TransformerState]:
+        x = self._embed(tokens.unsqueeze(1), state.position, state.latent)  # (B, 1, E)
+        cache = []
+        for block, past in zip(self.blocks, state.cache, strict=True):
+            x, kv = block(x, past=past)
+            cache.append(kv)
+        logits = self.project(self.ln_final(x[:, 0]))  # (B, V)
+        return logits, TransformerState(cache, state.position + 1, state.latent)
+
+    def reorder(self, state: TransformerState, index: Tensor) -> TransformerState:
+        cache = [(k.index_select(0, index), v.index_select(0, index)) for k, v in state.cache]
+        latent = None if state.latent is None else state.latent.index_select(0, index)
+        return TransformerState(cache, state.position, latent)
+
+
+DecoderState = RNNState | TransformerState
