@@ -1,16 +1,48 @@
-"""textvae-train: train, validate and test a model from a recipe (LightningCLI).
+"""textvae-train: train, validate and test a textvae model from a recipe (LightningCLI).
 
-Not available in this version yet: it arrives with the sentence-VAE issue. The command name is fixed now so that
-scripts and documentation can rely on it.
+    textvae-train fit --config recipes/quickstart.yaml [--trainer.max_epochs 3] [--export DIR]
+
+Any option of the recipe can be overridden with a dotted flag. The resolved config is saved in the
+run folder; after ``fit`` the model is exported (config JSON + safetensors + tokenizer) to ``--export``
+(default: ``<run folder>/export``), which every other textvae tool loads with ``--model DIR``.
 """
 
-import argparse
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pytorch_lightning.cli import LightningCLI
+
+from textvae.data.records import DataError
+from textvae.export import save_export
+from textvae.lightning import TextDataModule, TextVAESystem
+
+
+class TrainCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser):
+        parser.link_arguments("data.vocab_size", "model.model.init_args.vocab_size", apply_on="instantiate")
+        parser.add_argument("--export", type=str | None, default=None,
+                            help="export folder for the trained model (default: <run folder>/export)")
+
+    def after_fit(self):
+        export = self.config[self.subcommand].get("export") or str(Path(self.trainer.log_dir or ".") / "export")
+        if self.trainer.is_global_zero:
+            data = self.datamodule
+            categories = {"labels": data.labels.names} if data.kind == "sentences" else {
+                "acts": data.acts.names, "emotions": data.emotions.names, "topics": data.topics.names}
+            save_export(export, self.model.model, data.tokenizer, categories=categories,
+                        info={"kind": data.kind, "data": {k: v for k, v in data.paths.items() if v}})
+            print(f"textvae-train: model exported to {export}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="textvae-train", description=__doc__.splitlines()[0])
-    parser.parse_args(argv)
-    parser.exit(2, "textvae-train: error: not available in this version yet (it arrives with the sentence-VAE issue)\n")
+    try:
+        TrainCLI(TextVAESystem, TextDataModule, args=argv, save_config_kwargs={"overwrite": True},
+                 auto_configure_optimizers=False)
+    except DataError as err:
+        print(f"textvae-train: error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,33 @@
+"""Train 2 CPU processes with DDP (gloo) for a few steps; each rank saves its weights.
+
+Run as a script (``python tests/ddp_train.py DATA.jsonl OUT_DIR``): DDP re-launches this file once
+per extra process, which it could not do from inside pytest.
+"""
+
+import sys
+from pathlib import Path
+
+import pytorch_lightning as pl
+from safetensors.torch import save_file
+
+from textvae.lightning import TextDataModule, TextVAESystem
+from textvae.models import SentenceVAE
+from textvae.schedules import KLSchedule
+
+
+def main(data: str, out: str) -> None:
+    pl.seed_everything(0, verbose=False)
+    datamodule = TextDataModule(train=data, valid=data, batch_size=8, cache_dir=str(Path(out) / "cache"))
+    model = SentenceVAE(vocab_size=datamodule.vocab_size, embed_dim=16, hidden_dim=32, latent_dim=4, word_dropout=0.3)
+    system = TextVAESystem(model, kl_schedule=KLSchedule(kind="linear", warmup_steps=10))
+    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=6, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         num_sanity_val_steps=0, limit_val_batches=2)
+    trainer.fit(system, datamodule=datamodule)
+    state = {k: v.detach().contiguous() for k, v in system.model.state_dict().items()}
+    save_file(state, str(Path(out) / f"rank{trainer.global_rank}.safetensors"))
+    print(f"rank {trainer.global_rank} world {trainer.world_size} steps {trainer.global_step}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
