@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import torch
 from pytorch_lightning.cli import LightningCLI
 
 from textvae.data.records import DataError
@@ -27,6 +28,13 @@ class TrainCLI(LightningCLI):
 
     def after_fit(self):
         export = self.config[self.subcommand].get("export") or str(Path(self.trainer.log_dir or ".") / "export")
+        checkpoint = self.trainer.checkpoint_callback
+        best = getattr(checkpoint, "best_model_path", "") if checkpoint is not None else ""
+        if best and getattr(checkpoint, "monitor", None):
+            # export the best model by the monitored validation metric, not the last one
+            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+            self.model.load_state_dict(state)
+            print(f"textvae-train: exporting the best checkpoint by {checkpoint.monitor}: {best}")
         if self.trainer.is_global_zero:
             data = self.datamodule
             categories = {"labels": data.labels.names} if data.kind == "sentences" else {
