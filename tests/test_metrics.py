@@ -141,3 +141,16 @@ def test_self_bleu_equals_the_quadratic_sacrebleu_definition(tokenize):
         for i, s in enumerate(sentences)
     ) / len(sentences)
     assert self_bleu(sentences, tokenize=tokenize) == pytest.approx(expected, rel=1e-9)
+
+
+def test_linear_probe_finds_linear_signal_and_not_noise():
+    from textvae.metrics import linear_probe
+
+    g = torch.Generator().manual_seed(0)
+    labels = [["a", "b", "c"][i % 3] for i in range(600)]
+    centers = torch.tensor([[3.0, 0.0], [0.0, 3.0], [-3.0, -3.0]])
+    signal = torch.stack([centers[i % 3] for i in range(600)]) + 0.5 * torch.randn(600, 2, generator=g)
+    accuracy, chance = linear_probe(signal, labels)
+    assert accuracy > 0.95 and abs(chance - 1 / 3) < 0.1
+    noise_accuracy, _ = linear_probe(torch.randn(600, 2, generator=g), labels)
+    assert noise_accuracy < 0.5

@@ -182,3 +182,40 @@ def corpus_bleu(
             )
         streams = [list(refs) for refs in zip(*references, strict=True)]  # (num_refs, N)
     return sacrebleu.corpus_bleu(list(hypotheses), streams, tokenize=tokenize).score
+
+
+def linear_probe(features: Tensor, labels: Sequence[str], *, train_fraction: float = 0.8, steps: int = 200,
+                 seed: int = 0) -> tuple[float, float]:
+    """How well a linear classifier on ``features`` (N, D), e.g. posterior means, predicts ``labels``.
+
+    Multinomial logistic regression (full-batch L-BFGS, standardised features) fit on a random
+    ``train_fraction`` of the examples and scored on the rest. Returns ``(accuracy, chance)`` where
+    chance is the accuracy of always answering the most frequent training label.
+    """
+    if features.dim() != 2 or features.shape[0] != len(labels):
+        raise ValueError(f"features must be (N, D) with N = len(labels), got {tuple(features.shape)} and {len(labels)}")
+    names = sorted(set(labels))
+    y = torch.tensor([names.index(label) for label in labels])
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    cut = int(train_fraction * len(y))
+    if cut < 1 or cut >= len(y):
+        raise ValueError(f"train_fraction {train_fraction} leaves no train or no test examples of {len(y)}")
+    train, test = order[:cut], order[cut:]
+    x = features.detach().float()
+    mean, std = x[train].mean(0), x[train].std(0).clamp_min(1e-6)
+    x = (x - mean) / std
+    with torch.enable_grad():
+        classifier = torch.nn.Linear(x.shape[1], len(names))
+        optimizer = torch.optim.LBFGS(classifier.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
+
+        def closure():
+            optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(classifier(x[train]), y[train]) + 1e-3 * classifier.weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+    with torch.no_grad():
+        accuracy = (classifier(x[test]).argmax(-1) == y[test]).float().mean().item()
+    chance = (y[test] == torch.bincount(y[train]).argmax()).float().mean().item()
+    return accuracy, chance
