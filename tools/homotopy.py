@@ -1,17 +1,161 @@
 """textvae-homotopy: sentences along a path between two points of the latent space (Bowman et al. 2016).
 
-Not available in this version yet: it arrives with the sentence-VAE issue. The command name is fixed now so that
-scripts and documentation can rely on it.
+Encodes each end by its posterior mean (or draws it from the prior with --from-prior / --to-prior),
+interpolates STEPS points strictly between them, decodes every point, and prints the numbered path:
+STEPS + 2 lines, the two ends marked (a given sentence is printed as given; a prior end as decoded).
+
+Examples:
+  textvae-homotopy --model runs/yelp/export --from "the food was great ." --to "the service was slow ." --steps 5
+  textvae-homotopy --model runs/yelp/export --from-prior --to-prior --steps 8 --method slerp --seed 3
 """
 
+from __future__ import annotations
+
 import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+from textvae.data.records import DataError, DataWarning
+from textvae.export import Export, load_export
+from textvae.latent import homotopy
+
+PROG = "textvae-homotopy"
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="textvae-homotopy", description=__doc__.splitlines()[0])
-    parser.parse_args(argv)
-    parser.exit(2, "textvae-homotopy: error: not available in this version yet (it arrives with the sentence-VAE issue)\n")
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"{PROG}: error: {message}\n")  # one line, never a traceback
+
+
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _number(low: float, high: float, *, include_low: bool):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not ((value >= low if include_low else value > low) and value <= high):
+            raise argparse.ArgumentTypeError(f"must be in {'[' if include_low else '('}{low}, {high}], got {text}")
+        return value
+    return parse
+
+
+def _sentence(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty sentence")
+    return text
+
+
+def _capitalized(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _parser() -> argparse.ArgumentParser:
+    summary, _, rest = (__doc__ or f"{PROG}: homotopy\n").partition("\n")
+    parser = _Parser(prog=PROG, description=_capitalized(summary.partition(": ")[2]) + "\n" + rest,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, type=Path, metavar="DIR", help="model export folder")
+    start = parser.add_mutually_exclusive_group(required=True)
+    start.add_argument("--from", dest="start", type=_sentence, metavar="SENTENCE", help="the first end")
+    start.add_argument("--from-prior", action="store_true", help="draw the first end from the prior")
+    end = parser.add_mutually_exclusive_group(required=True)
+    end.add_argument("--to", dest="end", type=_sentence, metavar="SENTENCE", help="the last end")
+    end.add_argument("--to-prior", action="store_true", help="draw the last end from the prior")
+    parser.add_argument("--steps", type=_count(1), default=5, metavar="N",
+                        help="points strictly between the ends (default 5)")
+    parser.add_argument("--method", choices=("lerp", "slerp"), default="lerp",
+                        help="straight line (Bowman et al.) or great circle (White 2016) (default lerp)")
+    decoding = parser.add_argument_group("decoding")
+    decoding.add_argument("--decode", choices=("greedy", "beam", "sample"), default="greedy",
+                          help="decoding method (default greedy, as Bowman et al.)")
+    decoding.add_argument("--temperature", type=_number(0.0, float("inf"), include_low=False), default=1.0, metavar="T",
+                          help="sampling temperature, > 0 (default 1)")
+    decoding.add_argument("--top-k", type=_count(0), default=0, metavar="K", help="sample among the K most likely (0: all)")
+    decoding.add_argument("--top-p", type=_number(0.0, 1.0, include_low=False), default=1.0, metavar="P",
+                          help="nucleus sampling: the smallest set of tokens holding probability P, in (0, 1] (default 1)")
+    decoding.add_argument("--beam", type=_count(1), default=5, metavar="B", help="beam size (default 5)")
+    decoding.add_argument("--max-len", type=_count(1), default=50, metavar="L",
+                          help="longest output in tokens, EOS included (default 50)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of prior ends and sampling (default 0)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="torch device (default: cuda if available, else cpu)")
+    return parser
+
+
+def _load(parser: argparse.ArgumentParser, directory: Path, device: str) -> Export:
+    try:
+        export = load_export(directory, device=device)
+    except DataError as err:
+        parser.error(str(err))
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+        parser.error(f"{directory}: cannot load the model export ({type(err).__name__}: {err}); re-export it")
+    if export.info.get("kind") == "dialogues":
+        parser.error(f"{directory} is a dialogue model: homotopies between responses arrive with the dialogue issue")
+    return export
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    export = _load(parser, args.model, args.device)
+    generator = torch.Generator(device=args.device).manual_seed(args.seed)
+    path = homotopy(export.model, export.tokenizer, args.start, args.end, steps=args.steps, method=args.method,
+                    decode=args.decode, generator=generator, max_len=args.max_len, beam_size=args.beam,
+                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    if path.unknown:
+        print(f"{PROG}: note: {path.unknown} of {path.tokens} tokens of the given sentences are not in the "
+              "model's vocabulary; read as <unk>", file=sys.stderr)
+    last = len(path.points) - 1
+    width = len(str(last))
+    for i, point in enumerate(path.points):
+        if 0 < i < last:
+            print(f"{i:>{width}}         {point.decoded}")
+            continue
+        mark = "[from]" if i == 0 else "[to]  "
+        if point.given is None:
+            print(f"{i:>{width}}  {mark} {point.decoded}  (prior draw)")
+        else:
+            print(f"{i:>{width}}  {mark} {point.given}")
+            if point.decoded != point.given:
+                print(f"{PROG}: note: the {'start' if i == 0 else 'end'} decodes as: {point.decoded}",
+                      file=sys.stderr)
+
+
+def _report(caught: list[warnings.WarningMessage]) -> None:
+    for w in caught:
+        if issubclass(w.category, DataWarning):
+            print(f"{PROG}: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        try:
+            _run(parser, args)
+        except (DataError, ValueError) as err:  # the error says what to fix; its warnings would only repeat it
+            parser.error(str(err))
+        except OSError as err:  # a missing or unreadable file, a folder we may not write
+            where = f"{err.filename}: " if err.filename else ""
+            parser.error(f"{where}{err.strerror or err}")
+    _report(caught)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""textvae.evaluation and textvae.latent on a tiny trained VAE and LM (exported, as the tools see them)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+import torch
+
+from textvae.data.batching import collate_sentences
+from textvae.data.datasets import SentenceDataset, load_records
+from textvae.data.records import write_jsonl
+from textvae.data.synthetic import generate_sentences
+from textvae.data.tokenizers import WordTokenizer
+from textvae.evaluation import EvalResult, evaluate, importance_samples, prior_sample_metrics
+from textvae.export import load_export, save_export
+from textvae.latent import encode_texts, homotopy, interpolate, project_2d
+from textvae.metrics import active_units
+from textvae.models import LanguageModel, SentenceVAE
+from textvae.objectives import importance_weighted_nll
+
+
+class Exports(NamedTuple):
+    data: Path  # prepared JSONL, 200 synthetic sentences with label and attributes
+    vae: Path  # SentenceVAE export (latent 4)
+    lm: Path  # LanguageModel export
+
+
+def _train(model: torch.nn.Module, examples, *, beta: float, steps: int = 100) -> None:
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    generator = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(steps):
+        batch = collate_sentences([examples[i] for i in torch.randint(len(examples), (32,), generator=generator)])
+        out = model(batch)
+        loss = out.reconstruction.mean() + (beta * out.kl.sum(-1).mean() if out.kl is not None else 0.0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+
+
+def build_exports(directory: Path) -> Exports:
+    """200 synthetic sentences, a word tokenizer, a tiny VAE trained 100 steps with beta 0.05 (so that its
+    latent is used) and a tiny LM trained 50 steps; both exported."""
+    sentences = generate_sentences(200, seed=0)
+    write_jsonl(directory / "data.jsonl", sentences)
+    tokenizer = WordTokenizer.train(s.text for s in sentences)
+    dataset = SentenceDataset({"text": [s.text for s in sentences], "label": [None] * len(sentences),
+                               "attributes": [None] * len(sentences)}, tokenizer)
+    examples = [dataset[i] for i in range(len(dataset))]
+    categories = {"labels": sorted({s.label for s in sentences})}
+    torch.manual_seed(0)
+    vae = SentenceVAE(vocab_size=tokenizer.vocab_size, embed_dim=16, hidden_dim=32, latent_dim=4)
+    _train(vae, examples, beta=0.05)
+    save_export(directory / "vae", vae, tokenizer, categories=categories, info={"kind": "sentences"})
+    torch.manual_seed(0)
+    lm = LanguageModel(vocab_size=tokenizer.vocab_size, embed_dim=16, hidden_dim=32)
+    _train(lm, examples, beta=0.0, steps=50)
+    save_export(directory / "lm", lm, tokenizer, categories=categories, info={"kind": "sentences"})
+    return Exports(data=directory / "data.jsonl", vae=directory / "vae", lm=directory / "lm")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from a second thread, and OpenMP threads spinning on cores that other
+    processes keep busy made these tests 15x slower (42 s instead of 2.6 s to build the exports)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory) -> Exports:
+    return build_exports(tmp_path_factory.mktemp("evaluation"))
+
+
+@pytest.fixture(scope="module")
+def vae(exports):
+    return load_export(exports.vae)
+
+
+@pytest.fixture(scope="module")
+def dataset(exports, vae):
+    records = load_records(exports.data, cache_dir=exports.data.parent / "cache")
+    return SentenceDataset(records.select(range(64)), vae.tokenizer)
+
+
+def test_iw_nll_is_no_looser_than_the_elbo(vae, dataset):
+    result = evaluate(vae.model, dataset, samples=50, tokenizer=vae.tokenizer)
+    assert result.iw_nll <= -result.elbo
+    assert result.elbo == pytest.approx(-(result.reconstruction + result.kl))
+    assert result.kl > 0.5  # beta 0.05: the fixture's latent is in use
+    assert result.ppl == pytest.approx(math.exp(result.iw_nll * result.sentences / result.tokens))
+    words = result.tokens - result.sentences
+    assert result.ppl_words == pytest.approx(math.exp(result.iw_nll * result.sentences / words))
+    assert result.tokens == dataset.num_targets and result.sentences == len(dataset)
+
+
+def test_more_samples_tighten_the_bound(vae, dataset):
+    few = evaluate(vae.model, dataset, samples=2, bleu=False, seed=1)
+    many = evaluate(vae.model, dataset, samples=200, bleu=False, seed=1)
+    assert many.iw_nll <= few.iw_nll
+
+
+def test_same_seed_same_numbers_different_seed_close(vae, dataset):
+    a = evaluate(vae.model, dataset, samples=20, bleu=False, seed=3)
+    b = evaluate(vae.model, dataset, samples=20, bleu=False, seed=3)
+    c = evaluate(vae.model, dataset, samples=20, bleu=False, seed=4)
+    assert a.iw_nll == b.iw_nll and a.mi == b.mi
+    assert a.iw_nll != c.iw_nll and c.iw_nll == pytest.approx(a.iw_nll, rel=0.02)
+
+
+def test_batched_iw_nll_equals_a_per_sentence_loop(vae, dataset):
+    model, k = vae.model, 30
+    examples = [dataset[i] for i in range(8)]  # different lengths: the batch is padded
+    assert len({len(e.ids) for e in examples}) > 1
+    with torch.inference_mode():
+        terms, _, _ = importance_samples(model, collate_sentences(examples), k, seed=0)
+        batched = importance_weighted_nll(*terms)  # (8,)
+        one_by_one = torch.cat([importance_weighted_nll(*importance_samples(model, collate_sentences([e]), k, seed=0)[0])
+                                for e in examples])
+    torch.testing.assert_close(batched, one_by_one, rtol=1e-5, atol=1e-4)
+    # and end to end: the batch size changes the speed, not the numbers
+    small = evaluate(model, dataset, samples=k, batch_size=1, bleu=False)
+    large = evaluate(model, dataset, samples=k, batch_size=64, bleu=False)
+    assert small.iw_nll == pytest.approx(large.iw_nll, rel=1e-5)
+    assert small.reconstruction == pytest.approx(large.reconstruction, rel=1e-5)
+
+
+def test_latent_usage_in_range(vae, dataset):
+    result = evaluate(vae.model, dataset, samples=10, batch_size=16, tokenizer=vae.tokenizer)
+    assert 1 <= result.active_units <= 4
+    mu = encode_texts(vae.model, vae.tokenizer, dataset.texts).mu
+    assert result.active_units == active_units(mu, threshold=0.01)[0]
+    # He et al.'s estimate is at most log(batch size) and about at most the KL, up to sampling noise (which
+    # can also take it a little below 0)
+    assert -0.5 < result.mi <= min(math.log(16), result.kl) + 0.5
+    assert 0.0 <= result.recon_bleu <= 100.0
+    assert result.sentences_per_second > 0
+
+
+def test_language_model_nll_is_exact(exports, dataset):
+    lm = load_export(exports.lm).model
+    result = evaluate(lm, dataset, samples=7)
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for i in range(len(dataset)):  # by hand, one sentence at a time
+            total += float(lm(collate_sentences([dataset[i]])).reconstruction.sum())
+            tokens += len(dataset[i].ids) + 1  # words and EOS
+    assert result.samples is None and result.elbo is None and result.mi is None and result.active_units is None
+    assert result.iw_nll == pytest.approx(total / len(dataset), rel=1e-5)
+    assert result.ppl == pytest.approx(math.exp(total / tokens), rel=1e-5)
+    assert "NLL (exact)" in result.table() and "n/a" in result.table()
+
+
+def test_table_and_json(vae, dataset):
+    result = evaluate(vae.model, dataset, samples=5, tokenizer=vae.tokenizer)
+    result.prior = prior_sample_metrics(vae.model, vae.tokenizer, 12, generator=torch.Generator().manual_seed(0))
+    lines = result.table().splitlines()
+    assert any(line.startswith("IW-NLL (K=5)") for line in lines)
+    rows = [re.match(r"^( {0,2}\S(?:\S| (?! ))*) {2,}(\S.*)$", line) for line in lines]
+    assert all(rows) and len({row.start(2) for row in rows}) == 1  # the values form one aligned column
+    data = json.loads(result.to_json())
+    assert data["iw_nll"] == pytest.approx(result.iw_nll) and data["samples"] == 5
+    assert data["prior"]["n"] == 12 and len(data["prior"]["samples"]) == 12
+    assert set(data) >= {f for f in EvalResult.__dataclass_fields__}
+
+
+def test_prior_sample_metrics(exports, vae):
+    for model in (vae.model, load_export(exports.lm).model):
+        metrics = prior_sample_metrics(model, vae.tokenizer, 20, batch_size=7,
+                                       generator=torch.Generator().manual_seed(0))
+        assert len(metrics.samples) == 20
+        assert 0.0 < metrics.distinct_1 <= 1.0 and 0.0 < metrics.distinct_2 <= 1.0
+        assert 0.0 <= metrics.self_bleu <= 100.0
+    with pytest.raises(ValueError, match="n must be >= 2"):
+        prior_sample_metrics(vae.model, vae.tokenizer, 1)
+
+
+def test_argument_errors(vae, dataset):
+    with pytest.raises(ValueError, match="samples"):
+        evaluate(vae.model, dataset, samples=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate(vae.model, dataset, batch_size=0)
+
+
+def test_encode_texts_counts_unknown_words_and_keeps_order(vae):
+    texts = ["the zzqx i blorp .", "i", "regrettably , they did not approve their treatment angrily ."]
+    encoded = encode_texts(vae.model, vae.tokenizer, texts, batch_size=2)
+    assert encoded.mu.shape == (3, 4) and encoded.unknown == 2 and encoded.tokens == 16
+    alone = encode_texts(vae.model, vae.tokenizer, texts[2:])
+    torch.testing.assert_close(encoded.mu[2], alone.mu[0])
+
+
+def test_homotopy_and_interpolation(exports, vae):
+    z0, z1 = torch.randn(4), torch.randn(4)
+    for method in ("lerp", "slerp"):
+        path = interpolate(z0, z1, 5, method)
+        torch.testing.assert_close(path[0], z0)
+        torch.testing.assert_close(path[-1], z1)
+    result = homotopy(vae.model, vae.tokenizer, "the food was great .", None, steps=3,
+                      generator=torch.Generator().manual_seed(0))
+    assert [p.t for p in result.points] == [0.0, 1 / 4, 2 / 4, 3 / 4, 1.0]
+    assert result.points[0].given == "the food was great ." and result.points[-1].given is None
+    with pytest.raises(ValueError, match="latent"):
+        homotopy(load_export(exports.lm).model, vae.tokenizer, "a", "b", steps=2)
+
+
+def test_project_2d():
+    mu = torch.randn(50, 4) * torch.tensor([3.0, 1.0, 0.1, 0.1])
+    projection = project_2d(mu)
+    assert projection.points.shape == (50, 2)
+    torch.testing.assert_close(projection.points.mean(0), torch.zeros(2), atol=1e-5, rtol=0)
+    assert projection.explained[0] > projection.explained[1] > 0 and sum(projection.explained) <= 1.0
+    torch.testing.assert_close(project_2d(mu).points, projection.points)  # deterministic signs
+    assert project_2d(torch.randn(10, 1)).points[:, 1].abs().max() == 0  # Z = 1: a zero second axis
