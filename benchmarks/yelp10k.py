@@ -1,0 +1,93 @@
+"""yelp10k benchmark: a sentence VAE against the LM baseline trained with the same budget.
+
+    textvae-corpus prepare yelp10k --source ../shared/corpora --out data/yelp10k
+    textvae-train fit --config recipes/yelp10k_lstm_vae.yaml
+    textvae-train fit --config recipes/yelp10k_lm.yaml
+    python benchmarks/yelp10k.py --vae runs/yelp10k_lstm_vae/export --lm runs/yelp10k_lm/export
+
+Measures, for each model, on the first ``--sentences`` test sentences: IW-NLL (K = ``--samples``;
+exact NLL for the LM), PPL (total NLL over words + EOS), ELBO, KL, MI, active units, reconstruction
+BLEU, and IW-NLL sentences/s; then training tokens/s and sentences/s (``--train-steps`` optimiser steps
+of a fresh model of the same configuration, batch 32, after 10 warm-up steps) and greedy prior-sampling
+sentences/s. Prints a Markdown table for BENCHMARKS.md and writes JSON.
+"""
+
+import argparse
+import json
+import time
+
+import torch
+
+from textvae.data.batching import BucketBatchSampler, collate_sentences
+from textvae.data.datasets import SentenceDataset, load_records
+from textvae.decoding import greedy
+from textvae.evaluation import evaluate
+from textvae.export import load_export
+from textvae.lightning import TextVAESystem
+from textvae.objectives import free_bits_kl
+
+
+def training_throughput(export, train_file: str, cache_dir: str, steps: int) -> dict[str, float]:
+    """Optimiser steps/s of a fresh model with the export's configuration (the training system's loss)."""
+    model = type(export.model)(**export.model.init_args).train()
+    system = TextVAESystem(model)
+    optimizer = system.configure_optimizers()
+    dataset = SentenceDataset(load_records(train_file, cache_dir=cache_dir), export.tokenizer, max_len=100)
+    batches = [collate_sentences([dataset[i] for i in b]) for b in BucketBatchSampler(dataset.lengths, 32, seed=0)]
+    sentences = tokens = 0
+    for step, batch in enumerate(batches[: steps + 10]):
+        if step == 10:
+            start = time.perf_counter()
+        out = model(batch)
+        loss = out.reconstruction.mean() + (free_bits_kl(out.kl) if out.kl is not None else 0)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        if step >= 10:
+            sentences += batch.tokens.shape[0]
+            tokens += batch.num_targets
+    seconds = time.perf_counter() - start
+    return {"train_sentences_per_s": sentences / seconds, "train_tokens_per_s": tokens / seconds}
+
+
+def sampling_throughput(export, n: int = 1000) -> float:
+    model = export.model.eval()
+    generator = torch.Generator().manual_seed(0)
+    start = time.perf_counter()
+    for _ in range(n // 100):
+        z = model.sample_prior(100, generator=generator) if model.latent_dim else None
+        greedy(model, z, 50, batch_size=100)
+    return n // 100 * 100 / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vae", required=True)
+    parser.add_argument("--lm", required=True)
+    parser.add_argument("--train", default="data/yelp10k/train.jsonl")
+    parser.add_argument("--test", default="data/yelp10k/test.jsonl")
+    parser.add_argument("--sentences", type=int, default=1000)
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--train-steps", type=int, default=100)
+    parser.add_argument("--cache-dir", default="data/.cache")
+    parser.add_argument("--json", default="benchmarks/yelp10k.json")
+    args = parser.parse_args()
+    records = load_records(args.test, cache_dir=args.cache_dir).select(range(args.sentences))
+    results = {}
+    for name, path in (("vae", args.vae), ("lm", args.lm)):
+        export = load_export(path)
+        dataset = SentenceDataset(records, export.tokenizer, max_len=None)
+        result = evaluate(export.model, dataset, samples=args.samples, seed=0, tokenizer=export.tokenizer)
+        print(result.table())
+        row = result.to_dict()
+        row |= training_throughput(export, args.train, args.cache_dir, args.train_steps)
+        row["sample_sentences_per_s"] = sampling_throughput(export)
+        results[name] = row
+        print(name, {k: v for k, v in row.items() if k.endswith("_per_s")})
+    with open(args.json, "w", encoding="utf-8") as f:
+        json.dump({"args": vars(args), "threads": torch.get_num_threads(), "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
