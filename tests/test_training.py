@@ -51,7 +51,8 @@ def test_export_round_trip_gives_identical_logits(tiny_data, tmp_path):
                 "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
                 "--trainer.enable_checkpointing", "false", "--trainer.default_root_dir", str(tmp_path),
                 "--data.train", str(tiny_data["sentences"]), "--data.valid", str(tiny_data["sentences"]),
-                "--data.cache_dir", str(tmp_path / "cache"), "--export", str(export)])
+                "--data.test", str(tiny_data["sentences"]), "--data.cache_dir", str(tmp_path / "cache"),
+                "--export", str(export)])
     loaded = load_export(export)
     again = load_export(export)
     texts = ["the chef cooked a spicy soup .", "we will visit the old museum ."]
