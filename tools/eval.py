@@ -12,53 +12,32 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
 import torch
 
 from textvae.data.datasets import SentenceDataset, Vocab, load_records
-from textvae.data.records import DataError, DataWarning, detect_kind
+from textvae.data.records import detect_kind
 from textvae.evaluation import evaluate, prior_sample_metrics
-from textvae.export import Export, load_export
 from textvae.latent import max_words
+from tools._cli import count, load_sentence_model, parser_from_doc, run
 
+DIALOGUE_MESSAGE = "dialogue evaluation arrives with the dialogue issue (this version evaluates sentence models)"
 PROG = "textvae-eval"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(2, f"{PROG}: error: {message}\n")  # one line, never a traceback
-
-
-def _count(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-    return parse
-
-
-def _capitalized(text: str) -> str:
-    return text[:1].upper() + text[1:]
 
 
 def _parser() -> argparse.ArgumentParser:
-    summary, _, rest = (__doc__ or f"{PROG}: evaluate a model\n").partition("\n")
-    parser = _Parser(prog=PROG, description=_capitalized(summary.partition(": ")[2]) + "\n" + rest,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = parser_from_doc(__doc__)
     parser.add_argument("--model", required=True, type=Path, metavar="DIR", help="model export folder")
     parser.add_argument("--data", required=True, type=Path, metavar="FILE", help="prepared JSONL split of sentences")
-    parser.add_argument("--samples", type=_count(1), default=500, metavar="K",
+    parser.add_argument("--samples", type=count(1), default=500, metavar="K",
                         help="importance samples per sentence (default 500, as He et al. 2019)")
-    parser.add_argument("--batch-size", type=_count(1), default=32, metavar="N",
+    parser.add_argument("--batch-size", type=count(1), default=32, metavar="N",
                         help="sentences per batch; K x N sequences are decoded together (default 32)")
-    parser.add_argument("--max-sentences", type=_count(1), metavar="N", help="evaluate only the first N sentences")
-    parser.add_argument("--prior-samples", type=_count(0), default=100, metavar="N",
+    parser.add_argument("--max-sentences", type=count(1), metavar="N", help="evaluate only the first N sentences")
+    parser.add_argument("--prior-samples", type=count(0), default=100, metavar="N",
                         help="sentences sampled from the prior for distinct-n and self-BLEU (default 100; 0: none)")
     parser.add_argument("--no-bleu", action="store_true", help="skip the reconstruction BLEU (greedy decoding)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of every random draw (default 0)")
@@ -70,23 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(parser: argparse.ArgumentParser, directory: Path, device: str) -> Export:
-    try:
-        export = load_export(directory, device=device)
-    except DataError as err:
-        parser.error(str(err))
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
-        parser.error(f"{directory}: cannot load the model export ({type(err).__name__}: {err}); re-export it")
-    if export.info.get("kind") == "dialogues":
-        parser.error(f"{directory} is a dialogue model: dialogue evaluation arrives with the dialogue issue "
-                     "(this version evaluates sentence models)")
-    return export
-
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.prior_samples == 1:
         parser.error("argument --prior-samples: must be 0 (none) or >= 2 (self-BLEU compares samples)")
-    export = _load(parser, args.model, args.device)
+    export = load_sentence_model(parser, args.model, args.device, dialogue_message=DIALOGUE_MESSAGE)
     model, tokenizer = export.model, export.tokenizer
     if detect_kind(args.data) != "sentences":
         parser.error(f"{args.data} holds dialogues; dialogue evaluation arrives with the dialogue issue")
@@ -115,28 +82,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         print(f"wrote {args.json}")
 
 
-def _report(caught: list[warnings.WarningMessage]) -> None:
-    for w in caught:
-        if issubclass(w.category, DataWarning):
-            print(f"{PROG}: warning: {w.message}", file=sys.stderr)
-        else:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DataWarning)
-        try:
-            _run(parser, args)
-        except (DataError, ValueError) as err:  # the error says what to fix; its warnings would only repeat it
-            parser.error(str(err))
-        except OSError as err:  # a missing or unreadable file, a folder we may not write
-            where = f"{err.filename}: " if err.filename else ""
-            parser.error(f"{where}{err.strerror or err}")
-    _report(caught)
-    return 0
+    return run(_parser(), _run, argv)
 
 
 if __name__ == "__main__":

@@ -13,45 +13,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
 import torch
 
-from textvae.data.records import DataError, DataWarning
-from textvae.export import Export, load_export
 from textvae.latent import homotopy
+from tools._cli import count, load_sentence_model, number, parser_from_doc, run
 
+DIALOGUE_MESSAGE = "homotopies between responses arrive with the dialogue issue"
 PROG = "textvae-homotopy"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(2, f"{PROG}: error: {message}\n")  # one line, never a traceback
-
-
-def _count(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-    return parse
-
-
-def _number(low: float, high: float, *, include_low: bool):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not ((value >= low if include_low else value > low) and value <= high):
-            raise argparse.ArgumentTypeError(f"must be in {'[' if include_low else '('}{low}, {high}], got {text}")
-        return value
-    return parse
 
 
 def _sentence(text: str) -> str:
@@ -60,14 +32,9 @@ def _sentence(text: str) -> str:
     return text
 
 
-def _capitalized(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
 
 def _parser() -> argparse.ArgumentParser:
-    summary, _, rest = (__doc__ or f"{PROG}: homotopy\n").partition("\n")
-    parser = _Parser(prog=PROG, description=_capitalized(summary.partition(": ")[2]) + "\n" + rest,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = parser_from_doc(__doc__)
     parser.add_argument("--model", required=True, type=Path, metavar="DIR", help="model export folder")
     start = parser.add_mutually_exclusive_group(required=True)
     start.add_argument("--from", dest="start", type=_sentence, metavar="SENTENCE", help="the first end")
@@ -75,20 +42,20 @@ def _parser() -> argparse.ArgumentParser:
     end = parser.add_mutually_exclusive_group(required=True)
     end.add_argument("--to", dest="end", type=_sentence, metavar="SENTENCE", help="the last end")
     end.add_argument("--to-prior", action="store_true", help="draw the last end from the prior")
-    parser.add_argument("--steps", type=_count(1), default=5, metavar="N",
+    parser.add_argument("--steps", type=count(1), default=5, metavar="N",
                         help="points strictly between the ends (default 5)")
     parser.add_argument("--method", choices=("lerp", "slerp"), default="lerp",
                         help="straight line (Bowman et al.) or great circle (White 2016) (default lerp)")
     decoding = parser.add_argument_group("decoding")
     decoding.add_argument("--decode", choices=("greedy", "beam", "sample"), default="greedy",
                           help="decoding method (default greedy, as Bowman et al.)")
-    decoding.add_argument("--temperature", type=_number(0.0, float("inf"), include_low=False), default=1.0, metavar="T",
+    decoding.add_argument("--temperature", type=number(0.0, float("inf"), include_low=False), default=1.0, metavar="T",
                           help="sampling temperature, > 0 (default 1)")
-    decoding.add_argument("--top-k", type=_count(0), default=0, metavar="K", help="sample among the K most likely (0: all)")
-    decoding.add_argument("--top-p", type=_number(0.0, 1.0, include_low=False), default=1.0, metavar="P",
+    decoding.add_argument("--top-k", type=count(0), default=0, metavar="K", help="sample among the K most likely (0: all)")
+    decoding.add_argument("--top-p", type=number(0.0, 1.0, include_low=False), default=1.0, metavar="P",
                           help="nucleus sampling: the smallest set of tokens holding probability P, in (0, 1] (default 1)")
-    decoding.add_argument("--beam", type=_count(1), default=5, metavar="B", help="beam size (default 5)")
-    decoding.add_argument("--max-len", type=_count(1), default=50, metavar="L",
+    decoding.add_argument("--beam", type=count(1), default=5, metavar="B", help="beam size (default 5)")
+    decoding.add_argument("--max-len", type=count(1), default=50, metavar="L",
                           help="longest output in tokens, EOS included (default 50)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of prior ends and sampling (default 0)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
@@ -96,20 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(parser: argparse.ArgumentParser, directory: Path, device: str) -> Export:
-    try:
-        export = load_export(directory, device=device)
-    except DataError as err:
-        parser.error(str(err))
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
-        parser.error(f"{directory}: cannot load the model export ({type(err).__name__}: {err}); re-export it")
-    if export.info.get("kind") == "dialogues":
-        parser.error(f"{directory} is a dialogue model: homotopies between responses arrive with the dialogue issue")
-    return export
-
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    export = _load(parser, args.model, args.device)
+    export = load_sentence_model(parser, args.model, args.device, dialogue_message=DIALOGUE_MESSAGE)
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     path = homotopy(export.model, export.tokenizer, args.start, args.end, steps=args.steps, method=args.method,
                     decode=args.decode, generator=generator, max_len=args.max_len, beam_size=args.beam,
@@ -133,28 +89,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
                       file=sys.stderr)
 
 
-def _report(caught: list[warnings.WarningMessage]) -> None:
-    for w in caught:
-        if issubclass(w.category, DataWarning):
-            print(f"{PROG}: warning: {w.message}", file=sys.stderr)
-        else:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DataWarning)
-        try:
-            _run(parser, args)
-        except (DataError, ValueError) as err:  # the error says what to fix; its warnings would only repeat it
-            parser.error(str(err))
-        except OSError as err:  # a missing or unreadable file, a folder we may not write
-            where = f"{err.filename}: " if err.filename else ""
-            parser.error(f"{where}{err.strerror or err}")
-    _report(caught)
-    return 0
+    return run(_parser(), _run, argv)
 
 
 if __name__ == "__main__":

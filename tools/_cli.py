@@ -1,0 +1,88 @@
+"""What the textvae tools share: one-line errors, checked argument types, export loading, the main loop.
+
+Every user mistake ends as one line ``textvae-X: error: ...`` with exit code 2, never a traceback;
+counted data warnings print as ``textvae-X: warning: ...`` after a successful run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+from textvae.data.records import DataError, DataWarning
+from textvae.export import Export, load_export
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")  # one line, never a traceback
+
+
+def parser_from_doc(doc: str) -> Parser:
+    """A parser named and described by a tool's module docstring (``textvae-X: what it does.``)."""
+    summary, _, rest = doc.partition("\n")
+    prog, _, what = summary.partition(": ")
+    return Parser(prog=prog, description=what[:1].upper() + what[1:] + "\n" + rest,
+                  formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def count(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def number(low: float, high: float, *, include_low: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not ((value >= low if include_low else value > low) and value <= high):
+            raise argparse.ArgumentTypeError(f"must be in {'[' if include_low else '('}{low}, {high}], got {text}")
+        return value
+    return parse
+
+
+def load_sentence_model(parser: argparse.ArgumentParser, directory: Path, device: str, *,
+                        dialogue_message: str) -> Export:
+    """Load an export for a sentence tool; a dialogue model gets ``dialogue_message``."""
+    try:
+        export = load_export(directory, device=device)
+    except DataError as err:
+        parser.error(str(err))
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+        parser.error(f"{directory}: cannot load the model export ({type(err).__name__}: {err}); re-export it")
+    if export.info.get("kind") == "dialogues":
+        parser.error(f"{directory} is a dialogue model: {dialogue_message}")
+    return export
+
+
+def run(parser: argparse.ArgumentParser, body: Callable[[argparse.ArgumentParser, argparse.Namespace], None],
+        argv: list[str] | None) -> int:
+    """Parse ``argv`` and run ``body``; user mistakes become one-line errors, data warnings are reported after."""
+    args = parser.parse_args(argv)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        try:
+            body(parser, args)
+        except (DataError, ValueError) as err:  # the error says what to fix; its warnings would only repeat it
+            parser.error(str(err))
+        except OSError as err:  # a missing or unreadable file, a folder we may not write
+            where = f"{err.filename}: " if err.filename else ""
+            parser.error(f"{where}{err.strerror or err}")
+    for w in caught:
+        if issubclass(w.category, DataWarning):
+            print(f"{parser.prog}: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return 0
