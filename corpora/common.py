@@ -15,10 +15,18 @@ import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from corpora.download import default_cache_dir, fetch
-from textvae.data.records import DataError, DataWarning, Dialogue, Sentence, iter_text_lines, write_jsonl
+from textvae.data.records import (
+    DataError,
+    DataWarning,
+    Dialogue,
+    Sentence,
+    iter_stream_lines,
+    iter_text_lines,
+    write_jsonl,
+)
 
 SPLITS = ("train", "valid", "test")
 _SEARCH_DEPTH = 3  # how deep below --source a file is looked for (e.g. datasets/yahoo_data/yahoo.train.txt)
@@ -95,12 +103,12 @@ class SourceTree:
             yield from iter_text_lines(self.path / name)
         elif self._kind == "zip":
             with zipfile.ZipFile(self.path) as z, z.open(name) as f:
-                yield from iter_binary_lines(f, self.where(name))
+                yield from iter_stream_lines(f, self.where(name))
         else:
             with tarfile.open(self.path) as t:
                 f = t.extractfile(name)
                 assert f is not None
-                yield from iter_binary_lines(f, self.where(name))
+                yield from iter_stream_lines(f, self.where(name))
 
 
 def _walk(root: Path) -> list[str]:
@@ -124,26 +132,6 @@ def _is_tar(path: Path) -> bool:
         return tarfile.is_tarfile(path)
     except OSError:
         return False
-
-
-def iter_binary_lines(f: IO[bytes], where: str) -> Iterator[tuple[int, str]]:
-    """:func:`iter_text_lines` for a binary stream (an archive member) named ``where`` in messages."""
-    empty = 0
-    for number, raw in enumerate(f, start=1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise DataError(f"{where}:{number}: not valid UTF-8 (byte {err.start} of the line); re-encode the "
-                            "file as UTF-8, e.g. `iconv -f latin1 -t utf-8`") from None
-        if number == 1:
-            line = line.removeprefix("\ufeff")
-        line = line.rstrip("\r\n")
-        if not line.strip():
-            empty += 1
-            continue
-        yield number, line
-    if empty:
-        warnings.warn(f"{where}: skipped {empty} empty line{'s' if empty != 1 else ''}", DataWarning, stacklevel=2)
 
 
 def open_source(source: str | os.PathLike | None, sources: Sequence[Source], *, cache_dir: str | os.PathLike | None,

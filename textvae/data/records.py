@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 Label = str | int
 
@@ -95,25 +95,30 @@ def iter_text_lines(path: str | os.PathLike, *, what: str = "line") -> Iterator[
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file; check the path")
-    empty = 0
     with path.open("rb") as f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise DataError(
-                    f"{path}:{number}: not valid UTF-8 (byte {err.start} of the line); "
-                    "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
-                ) from None
-            if number == 1:
-                line = line.removeprefix("\ufeff")  # a UTF-8 byte-order mark is not text
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                empty += 1
-                continue
-            yield number, line
+        yield from iter_stream_lines(f, str(path), what=what)
+
+
+def iter_stream_lines(f: IO[bytes], where: str, *, what: str = "line") -> Iterator[tuple[int, str]]:
+    """:func:`iter_text_lines` for an open binary stream (e.g. an archive member) named ``where``."""
+    empty = 0
+    for number, raw in enumerate(f, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(
+                f"{where}:{number}: not valid UTF-8 (byte {err.start} of the line); "
+                "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
+            ) from None
+        if number == 1:
+            line = line.removeprefix("\ufeff")  # a UTF-8 byte-order mark is not text
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            empty += 1
+            continue
+        yield number, line
     if empty:
-        warnings.warn(f"{path}: skipped {empty} empty {what}{'s' if empty != 1 else ''}", DataWarning, stacklevel=2)
+        warnings.warn(f"{where}: skipped {empty} empty {what}{'s' if empty != 1 else ''}", DataWarning, stacklevel=3)
 
 
 def _require(cond: bool, path: Path, number: int, message: str) -> None:
