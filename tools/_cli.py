@@ -86,3 +86,17 @@ def run(parser: argparse.ArgumentParser, body: Callable[[argparse.ArgumentParser
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return 0
+
+
+def add_decoding_arguments(parser: argparse.ArgumentParser, *, default: str | None, help: str) -> None:
+    """The decoding options of the sampling tools: method, temperature, top-k, top-p, beam, length."""
+    decoding = parser.add_argument_group("decoding")
+    decoding.add_argument("--decode", choices=("greedy", "beam", "sample"), default=default, help=help)
+    decoding.add_argument("--temperature", type=number(0.0, float("inf"), include_low=False), default=1.0, metavar="T",
+                          help="sampling temperature, > 0 (default 1)")
+    decoding.add_argument("--top-k", type=count(0), default=0, metavar="K", help="sample among the K most likely (0: all)")
+    decoding.add_argument("--top-p", type=number(0.0, 1.0, include_low=False), default=1.0, metavar="P",
+                          help="nucleus sampling: the smallest set of tokens holding probability P, in (0, 1] (default 1)")
+    decoding.add_argument("--beam", type=count(1), default=5, metavar="B", help="beam size (default 5)")
+    decoding.add_argument("--max-len", type=count(1), default=50, metavar="L",
+                          help="longest output in tokens, EOS included (default 50)")

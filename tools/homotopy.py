@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from textvae.latent import homotopy
-from tools._cli import count, load_sentence_model, number, parser_from_doc, run
+from tools._cli import add_decoding_arguments, count, load_sentence_model, parser_from_doc, run
 
 DIALOGUE_MESSAGE = "homotopies between responses arrive with the dialogue issue"
 PROG = "textvae-homotopy"
@@ -46,17 +46,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="points strictly between the ends (default 5)")
     parser.add_argument("--method", choices=("lerp", "slerp"), default="lerp",
                         help="straight line (Bowman et al.) or great circle (White 2016) (default lerp)")
-    decoding = parser.add_argument_group("decoding")
-    decoding.add_argument("--decode", choices=("greedy", "beam", "sample"), default="greedy",
-                          help="decoding method (default greedy, as Bowman et al.)")
-    decoding.add_argument("--temperature", type=number(0.0, float("inf"), include_low=False), default=1.0, metavar="T",
-                          help="sampling temperature, > 0 (default 1)")
-    decoding.add_argument("--top-k", type=count(0), default=0, metavar="K", help="sample among the K most likely (0: all)")
-    decoding.add_argument("--top-p", type=number(0.0, 1.0, include_low=False), default=1.0, metavar="P",
-                          help="nucleus sampling: the smallest set of tokens holding probability P, in (0, 1] (default 1)")
-    decoding.add_argument("--beam", type=count(1), default=5, metavar="B", help="beam size (default 5)")
-    decoding.add_argument("--max-len", type=count(1), default=50, metavar="L",
-                          help="longest output in tokens, EOS included (default 50)")
+    add_decoding_arguments(parser, default="greedy", help="decoding method (default greedy, as Bowman et al.)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of prior ends and sampling (default 0)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="torch device (default: cuda if available, else cpu)")

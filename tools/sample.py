@@ -21,7 +21,7 @@ import torch
 
 from textvae.data.records import DataError, Sentence, detect_kind, iter_text_lines, read_jsonl
 from textvae.latent import decode_latents, encode_texts, plot_projection, project_2d, require_latent
-from tools._cli import count, load_sentence_model, number, parser_from_doc, run
+from tools._cli import add_decoding_arguments, count, load_sentence_model, parser_from_doc, run
 
 DIALOGUE_MESSAGE = "its sampler is textvae-respond, which arrives with the dialogue issue"
 PROG = "textvae-sample"
@@ -42,17 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, metavar="FILE", help="with --plot: the sentences (prepared JSONL, or one a line)")
     parser.add_argument("--label-key", default="label", metavar="KEY",
                         help="with --plot: colour by 'label' or 'attributes.NAME', e.g. attributes.topic (default label)")
-    decoding = parser.add_argument_group("decoding")
-    decoding.add_argument("--decode", choices=("greedy", "beam", "sample"), default=None,
-                          help="decoding method (default: sample for prior samples, greedy for reconstructions)")
-    decoding.add_argument("--temperature", type=number(0.0, float("inf"), include_low=False), default=1.0, metavar="T",
-                          help="sampling temperature, > 0 (default 1)")
-    decoding.add_argument("--top-k", type=count(0), default=0, metavar="K", help="sample among the K most likely (0: all)")
-    decoding.add_argument("--top-p", type=number(0.0, 1.0, include_low=False), default=1.0, metavar="P",
-                          help="nucleus sampling: the smallest set of tokens holding probability P, in (0, 1] (default 1)")
-    decoding.add_argument("--beam", type=count(1), default=5, metavar="B", help="beam size (default 5)")
-    decoding.add_argument("--max-len", type=count(1), default=50, metavar="L",
-                          help="longest output in tokens, EOS included (default 50)")
+    add_decoding_arguments(parser, default=None, help="decoding method (default: sample for prior samples, greedy for reconstructions)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the prior draws and sampling (default 0)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="torch device (default: cuda if available, else cpu)")
