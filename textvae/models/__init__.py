@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from torch import Tensor
 
@@ -33,4 +33,34 @@ class TextModel(Protocol):
     def decoder_reorder(self, state: Any, index: Tensor) -> Any: ...
 
 
-__all__ = ["DecoderState", "ImportanceSamples", "LanguageModel", "ModelOutput", "SentenceVAE", "TextModel"]
+class ResponseCondition(NamedTuple):
+    """What a dialogue model decodes a response from: ``condition`` goes to ``decoder_start`` as its first
+    argument (in :mod:`textvae.decoding` it takes the place of ``z``). Rows are sample-major: row
+    ``s * B + b`` is sample ``s`` of context ``b``."""
+
+    condition: Tensor  # (N * B, C) context encoding, z (latent models) and act embedding (kgCVAE), as the decoder wants
+    z: Tensor | None  # (N * B, Z) the latent used; None for HRED
+    acts: Tensor | None  # (N * B,) act ids the decoder was conditioned on (kgCVAE: given or predicted); else None
+
+
+@runtime_checkable
+class DialogueModel(TextModel, Protocol):
+    """A response model p(x | c) over :class:`~textvae.data.batching.DialogueBatch` (HRED, VHRED, CVAE,
+    kgCVAE). ``num_acts`` > 0 when the decoder is conditioned on a dialog act (kgCVAE).
+
+    ``response_condition`` encodes the contexts and draws ``num_samples`` latents per context, from the
+    prior network (``z_source="prior"``, what generation uses) or the recognition network
+    (``"posterior"``, which needs ``batch.response``). ``acts`` (B,) forces the act of kgCVAE; otherwise
+    kgCVAE predicts it from (c, z). Generation is then any :mod:`textvae.decoding` function called with
+    ``condition`` in place of ``z``.
+    """
+
+    num_acts: int
+
+    def response_condition(self, batch: Any, *, num_samples: int = 1,
+                           z_source: Literal["prior", "posterior"] = "prior", acts: Tensor | None = None,
+                           generator: Any = None) -> ResponseCondition: ...
+
+
+__all__ = ["DecoderState", "DialogueModel", "ImportanceSamples", "LanguageModel", "ModelOutput",
+           "ResponseCondition", "SentenceVAE", "TextModel"]
