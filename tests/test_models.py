@@ -280,3 +280,27 @@ def test_init_args_rebuild_the_same_model(model):
     rebuilt = type(model)(**args)
     assert rebuilt.init_args == model.init_args
     rebuilt.load_state_dict(model.state_dict())  # same parameter names and shapes
+
+
+def test_bn_vae_keeps_informative_kl_per_dimension_and_eval_is_batch_independent():
+    gamma = 0.6
+    model = tiny_vae("lstm", mu_batchnorm=gamma).train()
+    with torch.no_grad():  # a fresh tiny encoder's mu hardly varies (~1e-6), below BatchNorm's eps
+        model.posterior.to_mu.weight.mul_(100.0)
+    batch = make_batch(sentences(16))
+    out = model(batch)
+    # In training every dimension of mu has batch variance gamma^2, hence batch-mean KL >= gamma^2 / 2.
+    assert torch.allclose(out.mu.var(0, unbiased=False), torch.full((4,), gamma**2), atol=2e-3)
+    assert (out.kl.mean(0) >= gamma**2 / 2 - 1e-3).all()
+    out.kl.sum().backward()
+    assert model.posterior.mu_shift.grad is not None  # the shift is learned, the scale is fixed
+    # In eval mode the running statistics are used: a sentence's posterior does not depend on its batch.
+    model.eval()
+    sents = sentences(16)
+    with torch.no_grad():
+        mu_all, _ = model.encode(make_batch(sents).tokens, make_batch(sents).lengths)
+        first = make_batch(sents[:3])
+        mu_few, _ = model.encode(first.tokens, first.lengths)
+    assert torch.allclose(mu_all[:3], mu_few, atol=1e-6)
+    with pytest.raises(ValueError, match="mu_batchnorm"):
+        tiny_vae("lstm", mu_batchnorm=-1.0)

@@ -193,15 +193,31 @@ class TransformerEncoder(nn.Module):
 
 
 class GaussianHead(nn.Module):
-    """Diagonal Gaussian q(z|x) = N(mu, diag(exp(logvar))) from a sentence vector: (B, D) -> (B, Z) x2."""
+    """Diagonal Gaussian q(z|x) = N(mu, diag(exp(logvar))) from a sentence vector: (B, D) -> (B, Z) x2.
 
-    def __init__(self, *, input_dim: int, latent_dim: int):
+    ``mu_batchnorm = gamma > 0``: BN-VAE (Zhu et al. 2020, "A Batch Normalized Inference Network Keeps the
+    KL Vanishing Away"): mu goes through batch normalisation with a *fixed* scale gamma and a learned
+    shift. Across a batch every dimension of mu then has variance gamma^2, so the expected KL per
+    dimension is at least gamma^2 / 2 and, unlike free bits, that KL is spent on means that differ
+    between sentences, i.e. on information about x (posterior collapse cannot happen). In eval mode the
+    running statistics are used, so a sentence's posterior does not depend on its batch.
+    """
+
+    def __init__(self, *, input_dim: int, latent_dim: int, mu_batchnorm: float = 0.0):
         super().__init__()
+        if mu_batchnorm < 0:
+            raise ValueError(f"mu_batchnorm (BN-VAE's gamma) must be >= 0, got {mu_batchnorm}")
         self.to_mu = nn.Linear(input_dim, latent_dim)
         self.to_logvar = nn.Linear(input_dim, latent_dim)
+        self.gamma = mu_batchnorm
+        self.mu_norm = nn.BatchNorm1d(latent_dim, affine=False) if mu_batchnorm > 0 else None
+        self.mu_shift = nn.Parameter(torch.zeros(latent_dim)) if mu_batchnorm > 0 else None
 
     def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        return self.to_mu(h), self.to_logvar(h)
+        mu = self.to_mu(h)  # (B, Z)
+        if self.mu_norm is not None:
+            mu = self.gamma * self.mu_norm(mu) + self.mu_shift
+        return mu, self.to_logvar(h)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -66,13 +66,16 @@ class SentenceVAE(nn.Module):
         max_len: Transformer: longest sequence (positions), BOS and EOS included.
         positions: Transformer: learned or sinusoidal position embeddings.
         pooling: Transformer encoder: mean over the tokens or the output at BOS.
+        mu_batchnorm: BN-VAE's gamma (Zhu et al. 2020): batch-normalise the posterior mean with this fixed
+            scale, which keeps at least gamma^2 / 2 nats of informative KL per dimension; 0 disables it.
     """
 
     def __init__(self, *, vocab_size: int, architecture: Literal["lstm", "gru", "transformer"] = "lstm",
                  embed_dim: int = 256, hidden_dim: int = 256, latent_dim: int = 32, num_layers: int = 1,
                  bidirectional: bool = False, num_heads: int = 4, dropout: float = 0.0, word_dropout: float = 0.0,
                  z_to_every_input: bool = False, tie_embeddings: bool = False, max_len: int = 512,
-                 positions: Literal["learned", "sinusoidal"] = "learned", pooling: Literal["mean", "first"] = "mean"):
+                 positions: Literal["learned", "sinusoidal"] = "learned", pooling: Literal["mean", "first"] = "mean",
+                 mu_batchnorm: float = 0.0):
         # the constructor arguments, exactly: textvae.export writes them to config.json to rebuild the model
         init_args = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
         super().__init__()
@@ -105,7 +108,8 @@ class SentenceVAE(nn.Module):
                 dropout=dropout, tie_embeddings=tie_embeddings)
         else:
             raise ValueError(f"architecture must be 'lstm', 'gru' or 'transformer', got {architecture!r}")
-        self.posterior = GaussianHead(input_dim=self.encoder.output_dim, latent_dim=latent_dim)
+        self.posterior = GaussianHead(input_dim=self.encoder.output_dim, latent_dim=latent_dim,
+                                      mu_batchnorm=mu_batchnorm)
 
     # -- inference network ---------------------------------------------------------------------------
 
