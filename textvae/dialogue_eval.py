@@ -203,12 +203,14 @@ class _EmbeddingTotals:
 def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer: Tokenizer, *,
                        responses: int = 10, batch_size: int = 32, seed: int = 0, method: Method | None = None,
                        max_len: int = 50, embeddings: WordVectors | None = None, embeddings_source: str = "",
-                       device: str | torch.device | None = None, **options: Any) -> DialogueEvalResult:
+                       device: str | torch.device | None = None, max_contexts: int | None = None,
+                       **options: Any) -> DialogueEvalResult:
     """Evaluate ``model`` on a :class:`~textvae.data.datasets.DialogueDataset` (see the module doc).
 
     ``responses``: N per context (0: only NLL/PPL/KL). ``method``: decoding (None: the model's default,
     :func:`textvae.dialogue.default_method`); ``options``: ``beam_size``, ``temperature``, ``top_k``,
-    ``top_p``. ``embeddings``: word vectors for Liu et al.'s metrics (None: skipped).
+    ``top_p``. ``embeddings``: word vectors for Liu et al.'s metrics (None: skipped). ``max_contexts``:
+    evaluate only the first that many (context, response) pairs.
     """
     if responses < 0:
         raise ValueError(f"responses must be >= 0, got {responses}")
@@ -236,7 +238,7 @@ def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)  # the recognition network's z in model(batch)
-            for indices in BucketBatchSampler(dataset.lengths, batch_size, shuffle=False):
+            for indices in BucketBatchSampler(dataset.lengths[:max_contexts], batch_size, shuffle=False):
                 items = [dataset[i] for i in indices]
                 batch = batch_to(collate_dialogues(items), device)
                 out = model(batch)
