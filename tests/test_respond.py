@@ -178,12 +178,13 @@ def test_batch_posterior_hred_sampling_and_warnings(dialogue_exports, tmp_path, 
     assert len(json.loads(out.read_text(encoding="utf-8"))["responses"]) == 2
     long = _write_lines(tmp_path / "long.jsonl", [["a b c d e f g h i j ."], *CONTEXTS[:1]])  # 11 and 9 tokens
     respond.main(["--model", str(dialogue_exports.hred), "--input", str(long), "--output", str(out),
-                  "--max-turn-len", "5", "--top-k", "3", "--max-len", "8"])
+                  "--max-turn-len", "5", "--top-k", "3", "--max-len", "8", "--max-context", "2"])
     captured = capsys.readouterr()
     assert "sample" in captured.out
     err = captured.err.strip().splitlines()
     assert any("cut 2 turns to 5 tokens (10 tokens dropped; the first on line 1)" in line for line in err), err
     assert any('ignored the "act" of 1 line' in line for line in err), err
+    assert any("1 context has more than 2 turns; the model reads the last 2" in line for line in err), err
     assert all(line.startswith("textvae-respond: warning: ") for line in err)
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert all("acts" not in r for r in records)

@@ -284,7 +284,7 @@ def read_contexts(path: Path, responder: Responder, *, act: int | None) -> list[
     """Every line of ``path`` parsed and encoded; a bad line raises DataError naming file and line. Cut
     turns, unknown tokens and acts a non-kgCVAE ignores are counted and reported once."""
     lines: list[Line] = []
-    cut_turns = cut_tokens = tokens = unknown = ignored_acts = 0
+    cut_turns = cut_tokens = tokens = unknown = ignored_acts = long_contexts = 0
     first_cut = None
     for number, text in iter_text_lines(path):
         where = f"{path}:{number}"
@@ -321,6 +321,7 @@ def read_contexts(path: Path, responder: Responder, *, act: int | None) -> list[
                 cut_turns += 1
                 cut_tokens += cut
                 first_cut = first_cut or number
+        long_contexts += len(texts) > responder.max_context
         context = Context(encoded[: len(texts)], responder_floor(speakers),
                           encoded[-1] if response is not None else None, line_act)
         lines.append(Line(number, fields.get("id"), context))
@@ -331,6 +332,10 @@ def read_contexts(path: Path, responder: Responder, *, act: int | None) -> list[
                       f"tokens ({cut_tokens} tokens dropped; the first on line {first_cut})", DataWarning, stacklevel=2)
     if unknown:
         warnings.warn(f"{path}: {unknown} of {tokens} tokens are not in the model's vocabulary; read as <unk>",
+                      DataWarning, stacklevel=2)
+    if long_contexts:
+        warnings.warn(f"{path}: {long_contexts} context{'s have' if long_contexts != 1 else ' has'} more than "
+                      f"{responder.max_context} turns; the model reads the last {responder.max_context} (--max-context)",
                       DataWarning, stacklevel=2)
     if ignored_acts:
         warnings.warn(f'{path}: ignored the "act" of {ignored_acts} line{"s" if ignored_acts != 1 else ""}: '
