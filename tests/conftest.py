@@ -18,3 +18,20 @@ def shared_corpora() -> Path:
     if not SHARED_CORPORA.is_dir():
         pytest.skip(f"shared corpora not found at {SHARED_CORPORA}")
     return SHARED_CORPORA.resolve()
+
+
+@pytest.fixture(scope="session")
+def dialogue_exports(tmp_path_factory):
+    """Synthetic dialogues and the three fake dialogue models (HRED, CVAE, kgCVAE), trained briefly and exported;
+    ``load_export`` may rebuild them (see tests/dialogue_fakes.py)."""
+    import torch
+    from dialogue_fakes import allow_fake_exports, build_dialogue_exports
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        exports = build_dialogue_exports(tmp_path_factory.mktemp("dialogue_exports"))
+    finally:
+        torch.set_num_threads(threads)
+    allow_fake_exports()
+    return exports

@@ -160,7 +160,7 @@ ERRORS = [
     (eval_tool, ["--model", "{missing_dir}", "--data", "{data}"], "no config.json"),
     (eval_tool, ["--model", "{truncated_weights}", "--data", "{data}"], "weights"),
     (eval_tool, ["--model", "{garbage_config}", "--data", "{data}"], "corrupt config"),
-    (eval_tool, ["--model", "{dialogue_export}", "--data", "{data}"], "dialogue issue"),
+    (eval_tool, ["--model", "{dialogue_export}", "--data", "{data}"], "does not offer response_condition"),
     (eval_tool, ["--model", "{vae}", "--data", "{missing_file}"], "no such file"),
     (eval_tool, ["--model", "{vae}", "--data", "{latin1}"], "UTF-8"),
     (eval_tool, ["--model", "{vae}", "--data", "{empty}"], "empty"),
@@ -186,7 +186,7 @@ ERRORS = [
      "--label-key"),
     (sample_tool, ["--model", "{vae}", "--plot", "{out_png}", "--data", "{data}", "--label-key", "attributes.x"],
      "available: attributes.form"),
-    (sample_tool, ["--model", "{dialogue_export}"], "dialogue issue"),
+    (sample_tool, ["--model", "{dialogue_export}"], "textvae-respond"),
     (homotopy_tool, ["--model", "{lm}", "--from", "a b", "--to", "c d"], "no latent"),
     (homotopy_tool, ["--model", "{vae}", "--from", "a b", "--to", "c d", "--steps", "0"], "--steps"),
     (homotopy_tool, ["--model", "{vae}", "--from", "  ", "--to", "c d"], "empty sentence"),
@@ -210,3 +210,58 @@ def test_user_mistakes_end_in_one_line(tool, argv, expected, exports, files, tmp
     assert len(lines) == 1, err
     assert lines[0].startswith(f"{prog}: error: ") and expected in lines[0], lines[0]
     assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------- eval on dialogues
+
+
+def test_eval_dialogue_model_prints_zhao_et_al_metrics(dialogue_exports, tmp_path, capsys):
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("i 1 0 0\nthe 0 1 0\ntrain 0 0 1\n. 1 1 0\n", encoding="utf-8")
+    out = tmp_path / "eval.json"
+    eval_tool.main(["--model", str(dialogue_exports.kgcvae), "--data", str(dialogue_exports.data), "--responses", "3",
+                    "--max-sentences", "12", "--embeddings", str(vectors), "--max-len", "15", "--json", str(out)])
+    stdout = capsys.readouterr().out
+    for row in ("upper bound: -ELBO", "KL", "PPL", "BLEU-1..4 recall", "BLEU-1..4 precision", "BLEU-1..4 F1",
+                "distinct-1 / -2 within", "act accuracy", "embedding extrema", "greedy per sampled z"):
+        assert row in stdout, row
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["contexts"] == 12 and data["responses"] == 3 and data["acts_scored"] == 36
+    assert len(data["bleu_f1"]) == 4 and 0 < data["embedding"]["coverage"] < 1
+
+
+def test_eval_hred_samples_and_decoding_flags(dialogue_exports, capsys):
+    eval_tool.main(["--model", str(dialogue_exports.hred), "--data", str(dialogue_exports.data), "--responses", "2",
+                    "--max-sentences", "5", "--top-p", "0.9", "--max-len", "10"])
+    stdout = capsys.readouterr().out
+    assert "NLL" in stdout and "(exact)" in stdout and "2 per context, sample" in stdout
+    eval_tool.main(["--model", str(dialogue_exports.cvae), "--data", str(dialogue_exports.data), "--no-bleu",
+                    "--max-sentences", "5"])
+    stdout = capsys.readouterr().out
+    assert "KL" in stdout and "BLEU" not in stdout
+
+
+DIALOGUE_ERRORS = [
+    (["--model", "{hred}", "--data", "{sentences}"], "holds sentences but"),
+    (["--model", "{vae}", "--data", "{data}"], "holds dialogues but"),
+    (["--model", "{hred}", "--data", "{data}", "--samples", "5"], "--samples applies to sentence models"),
+    (["--model", "{vae}", "--data", "{sentences}", "--responses", "5"], "--responses applies to dialogue models"),
+    (["--model", "{hred}", "--data", "{data}", "--embeddings", "{latin1}"], "word2vec/GloVe text format"),
+    (["--model", "{hred}", "--data", "{data}", "--embeddings", "{foreign}"], "none of the model's words has a vector"),
+    (["--model", "{hred}", "--data", "{data}", "--embeddings", "{missing}"], "no such file"),
+    (["--model", "{hred}", "--data", "{data}", "--beam", "3", "--temperature", "0.5"], "give one"),
+    (["--model", "{hred}", "--data", "{data}", "--decode", "greedy", "--top-k", "5"], "applies to sampling"),
+]
+
+
+@pytest.mark.parametrize(("argv", "expected"), DIALOGUE_ERRORS)
+def test_eval_dialogue_mistakes_end_in_one_line(argv, expected, dialogue_exports, exports, files, tmp_path, capsys):
+    foreign = tmp_path / "foreign.txt"
+    foreign.write_text("zug 1 0\nbahnhof 0 1\n", encoding="utf-8")
+    values = {"hred": dialogue_exports.hred, "data": dialogue_exports.data, "sentences": exports.data, "foreign": foreign,
+              "vae": exports.vae, "latin1": files["latin1"], "text": files["text"], "missing": tmp_path / "nope.txt"}
+    with pytest.raises(SystemExit) as exit_info:
+        eval_tool.main([arg.format(**{k: str(v) for k, v in values.items()}) for arg in argv])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("textvae-eval: error: ") and expected in lines[0], lines

@@ -5,6 +5,10 @@ Autoencoders" (code: jxhe/vae-lagging-encoder, ``calc_au`` / ``calc_mi``). BLEU 
 0-100 scale; ``tokenize="none"`` (the default here) splits on whitespace only, for text that is already
 tokenised (e.g. the PTB, Yahoo and Yelp sets of the text-VAE literature); pass ``tokenize="13a"`` for
 raw, untokenised text.
+
+Dialogue responses are scored as Zhao et al. (2017) and Gu et al. (2019) do: BLEU-1..4 of each of N
+sampled responses against the reference (sentence BLEU, 0-1), recall = max and precision = mean over the
+samples; and the embedding average / extrema / greedy matching of Liu et al. (2016).
 """
 
 from __future__ import annotations
@@ -219,3 +223,92 @@ def linear_probe(features: Tensor, labels: Sequence[str], *, train_fraction: flo
         accuracy = (classifier(x[test]).argmax(-1) == y[test]).float().mean().item()
     chance = (y[test] == torch.bincount(y[train]).argmax()).float().mean().item()
     return accuracy, chance
+
+
+# ---------------------------------------------------------------------------------------------------
+# Dialogue responses: BLEU-n recall/precision (Zhao et al. 2017) and embedding similarity (Liu et al. 2016)
+
+BLEU_SMOOTHING = 0.1  # Chen & Cherry (2014) method 1: a zero n-gram match counts as 0.1 match
+
+
+def sentence_bleu_n(hypothesis: str | Sequence[str], reference: str | Sequence[str], max_order: int = 4) -> list[float]:
+    """BLEU-1 .. BLEU-``max_order`` of one hypothesis against one reference, each on a 0-1 scale.
+
+    BLEU-n is sentence BLEU with uniform weights over the 1..n-gram precisions (Zhao et al. 2017), from
+    sacrebleu's own statistics and formula (``BLEU.compute_bleu`` with ``max_ngram_order=n``), tokens split
+    on whitespace. Smoothing is sacrebleu's ``"floor"`` (Chen & Cherry 2014 method 1, epsilon 0.1): an order
+    with no match counts 0.1 match. Why not NLTK's method 7, which Zhao et al.'s code calls: its method-4
+    part was rewritten between NLTK releases (3.2.x, current in 2017, reads ``i+1 * k / log(len)`` with an
+    operator-precedence slip, ignores the n-gram count and divides by zero on one-word hypotheses, which
+    Zhao et al.'s code then scores 0; 3.8 computes something else), so "method 7" names no single number;
+    floor smooths each order on its own, whatever happens at the other orders. With effective order (as ``sacrebleu.sentence_bleu``),
+    a hypothesis shorter than n words is scored on the orders it has. No unigram match (or an empty
+    hypothesis) scores 0; the brevity penalty applies as usual.
+    """
+    if max_order < 1:
+        raise ValueError(f"max_order must be >= 1, got {max_order}")
+    hyp_ngrams, hyp_len = extract_all_word_ngrams(" ".join(_tokens(hypothesis)), 1, max_order)
+    ref_ngrams, ref_len = extract_all_word_ngrams(" ".join(_tokens(reference)), 1, max_order)
+    correct, total = [0] * max_order, [0] * max_order
+    for ngram, count in hyp_ngrams.items():
+        total[len(ngram) - 1] += count
+        correct[len(ngram) - 1] += min(count, ref_ngrams.get(ngram, 0))
+    return [BLEU.compute_bleu(correct[:n], total[:n], hyp_len, ref_len, smooth_method="floor",
+                              smooth_value=BLEU_SMOOTHING, effective_order=True, max_ngram_order=n).score / 100
+            for n in range(1, max_order + 1)]
+
+
+def bleu_recall_precision(hypotheses: Sequence[str] | Sequence[Sequence[str]], reference: str | Sequence[str],
+                          max_order: int = 4) -> tuple[list[float], list[float]]:
+    """Zhao et al. (2017)'s BLEU of N sampled responses to one context: ``(recall, precision)``, each a list
+    of BLEU-1..``max_order`` (0-1), recall the max and precision the mean of :func:`sentence_bleu_n` over
+    the samples. Recall: does any sample find the reference; precision: are the samples all good."""
+    if not hypotheses:
+        raise ValueError("bleu_recall_precision needs at least one hypothesis")
+    scores = [sentence_bleu_n(h, reference, max_order) for h in hypotheses]  # (N, max_order)
+    by_order = list(zip(*scores, strict=True))
+    return [max(s) for s in by_order], [sum(s) / len(s) for s in by_order]
+
+
+def f1_score(precision: float, recall: float) -> float:
+    """Harmonic mean 2PR / (P + R), 0 when both are 0 (Gu et al. 2019's BLEU F1, from the averaged P and R)."""
+    return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+
+
+def _cosine(a: Tensor, b: Tensor) -> float:
+    return torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=-1, eps=1e-12).item()
+
+
+def _check_vectors(hypothesis: Tensor, reference: Tensor) -> None:
+    if hypothesis.dim() != 2 or reference.dim() != 2 or hypothesis.shape[1] != reference.shape[1]:
+        raise ValueError(f"word vectors must be (N, D) and (M, D), got {tuple(hypothesis.shape)} and {tuple(reference.shape)}")
+    if len(hypothesis) == 0 or len(reference) == 0:
+        raise ValueError("embedding metrics need at least one word vector on each side")
+
+
+def embedding_average(hypothesis: Tensor, reference: Tensor) -> float:
+    """Liu et al. (2016) embedding average: cosine of the mean word vectors. (N, D), (M, D) -> [-1, 1]."""
+    _check_vectors(hypothesis, reference)
+    return _cosine(hypothesis.mean(0), reference.mean(0))
+
+
+def _extrema(vectors: Tensor) -> Tensor:
+    """Per dimension, the most extreme value: the min where |min| > max, else the max. (N, D) -> (D,)."""
+    high, low = vectors.max(0).values, vectors.min(0).values
+    return torch.where(low.abs() > high, low, high)
+
+
+def embedding_extrema(hypothesis: Tensor, reference: Tensor) -> float:
+    """Liu et al. (2016) vector extrema (Forgues et al. 2014): cosine of the per-dimension extreme values."""
+    _check_vectors(hypothesis, reference)
+    return _cosine(_extrema(hypothesis), _extrema(reference))
+
+
+def embedding_greedy(hypothesis: Tensor, reference: Tensor) -> float:
+    """Liu et al. (2016) greedy matching (Rus & Lintean 2012): each word's best cosine with a word of the
+    other side, averaged over the words, in both directions, and the two directions averaged."""
+    _check_vectors(hypothesis, reference)
+    h = torch.nn.functional.normalize(hypothesis.double(), dim=-1, eps=1e-12)
+    r = torch.nn.functional.normalize(reference.double(), dim=-1, eps=1e-12)
+    cosines = h @ r.T  # (N, M)
+    return ((cosines.max(1).values.mean() + cosines.max(0).values.mean()) / 2).item()

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from textvae.data.records import DataError, DataWarning
+from textvae.dialogue import default_method
 from textvae.export import Export, load_export
+from textvae.models import DialogueModel
 
 
 class Parser(argparse.ArgumentParser):
@@ -53,17 +55,39 @@ def number(low: float, high: float, *, include_low: bool) -> Callable[[str], flo
     return parse
 
 
-def load_sentence_model(parser: argparse.ArgumentParser, directory: Path, device: str, *,
-                        dialogue_message: str) -> Export:
-    """Load an export for a sentence tool; a dialogue model gets ``dialogue_message``."""
+def load_model(parser: argparse.ArgumentParser, directory: Path, device: str) -> Export:
+    """Load an export; a missing, corrupt or mismatched one is a one-line error."""
     try:
-        export = load_export(directory, device=device)
+        return load_export(directory, device=device)
     except DataError as err:
         parser.error(str(err))
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
         parser.error(f"{directory}: cannot load the model export ({type(err).__name__}: {err}); re-export it")
-    if export.info.get("kind") == "dialogues":
+
+
+def is_dialogue(export: Export) -> bool:
+    """A dialogue response model: so its export says, or it implements the DialogueModel contract."""
+    return export.info.get("kind") == "dialogues" or isinstance(export.model, DialogueModel)
+
+
+def load_sentence_model(parser: argparse.ArgumentParser, directory: Path, device: str, *,
+                        dialogue_message: str) -> Export:
+    """Load an export for a sentence tool; a dialogue model gets ``dialogue_message``."""
+    export = load_model(parser, directory, device)
+    if is_dialogue(export):
         parser.error(f"{directory} is a dialogue model: {dialogue_message}")
+    return export
+
+
+def load_dialogue_model(parser: argparse.ArgumentParser, directory: Path, device: str, *,
+                        sentence_message: str) -> Export:
+    """Load an export for a dialogue tool; a sentence model gets ``sentence_message``."""
+    export = load_model(parser, directory, device)
+    if not is_dialogue(export):
+        parser.error(f"{directory} is a sentence model: {sentence_message}")
+    if not isinstance(export.model, DialogueModel):
+        parser.error(f"{directory}: its {type(export.model).__name__} does not offer response_condition and "
+                     "num_acts (the DialogueModel contract); re-export it with this textvae")
     return export
 
 
@@ -100,3 +124,41 @@ def add_decoding_arguments(parser: argparse.ArgumentParser, *, default: str | No
     decoding.add_argument("--beam", type=count(1), default=5, metavar="B", help="beam size (default 5)")
     decoding.add_argument("--max-len", type=count(1), default=50, metavar="L",
                           help="longest output in tokens, EOS included (default 50)")
+
+
+def add_response_decoding_arguments(parser: argparse.ArgumentParser) -> None:
+    """The decoding options of the dialogue tools. Unset, the model's default decoding applies
+    (:func:`textvae.dialogue.default_method`); ``--beam`` implies beam search and a sampling option sampling."""
+    decoding = parser.add_argument_group("decoding of responses (default: greedy per sampled z for latent models, "
+                                         "sampling at temperature 1 for HRED)")
+    decoding.add_argument("--decode", choices=("greedy", "beam", "sample"),
+                          help="decoding method (default: implied by the options below, else the model's default)")
+    decoding.add_argument("--temperature", type=number(0.0, float("inf"), include_low=False), metavar="T",
+                          help="sampling temperature, > 0 (default 1; implies --decode sample)")
+    decoding.add_argument("--top-k", type=count(0), metavar="K",
+                          help="sample among the K most likely (0: all; implies --decode sample)")
+    decoding.add_argument("--top-p", type=number(0.0, 1.0, include_low=False), metavar="P",
+                          help="nucleus sampling with mass P in (0, 1] (default 1; implies --decode sample)")
+    decoding.add_argument("--beam", type=count(1), metavar="B", help="beam size (implies --decode beam; default 5)")
+    decoding.add_argument("--max-len", type=count(1), default=50, metavar="L",
+                          help="longest response in tokens, EOS included (default 50)")
+
+
+def response_decoding(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                      model: DialogueModel) -> tuple[str, dict]:
+    """The method and the options of :func:`textvae.dialogue.generate_responses` that the flags ask for."""
+    sampling = [flag for flag, value in (("--temperature", args.temperature), ("--top-k", args.top_k),
+                                         ("--top-p", args.top_p)) if value is not None]
+    method = args.decode
+    if method is None:
+        if args.beam is not None and sampling:
+            parser.error(f"--beam and {sampling[0]} belong to different decoding methods (beam search, sampling): "
+                         "give one")
+        method = "beam" if args.beam is not None else "sample" if sampling else default_method(model)
+    elif sampling and method != "sample":
+        parser.error(f"{sampling[0]} applies to sampling, not to --decode {method}")
+    elif args.beam is not None and method != "beam":
+        parser.error(f"--beam applies to beam search, not to --decode {method}")
+    options = {"beam_size": args.beam or 5, "temperature": args.temperature or 1.0,
+               "top_k": args.top_k or 0, "top_p": args.top_p or 1.0}
+    return method, options

@@ -1,11 +1,23 @@
-"""textvae-eval: importance-weighted NLL, perplexity, ELBO, KL, mutual information, active units and BLEU of an exported model.
+"""textvae-eval: evaluate an exported model: NLL, perplexity, KL and more for sentence and dialogue models.
 
-Evaluates a sentence model (VAE or language-model baseline) on a prepared JSONL split and prints a table;
---json also writes the numbers. PPL = exp(total NLL / (words + EOS)), the papers' definition.
+Sentence models (VAE or language-model baseline) on a prepared sentence JSONL split: importance-weighted
+NLL, PPL, ELBO, KL, mutual information, active units, reconstruction BLEU and prior-sample diversity.
+PPL = exp(total NLL / (words + EOS)), the papers' definition.
+
+Dialogue models (HRED, VHRED, CVAE, kgCVAE) on a prepared dialogue JSONL split, one (context, response)
+pair per turn after the first: PPL of the reference responses (exact for HRED; for latent models the
+bound -ELBO with the recognition network, as the table says), KL, and Zhao et al. (2017)'s protocol with
+N sampled responses per context: BLEU-1..4 recall (max over samples), precision (mean) and F1,
+distinct-1/2 within each context's samples and overall, kgCVAE's act accuracy, and with --embeddings the
+embedding average/extrema/greedy of Liu et al. (2016). Latent models decode each sampled z greedily, HRED
+samples its words (the decoding options change that).
+
+--json also writes the numbers.
 
 Examples:
   textvae-eval --model runs/yelp/export --data data/yelp/test.jsonl
   textvae-eval --model runs/yelp/export --data data/yelp/test.jsonl --samples 100 --json eval.json
+  textvae-eval --model runs/swda_kgcvae/export --data data/swda/test.jsonl --responses 10 --embeddings glove.txt
 """
 
 from __future__ import annotations
@@ -16,49 +28,95 @@ from pathlib import Path
 
 import torch
 
-from textvae.data.datasets import SentenceDataset, Vocab, load_records
-from textvae.data.records import detect_kind
+from textvae.data.datasets import DialogueDataset, SentenceDataset, Vocab, load_records
+from textvae.data.records import DataError, detect_kind
+from textvae.data.word_vectors import load_word_vectors
+from textvae.dialogue import DEFAULT_MAX_CONTEXT
+from textvae.dialogue_eval import evaluate_dialogues
 from textvae.evaluation import evaluate, prior_sample_metrics
+from textvae.export import Export
 from textvae.latent import max_words
-from tools._cli import count, load_sentence_model, parser_from_doc, run
+from textvae.models import DialogueModel
+from tools._cli import (
+    add_response_decoding_arguments,
+    count,
+    is_dialogue,
+    load_model,
+    parser_from_doc,
+    response_decoding,
+    run,
+)
 
-DIALOGUE_MESSAGE = "dialogue evaluation arrives with the dialogue issue (this version evaluates sentence models)"
 PROG = "textvae-eval"
-
-
+SENTENCE_ONLY = ("--samples", "--prior-samples")
+DIALOGUE_ONLY = ("--responses", "--embeddings", "--max-context", "--decode", "--temperature", "--top-k", "--top-p",
+                 "--beam")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = parser_from_doc(__doc__)
     parser.add_argument("--model", required=True, type=Path, metavar="DIR", help="model export folder")
-    parser.add_argument("--data", required=True, type=Path, metavar="FILE", help="prepared JSONL split of sentences")
-    parser.add_argument("--samples", type=count(1), default=500, metavar="K",
-                        help="importance samples per sentence (default 500, as He et al. 2019)")
+    parser.add_argument("--data", required=True, type=Path, metavar="FILE",
+                        help="prepared JSONL split: sentences for a sentence model, dialogues for a dialogue model")
     parser.add_argument("--batch-size", type=count(1), default=32, metavar="N",
-                        help="sentences per batch; K x N sequences are decoded together (default 32)")
-    parser.add_argument("--max-sentences", type=count(1), metavar="N", help="evaluate only the first N sentences")
-    parser.add_argument("--prior-samples", type=count(0), default=100, metavar="N",
-                        help="sentences sampled from the prior for distinct-n and self-BLEU (default 100; 0: none)")
-    parser.add_argument("--no-bleu", action="store_true", help="skip the reconstruction BLEU (greedy decoding)")
+                        help="sentences (dialogues: contexts) per batch; K x N sequences (N x responses) are decoded "
+                             "together (default 32)")
+    parser.add_argument("--max-sentences", type=count(1), metavar="N",
+                        help="evaluate only the first N sentences (dialogues: context-response pairs)")
+    parser.add_argument("--no-bleu", action="store_true",
+                        help="skip generating: sentences, the reconstruction BLEU; dialogues, every metric of the "
+                             "sampled responses (only NLL, PPL and KL remain)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of every random draw (default 0)")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON to OUT")
     parser.add_argument("--cache-dir", type=Path, metavar="DIR",
                         help="dataset cache (default: .cache next to the data file, shared with textvae-train)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="torch device (default: cuda if available, else cpu)")
+    sentences = parser.add_argument_group("sentence models")
+    sentences.add_argument("--samples", type=count(1), metavar="K",
+                           help="importance samples per sentence (default 500, as He et al. 2019)")
+    sentences.add_argument("--prior-samples", type=count(0), metavar="N",
+                           help="sentences sampled from the prior for distinct-n and self-BLEU (default 100; 0: none)")
+    dialogues = parser.add_argument_group("dialogue models")
+    dialogues.add_argument("--responses", type=count(1), metavar="N",
+                           help="responses sampled per context (default 10, as Zhao et al. 2017)")
+    dialogues.add_argument("--embeddings", type=Path, metavar="FILE",
+                           help="word vectors in the word2vec/GloVe text format for the embedding metrics "
+                                "(nothing is downloaded)")
+    dialogues.add_argument("--max-context", type=count(1), metavar="U",
+                           help="context turns before each response (default: the export's info max_context, else "
+                                f"{DEFAULT_MAX_CONTEXT})")
+    add_response_decoding_arguments(parser)
     return parser
 
 
+def _given(args: argparse.Namespace, flags: tuple[str, ...]) -> list[str]:
+    return [flag for flag in flags if getattr(args, flag[2:].replace("-", "_")) is not None]
 
-def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+
+def _write(args: argparse.Namespace, result) -> None:
+    print(f"{args.model} on {args.data}")
+    print(result.table())
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(result.to_json() + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+
+
+def _records(parser: argparse.ArgumentParser, args: argparse.Namespace, kind: str):
+    cache_dir = args.cache_dir or args.data.resolve().parent / ".cache"
+    return load_records(args.data, cache_dir=cache_dir, kind=kind)
+
+
+def _sentences(parser: argparse.ArgumentParser, args: argparse.Namespace, export: Export) -> None:
+    if given := _given(args, DIALOGUE_ONLY):
+        parser.error(f"{given[0]} applies to dialogue models; {args.model} is a sentence model")
     if args.prior_samples == 1:
         parser.error("argument --prior-samples: must be 0 (none) or >= 2 (self-BLEU compares samples)")
-    export = load_sentence_model(parser, args.model, args.device, dialogue_message=DIALOGUE_MESSAGE)
     model, tokenizer = export.model, export.tokenizer
     if detect_kind(args.data) != "sentences":
-        parser.error(f"{args.data} holds dialogues; dialogue evaluation arrives with the dialogue issue")
-    cache_dir = args.cache_dir or args.data.resolve().parent / ".cache"
-    records = load_records(args.data, cache_dir=cache_dir, kind="sentences")
+        parser.error(f"{args.data} holds dialogues but {args.model} is a sentence model; give a sentence split")
+    records = _records(parser, args, "sentences")
     if args.max_sentences is not None and args.max_sentences < len(records):
         records = records.select(range(args.max_sentences))
     if len(records) == 0:
@@ -69,18 +127,57 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     data_labels = {v for v in records["label"] if v is not None}
     labels = Vocab(names) if names and data_labels <= set(names) else None
     dataset = SentenceDataset(records, tokenizer, max_len=max_words(model), labels=labels, source=str(args.data))
-    result = evaluate(model, dataset, samples=args.samples, batch_size=args.batch_size, seed=args.seed,
+    result = evaluate(model, dataset, samples=args.samples or 500, batch_size=args.batch_size, seed=args.seed,
                       bleu=not args.no_bleu, tokenizer=tokenizer, device=args.device)
-    if args.prior_samples:
+    prior_samples = 100 if args.prior_samples is None else args.prior_samples
+    if prior_samples:
         generator = torch.Generator(device=args.device).manual_seed(args.seed)
-        result.prior = prior_sample_metrics(model, tokenizer, args.prior_samples, generator=generator)
-    print(f"{args.model} on {args.data}")
-    print(result.table())
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(result.to_json() + "\n", encoding="utf-8")
-        print(f"wrote {args.json}")
+        result.prior = prior_sample_metrics(model, tokenizer, prior_samples, generator=generator)
+    _write(args, result)
 
+
+def _category(export: Export, name: str) -> Vocab | None:
+    """The model's names for a category, so data ids mean what they meant in training (an unknown name in
+    the data is then a one-line error); None when the export names none (ids are built from the data)."""
+    names = export.categories.get(name)
+    return Vocab(names) if names else None
+
+
+def _dialogues(parser: argparse.ArgumentParser, args: argparse.Namespace, export: Export) -> None:
+    if given := _given(args, SENTENCE_ONLY):
+        parser.error(f"{given[0]} applies to sentence models; {args.model} is a dialogue model "
+                     "(its samples per context: --responses N)")
+    model, tokenizer = export.model, export.tokenizer
+    if not isinstance(model, DialogueModel):
+        parser.error(f"{args.model}: its {type(model).__name__} does not offer response_condition and num_acts "
+                     "(the DialogueModel contract); re-export it with this textvae")
+    if detect_kind(args.data) != "dialogues":
+        parser.error(f"{args.data} holds sentences but {args.model} is a dialogue model; give a dialogue split")
+    method, options = response_decoding(parser, args, model)
+    vectors = None
+    if args.embeddings is not None and not args.no_bleu:
+        vocabulary = getattr(tokenizer, "tokens", None)  # a word tokenizer: only its words can be compared
+        vectors = load_word_vectors(args.embeddings, set(vocabulary) if vocabulary is not None else None)
+        if not vectors.index:
+            raise DataError(f"{args.embeddings}: none of the model's words has a vector; is it the right file?")
+    records = _records(parser, args, "dialogues")
+    max_context = args.max_context or export.info.get("max_context") or DEFAULT_MAX_CONTEXT
+    max_len = export.info.get("max_len") or max_words(model)
+    dataset = DialogueDataset(records, tokenizer, max_context=max_context, max_len=max_len,
+                              acts=_category(export, "acts"), emotions=_category(export, "emotions"),
+                              topics=_category(export, "topics"), source=str(args.data))
+    if len(dataset) == 0:
+        parser.error(f"{args.data}: no context-response pairs (every dialogue has one turn)")
+    result = evaluate_dialogues(model, dataset, tokenizer, responses=0 if args.no_bleu else args.responses or 10,
+                                batch_size=args.batch_size, seed=args.seed, method=method, max_len=args.max_len,
+                                embeddings=vectors, embeddings_source=str(args.embeddings), device=args.device,
+                                max_contexts=args.max_sentences, **options)
+    _write(args, result)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    export = load_model(parser, args.model, args.device)
+    (_dialogues if is_dialogue(export) else _sentences)(parser, args, export)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,17 +1,401 @@
-"""textvae-respond: the dialogue response sampler, interactive or batch.
+"""textvae-respond: sample responses from a dialogue model, in a terminal chat or for a file of contexts.
 
-Not available in this version yet: it arrives with the dialogue-VAE issue. The command name is fixed now so that
-scripts and documentation can rely on it.
+Interactive (no --input): type a turn and get N numbered responses; the first becomes the system's turn in
+the dialogue history ([PICK k] makes it response k instead). [DONE] starts a new dialogue, [EXIT] or end of
+input (Ctrl-D) quits, as in ParlAI. [HISTORY] shows the dialogue so far; with a kgCVAE, [ACT name]
+conditions the next responses on a dialog act and [ACT] lets the model predict it again.
+
+Batch: --input contexts.jsonl --output responses.jsonl, one context a line, either
+{"turns": [{"speaker": "A", "text": "..."}, ...]} or a plain list of strings (speakers alternate), with an
+optional "act" (kgCVAE: the act to respond with) and "response" (a reference response, which
+--z-source posterior needs). Each output line is {"responses": [...]}, plus "acts" for a kgCVAE and the
+input's "id" when it has one. A bad line is an error naming the file and line.
+
+The responder is whoever did not speak the last turn. Turns longer than --max-turn-len tokens are cut,
+with a warning saying how many tokens were dropped. Decoding: latent models (VHRED, CVAE, kgCVAE) decode
+each sampled z greedily, HRED samples its words at temperature 1; --decode, --beam, --temperature,
+--top-k and --top-p change that.
+
+Examples:
+  textvae-respond --model runs/swda_kgcvae/export -n 5
+  textvae-respond --model runs/swda_kgcvae/export --act statement-opinion --temperature 0.8
+  textvae-respond --model runs/dailydialog_hred/export --input contexts.jsonl --output responses.jsonl -n 10
 """
 
+from __future__ import annotations
+
 import argparse
+import json
+import re
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, NamedTuple, TextIO
+
+import torch
+
+from textvae.data.batching import DialogueExample, collate_dialogues
+from textvae.data.records import DataError, DataWarning, iter_text_lines
+from textvae.data.tokenizers import UNK_ID
+from textvae.dialogue import (
+    DEFAULT_MAX_CONTEXT,
+    batch_to,
+    describe_method,
+    generate_responses,
+    responder_floor,
+)
+from textvae.export import Export
+from textvae.latent import max_words
+from tools._cli import (
+    add_response_decoding_arguments,
+    count,
+    load_dialogue_model,
+    parser_from_doc,
+    response_decoding,
+    run,
+)
+
+PROG = "textvae-respond"
+SENTENCE_MESSAGE = "textvae-respond answers with dialogue models; sample sentences with textvae-sample"
+DEFAULT_TURN_LIMIT = 100  # tokens per turn when the export does not say how long its turns may be
+COMMAND = re.compile(r"^\[([A-Z]+)(?:\s+(.*?))?\s*\]$")
+COMMANDS = "[DONE] [EXIT] [HISTORY] [PICK k] [ACT name]"
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="textvae-respond", description=__doc__.splitlines()[0])
-    parser.parse_args(argv)
-    parser.exit(2, "textvae-respond: error: not available in this version yet (it arrives with the dialogue-VAE issue)\n")
+def _parser() -> argparse.ArgumentParser:
+    parser = parser_from_doc(__doc__)
+    parser.add_argument("--model", required=True, type=Path, metavar="DIR", help="dialogue model export folder")
+    parser.add_argument("-n", "--num-samples", type=count(1), default=5, metavar="N",
+                        help="responses per turn or context (default 5)")
+    parser.add_argument("--act", metavar="NAME",
+                        help="kgCVAE: respond with this dialog act (a name from the export; default: predicted)")
+    parser.add_argument("--z-source", choices=("prior", "posterior"), default="prior",
+                        help="draw z from the prior network (default) or the recognition network, which needs "
+                             'the reference "response" of each --input line')
+    parser.add_argument("--input", type=Path, metavar="FILE", help="batch mode: contexts, one JSON a line")
+    parser.add_argument("--output", type=Path, metavar="FILE", help="batch mode: where to write the responses")
+    parser.add_argument("--batch-size", type=count(1), default=32, metavar="B",
+                        help="batch mode: contexts per batch; N x B responses are decoded together (default 32)")
+    parser.add_argument("--max-context", type=count(1), metavar="U",
+                        help=f"context turns the model reads (default: the export's, else {DEFAULT_MAX_CONTEXT})")
+    parser.add_argument("--max-turn-len", type=count(1), metavar="L",
+                        help=f"longest turn in tokens; longer ones are cut with a warning (default: the export's "
+                             f"limit, else {DEFAULT_TURN_LIMIT})")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the latents and sampling (default 0)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="torch device (default: cuda if available, else cpu)")
+    add_response_decoding_arguments(parser)
+    return parser
+
+
+class Context(NamedTuple):
+    turns: list[list[int]]  # token ids per turn, oldest first
+    floor: list[int]  # 1 where the responder spoke
+    response: list[int] | None  # reference response ids (for --z-source posterior)
+    act: int | None  # forced act id (kgCVAE)
+
+
+@dataclass
+class Responder:
+    """The model and every option fixed for the session: contexts in, N (text, act name) responses out."""
+
+    export: Export
+    num_samples: int
+    method: str
+    options: dict
+    max_context: int
+    max_turn_len: int
+    z_source: str
+    generator: torch.Generator
+    device: str
+    batch_size: int = 32
+
+    @property
+    def act_names(self) -> list[str]:
+        names = self.export.categories.get("acts") or []
+        return names if len(names) == self.export.model.num_acts else [str(i) for i in range(self.export.model.num_acts)]
+
+    def act_id(self, name: str) -> int:
+        """The id of act ``name``; ValueError with the known names otherwise (or if the model has no acts)."""
+        model = self.export.model
+        if not model.num_acts:
+            raise ValueError(f"{type(model).__name__} is not conditioned on dialog acts (that is a kgCVAE); drop the act")
+        if name not in self.act_names:
+            raise ValueError(f"unknown act {name!r}; this model knows {', '.join(self.act_names)}")
+        return self.act_names.index(name)
+
+    def encode(self, text: str) -> tuple[list[int], int, int]:
+        """Token ids of a turn cut to ``max_turn_len``, the number of tokens cut, and of unknown tokens kept."""
+        ids = self.export.tokenizer.encode(text)
+        cut = max(0, len(ids) - self.max_turn_len)
+        ids = ids[: self.max_turn_len]
+        return ids, cut, ids.count(UNK_ID)
+
+    def respond(self, contexts: Sequence[Context]) -> list[list[tuple[str, str | None]]]:
+        """N (text, act name or None) responses per context, in order; contexts with a forced act and those
+        without go in separate batches, as the model takes one ``acts`` tensor per batch."""
+        out: list[list[tuple[str, str | None]]] = [[] for _ in contexts]
+        forced = [i for i, c in enumerate(contexts) if c.act is not None]
+        free = [i for i, c in enumerate(contexts) if c.act is None]
+        for group in (forced, free):
+            for start in range(0, len(group), self.batch_size):
+                indices = group[start:start + self.batch_size]
+                for i, responses in zip(indices, self._batch([contexts[i] for i in indices]), strict=True):
+                    out[i] = responses
+        return out
+
+    def _batch(self, contexts: Sequence[Context]) -> list[list[tuple[str, str | None]]]:
+        examples = [DialogueExample(context=c.turns[-self.max_context:], context_floor=c.floor[-self.max_context:],
+                                    response=c.response or [], act=c.act, emotion=None, topic=None, index=i)
+                    for i, c in enumerate(contexts)]
+        batch = batch_to(collate_dialogues(examples), self.device)
+        acts = batch.acts if contexts[0].act is not None else None
+        result = generate_responses(self.export.model, batch, num_samples=self.num_samples, method=self.method,
+                                    z_source=self.z_source, acts=acts, generator=self.generator, **self.options)
+        names = self.act_names
+        return [[(self.export.tokenizer.decode(ids), names[result.acts[b][s]] if result.acts is not None else None)
+                 for s, ids in enumerate(result.ids[b])] for b in range(len(contexts))]
+
+
+def _say(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+def _numbered(responses: list[tuple[str, str | None]]) -> str:
+    return "\n".join(f"  {k}. " + (f"[{act}] " if act is not None else "") + (text or "(empty response)")
+                     for k, (text, act) in enumerate(responses, start=1))
+
+
+def chat(responder: Responder, stdin: BinaryIO, stdout: TextIO, *, act: int | None, prompt: bool) -> None:
+    """The interactive session: read turns from ``stdin`` (bytes, so invalid UTF-8 is a message, not a crash)."""
+    model = responder.export.model
+    tokenizer = responder.export.tokenizer
+    described = type(model).__name__ + (f", z {model.latent_dim}" if model.latent_dim else "")
+    described += f", {model.num_acts} acts" if model.num_acts else ""
+    print(f"{described}: {responder.num_samples} responses a turn, {describe_method(model, responder.method)}. "
+          f"Type a turn; {COMMANDS}.", file=stdout, flush=True)
+    history: list[tuple[list[int], int]] = []  # (ids, 1 if the system said it)
+    last: list[list[int]] = []  # ids of the last responses, for [PICK k]
+    while True:
+        if prompt:
+            stdout.write("you> ")
+            stdout.flush()
+        try:
+            raw = stdin.readline()
+        except KeyboardInterrupt:
+            raw = b""
+        if not raw:  # end of input: quit cleanly
+            if prompt:
+                stdout.write("\n")
+            break
+        try:
+            text = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as err:
+            _say(f"that turn is not valid UTF-8 (byte {err.start}); type it again")
+            continue
+        command = COMMAND.match(text)
+        if command:
+            name, value = command.group(1), command.group(2)
+            if name == "EXIT" and value is None:
+                break
+            if name == "DONE" and value is None:
+                history, last = [], []
+                print("-- new dialogue --", file=stdout, flush=True)
+            elif name == "HISTORY" and value is None:
+                lines = [f"  {'system' if floor else 'you'}: {tokenizer.decode(ids)}" for ids, floor in history]
+                print("\n".join(lines) if lines else "  (empty: type a turn)", file=stdout, flush=True)
+            elif name == "PICK":
+                if not last:
+                    _say("no responses to pick from yet; type a turn first")
+                elif value is None or not value.isdigit() or not 1 <= int(value) <= len(last):
+                    _say(f"[PICK k] takes a response number from 1 to {len(last)}")
+                else:
+                    history[-1] = (last[int(value) - 1], 1)
+                    print(f"-- response {value} is the system's turn --", file=stdout, flush=True)
+            elif name == "ACT":
+                if value is None:
+                    act = None
+                    print("-- acts: predicted by the model --", file=stdout, flush=True)
+                else:
+                    try:
+                        act = responder.act_id(value)
+                        print(f"-- act: {value} --", file=stdout, flush=True)
+                    except ValueError as err:
+                        _say(str(err))
+            else:
+                _say(f"unknown command {text}; commands: {COMMANDS}")
+            continue
+        if not text:
+            _say(f"empty turn: type some words ({COMMANDS})")
+            continue
+        ids, cut, unknown = responder.encode(text)
+        if cut:
+            _say(f"warning: the turn was cut to {responder.max_turn_len} tokens ({cut} tokens dropped)")
+        if unknown:
+            _say(f"note: {unknown} of {len(ids)} tokens are not in the model's vocabulary; read as <unk>")
+        history.append((ids, 0))
+        turns = history[-responder.max_context:]
+        context = Context([t for t, _ in turns], [f for _, f in turns], None, act)
+        responses = responder.respond([context])[0]
+        print(_numbered(responses), file=stdout, flush=True)
+        last = [tokenizer.encode(r)[: responder.max_turn_len] for r, _ in responses]
+        history.append((last[0], 1))
+
+
+# ----------------------------------------------------------------------------------------------- batch
+
+
+class Line(NamedTuple):
+    number: int
+    id: object
+    context: Context
+
+
+def _turns(obj: object, where: str) -> tuple[list[str], list[str]]:
+    """Texts and speakers of one input line's context."""
+    if isinstance(obj, list):
+        turns = obj
+    elif isinstance(obj, dict) and isinstance(obj.get("turns"), list):
+        turns = obj["turns"]
+    else:
+        raise DataError(f'{where}: expected {{"turns": [{{"speaker": ..., "text": ...}}, ...]}} or a list of strings')
+    if not turns:
+        raise DataError(f"{where}: the context has no turns")
+    texts, speakers = [], []
+    for i, turn in enumerate(turns):
+        if isinstance(turn, str):
+            text, speaker = turn, "AB"[(len(turns) - 1 - i) % 2]  # alternate, the last turn by A
+        elif isinstance(turn, dict) and isinstance(turn.get("text"), str):
+            text, speaker = turn["text"], turn.get("speaker")
+            if not isinstance(speaker, str) or not speaker:
+                raise DataError(f'{where}: turn {i} needs a non-empty string "speaker"')
+        else:
+            raise DataError(f'{where}: turn {i} must be a string or an object with a string "text"')
+        if not text.strip():
+            raise DataError(f"{where}: turn {i} is empty")
+        texts.append(text)
+        speakers.append(speaker)
+    return texts, speakers
+
+
+def read_contexts(path: Path, responder: Responder, *, act: int | None) -> list[Line]:
+    """Every line of ``path`` parsed and encoded; a bad line raises DataError naming file and line. Cut
+    turns, unknown tokens and acts a non-kgCVAE ignores are counted and reported once."""
+    lines: list[Line] = []
+    cut_turns = cut_tokens = tokens = unknown = ignored_acts = long_contexts = 0
+    first_cut = None
+    for number, text in iter_text_lines(path):
+        where = f"{path}:{number}"
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{where}: malformed JSON ({err.msg} at column {err.colno}); each line must be one "
+                            "context") from None
+        texts, speakers = _turns(obj, where)
+        fields = obj if isinstance(obj, dict) else {}
+        line_act = act
+        if fields.get("act") is not None:
+            if not isinstance(fields["act"], str):
+                raise DataError(f'{where}: "act" must be a string')
+            if responder.export.model.num_acts:
+                try:
+                    line_act = responder.act_id(fields["act"])
+                except ValueError as err:
+                    raise DataError(f"{where}: {err}") from None
+            else:
+                ignored_acts += 1
+        response = fields.get("response")
+        if response is not None and (not isinstance(response, str) or not response.strip()):
+            raise DataError(f'{where}: "response" must be a non-empty string')
+        if responder.z_source == "posterior" and response is None:
+            raise DataError(f'{where}: --z-source posterior needs a reference "response" on every line')
+        encoded = []
+        for t in texts + ([response] if response is not None else []):
+            ids, cut, unknown_here = responder.encode(t)
+            encoded.append(ids)
+            tokens += len(ids)
+            unknown += unknown_here
+            if cut:
+                cut_turns += 1
+                cut_tokens += cut
+                first_cut = first_cut or number
+        long_contexts += len(texts) > responder.max_context
+        context = Context(encoded[: len(texts)], responder_floor(speakers),
+                          encoded[-1] if response is not None else None, line_act)
+        lines.append(Line(number, fields.get("id"), context))
+    if not lines:
+        raise DataError(f"{path}: no contexts in the file")
+    if cut_turns:
+        warnings.warn(f"{path}: cut {cut_turns} turn{'s' if cut_turns != 1 else ''} to {responder.max_turn_len} "
+                      f"tokens ({cut_tokens} tokens dropped; the first on line {first_cut})", DataWarning, stacklevel=2)
+    if unknown:
+        warnings.warn(f"{path}: {unknown} of {tokens} tokens are not in the model's vocabulary; read as <unk>",
+                      DataWarning, stacklevel=2)
+    if long_contexts:
+        warnings.warn(f"{path}: {long_contexts} context{'s have' if long_contexts != 1 else ' has'} more than "
+                      f"{responder.max_context} turns; the model reads the last {responder.max_context} (--max-context)",
+                      DataWarning, stacklevel=2)
+    if ignored_acts:
+        warnings.warn(f'{path}: ignored the "act" of {ignored_acts} line{"s" if ignored_acts != 1 else ""}: '
+                      f"{type(responder.export.model).__name__} is not conditioned on dialog acts", DataWarning,
+                      stacklevel=2)
+    return lines
+
+
+def write_responses(path: Path, lines: Sequence[Line], responses: Sequence[list[tuple[str, str | None]]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for line, answer in zip(lines, responses, strict=True):
+            record = {"id": line.id} if line.id is not None else {}
+            record["responses"] = [text for text, _ in answer]
+            if answer and answer[0][1] is not None:
+                record["acts"] = [act for _, act in answer]
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    tmp.replace(path)  # never leave half a file under the final name
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if (args.input is None) != (args.output is None):
+        parser.error("batch mode needs both --input FILE and --output FILE")
+    if args.input is None and args.z_source == "posterior":
+        parser.error("--z-source posterior needs reference responses: give them in an --input file "
+                     '(a "response" on each line)')
+    export = load_dialogue_model(parser, args.model, args.device, sentence_message=SENTENCE_MESSAGE)
+    model = export.model
+    method, options = response_decoding(parser, args, model)
+    if args.z_source == "posterior" and not model.latent_dim:
+        parser.error(f"--z-source posterior needs a latent model; {type(model).__name__} has no z")
+    responder = Responder(
+        export=export, num_samples=args.num_samples, method=method, options=options | {"max_len": args.max_len},
+        max_context=args.max_context or export.info.get("max_context") or DEFAULT_MAX_CONTEXT,
+        max_turn_len=args.max_turn_len or export.info.get("max_len") or max_words(model) or DEFAULT_TURN_LIMIT,
+        z_source=args.z_source, generator=torch.Generator(device=args.device).manual_seed(args.seed),
+        device=args.device, batch_size=args.batch_size)
+    act = None
+    if args.act is not None:
+        try:
+            act = responder.act_id(args.act)
+        except ValueError as err:
+            parser.error(f"--act: {err}")
+    if args.input is None:
+        chat(responder, sys.stdin.buffer, sys.stdout, act=act, prompt=sys.stdin.isatty())
+        return
+    lines = read_contexts(args.input, responder, act=act)
+    responses = responder.respond([line.context for line in lines])
+    write_responses(args.output, lines, responses)
+    print(f"wrote {args.output} ({len(lines):,} contexts, {args.num_samples} responses each, "
+          f"{describe_method(model, method)})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(_parser(), _run, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -23,7 +23,7 @@ from textvae.data.records import DataError, Sentence, detect_kind, iter_text_lin
 from textvae.latent import decode_latents, encode_texts, plot_projection, project_2d, require_latent
 from tools._cli import add_decoding_arguments, count, load_sentence_model, parser_from_doc, run
 
-DIALOGUE_MESSAGE = "its sampler is textvae-respond, which arrives with the dialogue issue"
+DIALOGUE_MESSAGE = "sample its responses with textvae-respond"
 PROG = "textvae-sample"
 
 

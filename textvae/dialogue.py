@@ -1,0 +1,78 @@
+"""Responses from a :class:`~textvae.models.DialogueModel`: N per context, batched over contexts and samples.
+
+What ``textvae-respond`` and the dialogue evaluation share. A model offers ``response_condition`` (the
+context encoded, N latents drawn per context, kgCVAE's act chosen) and step-wise decoding from that
+condition, so any :mod:`textvae.decoding` method decodes all N x B responses in one call.
+
+Default decoding, as the papers generate: a latent model (VHRED, CVAE, kgCVAE) decodes each sampled z
+**greedily** (the diversity comes from z, Zhao et al. 2017); HRED, which has no z, **samples** its words at
+temperature 1 (Serban et al. 2016). Options override it.
+
+Notation: B contexts, N samples per context, U context turns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor
+
+from textvae.data.batching import DialogueBatch
+from textvae.decoding import generate
+from textvae.models import DialogueModel
+
+Method = Literal["greedy", "beam", "sample"]
+DEFAULT_MAX_CONTEXT = 10  # context turns, as DialogueDataset's default and Zhao et al.'s setup
+
+
+def default_method(model: DialogueModel) -> Method:
+    """Greedy per sampled z for a latent model, word sampling for HRED (see the module doc)."""
+    return "greedy" if model.latent_dim > 0 else "sample"
+
+
+def describe_method(model: DialogueModel, method: Method) -> str:
+    return f"{method} per sampled z" if model.latent_dim > 0 else method
+
+
+def responder_floor(speakers: Sequence[str]) -> list[int]:
+    """Two-party floor of a context: 1 for the turns of the responder, who is whoever did *not* speak the
+    last turn (so a one-turn context is all 0)."""
+    return [int(s != speakers[-1]) for s in speakers]
+
+
+def batch_to(batch: DialogueBatch, device: torch.device | str) -> DialogueBatch:
+    return DialogueBatch(*(t.to(device) if isinstance(t, Tensor) else t for t in batch))
+
+
+class Responses(NamedTuple):
+    ids: list[list[list[int]]]  # [b][s] token ids of sample s for context b, without BOS/EOS
+    acts: list[list[int]] | None  # [b][s] act id the decoder was conditioned on (kgCVAE), else None
+
+
+@torch.no_grad()
+def generate_responses(model: DialogueModel, batch: DialogueBatch, *, num_samples: int, method: Method,
+                       max_len: int, z_source: Literal["prior", "posterior"] = "prior", acts: Tensor | None = None,
+                       generator: torch.Generator | None = None, beam_size: int = 5, temperature: float = 1.0,
+                       top_k: int = 0, top_p: float = 1.0) -> Responses:
+    """``num_samples`` responses to each context of ``batch`` (already on the model's device), all N x B
+    decoded together. ``acts`` (B,) forces kgCVAE's act; ``generator`` (on the model's device) draws the
+    latents and the sampled words. The model is in eval mode for the call."""
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    was_training = model.training
+    model.eval()
+    try:
+        condition = model.response_condition(batch, num_samples=num_samples, z_source=z_source, acts=acts,
+                                             generator=generator)
+        ids = generate(model, condition.condition, method, max_len=max_len, beam_size=beam_size,
+                       temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)  # N * B, sample-major
+    finally:
+        model.train(was_training)
+    b = batch.context.shape[0]
+    per_context = [[ids[s * b + i] for s in range(num_samples)] for i in range(b)]
+    act_ids = None
+    if condition.acts is not None:
+        act_ids = condition.acts.view(num_samples, b).T.tolist()  # (B, N)
+    return Responses(ids=per_context, acts=act_ids)

@@ -1,0 +1,296 @@
+"""Evaluating a dialogue response model p(x | c) (HRED, VHRED, CVAE, kgCVAE) as the papers report it.
+
+* **NLL / PPL**: -log p(x | c) of each reference response, summed over its words *and* EOS; PPL =
+  exp(total NLL / (words + EOS)), as for sentences. HRED's NLL is exact. A latent model's is the bound
+  -ELBO = reconstruction + KL(q(z|c,x) || p(z|c)) with the **recognition network** (one z per response,
+  from ``model(batch)``), so its PPL is an upper bound on the true perplexity; the table says so.
+* **Zhao et al. (2017)'s protocol**: N responses sampled per context (default 10, each decoded as
+  :mod:`textvae.dialogue` says: greedy per z for latent models, sampled words for HRED). BLEU-n recall is
+  the max and precision the mean over the N samples of sentence BLEU-n (n = 1..4, see
+  :func:`textvae.metrics.sentence_bleu_n` for the smoothing), averaged over contexts; F1 = 2PR/(P+R) of
+  those averages (Gu et al. 2019). Scores are 0-1, as in those papers. Text is compared as the tokenizer
+  decodes it (the reference too, so both sides see the same vocabulary and <unk>), split on whitespace.
+* **distinct-1/2** (Li et al. 2016) within each context's N samples, averaged over contexts, and over
+  all generated responses together.
+* **act accuracy** (kgCVAE): how often the act the decoder was conditioned on (predicted from (c, z))
+  is the reference response's gold act; responses whose gold act is unknown are left out.
+* **embedding average / extrema / greedy** (Liu et al. 2016) with user-supplied word vectors, recall
+  (max) and precision (mean) over the N samples like BLEU (Zhao et al.'s A-bow and E-bow). A pair where
+  one side has no word with a vector scores 0 and is counted.
+
+Everything is batched: B contexts per ``model(batch)`` pass, and their N x B responses decoded in one call.
+Reproducibility: batches come in a fixed order and one seeded generator draws every latent and sampled
+word, so the same seed *and batch size* give the same numbers.
+
+Notation: B contexts, N samples per context.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from textvae.data.batching import BucketBatchSampler, collate_dialogues
+from textvae.data.datasets import DialogueDataset
+from textvae.data.tokenizers import Tokenizer
+from textvae.data.word_vectors import WordVectors
+from textvae.dialogue import Method, batch_to, default_method, describe_method, generate_responses
+from textvae.metrics import (
+    bleu_recall_precision,
+    distinct_n,
+    embedding_average,
+    embedding_extrema,
+    embedding_greedy,
+    f1_score,
+)
+from textvae.models import DialogueModel
+
+BLEU_ORDERS = 4
+EXAMPLES = 3  # contexts whose responses the result keeps, to look at
+
+
+def _exp(x: float) -> float:
+    return math.exp(x) if x < 700 else math.inf
+
+
+@dataclass
+class EmbeddingScores:
+    """Liu et al. (2016)'s metrics, cosines in [-1, 1]: recall = max, precision = mean over the N samples."""
+
+    vectors: str  # where the word vectors came from
+    coverage: float  # fraction of the compared tokens (generated and reference) that have a vector
+    unscored: int  # (response, reference) pairs where one side has no word with a vector: scored 0
+    average_recall: float
+    average_precision: float
+    extrema_recall: float
+    extrema_precision: float
+    greedy_recall: float
+    greedy_precision: float
+
+
+@dataclass
+class DialogueEvalResult:
+    """Per-response averages are in nats; generation fields are None when responses were not generated."""
+
+    model: str  # class name
+    latent_dim: int
+    num_acts: int
+    contexts: int  # (context, reference response) pairs
+    tokens: int  # reference words + one EOS each
+    nll: float  # per response: exact (HRED) or the -ELBO bound (latent models)
+    nll_is_bound: bool
+    ppl: float  # exp(total NLL / tokens)
+    reconstruction: float | None  # -E_q[log p(x|z,c)] per response (one z), latent models
+    kl: float | None  # KL(q(z|c,x) || p(z|c)) per response, latent models
+    responses: int  # N sampled per context (0: none generated)
+    decoding: str | None
+    bleu_recall: list[float] | None  # BLEU-1..4, max over the samples, mean over contexts
+    bleu_precision: list[float] | None  # BLEU-1..4, mean over the samples
+    bleu_f1: list[float] | None
+    distinct_1_within: float | None  # within each context's samples, mean over contexts
+    distinct_2_within: float | None
+    distinct_1: float | None  # over all generated responses
+    distinct_2: float | None
+    act_accuracy: float | None  # kgCVAE: conditioned-on act == gold act of the reference
+    acts_scored: int | None  # responses whose reference has a gold act
+    embedding: EmbeddingScores | None
+    batch_size: int
+    seconds: float
+    contexts_per_second: float
+    examples: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        def finite(value):
+            return None if isinstance(value, float) and not math.isfinite(value) else value
+
+        return {key: finite(value) for key, value in dataclasses.asdict(self).items()}
+
+    def to_json(self) -> str:
+        """Strict JSON (a non-finite number, e.g. an overflowed perplexity, becomes null)."""
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False)
+
+    def table(self) -> str:
+        """Aligned, human-readable lines."""
+        na = "n/a (no latent)"
+        described = self.model + (f", z {self.latent_dim}" if self.latent_dim else "")
+        described += f", {self.num_acts} acts" if self.num_acts else ""
+        nll_note = ("upper bound: -ELBO with the recognition network, one z per response" if self.nll_is_bound
+                    else "exact")
+        rows = [
+            ("model", described),
+            ("contexts", f"{self.contexts:,}"),
+            ("tokens", f"{self.tokens:,} (response words + EOS)"),
+            ("NLL", f"{self.nll:.2f} nats/response ({nll_note})"),
+            ("  reconstruction", na if self.reconstruction is None else f"{self.reconstruction:.2f}"),
+            ("  KL", na if self.kl is None else f"{self.kl:.2f}"),
+            ("PPL", f"{self.ppl:.2f} (exp(NLL / tokens), EOS counted" + ("; a bound)" if self.nll_is_bound else ")")),
+        ]
+        if self.responses:
+            def four(values: list[float]) -> str:
+                return " / ".join(f"{v:.3f}" for v in values)
+
+            rows += [
+                ("responses", f"{self.responses} per context, {self.decoding}"),
+                ("BLEU-1..4 recall", four(self.bleu_recall) + " (max over samples)"),
+                ("BLEU-1..4 precision", four(self.bleu_precision) + " (mean over samples)"),
+                ("BLEU-1..4 F1", four(self.bleu_f1)),
+                ("distinct-1 / -2 within", f"{self.distinct_1_within:.3f} / {self.distinct_2_within:.3f} "
+                                           "(each context's samples, mean)"),
+                ("distinct-1 / -2 overall", f"{self.distinct_1:.3f} / {self.distinct_2:.3f} (all responses)"),
+            ]
+            if self.act_accuracy is not None:
+                rows.append(("act accuracy", f"{self.act_accuracy:.3f} (conditioned-on act vs the reference's "
+                                             f"gold act, {self.acts_scored:,} responses)"))
+            elif self.num_acts:
+                rows.append(("act accuracy", "n/a (no gold act in the data)"))
+            e = self.embedding
+            if e is not None:
+                rows += [
+                    ("embedding average", f"{e.average_recall:.3f} recall / {e.average_precision:.3f} precision"),
+                    ("embedding extrema", f"{e.extrema_recall:.3f} recall / {e.extrema_precision:.3f} precision"),
+                    ("embedding greedy", f"{e.greedy_recall:.3f} recall / {e.greedy_precision:.3f} precision"),
+                    ("  word vectors", f"{e.vectors}: {e.coverage:.1%} of tokens covered, {e.unscored:,} pairs unscored"),
+                ]
+        rows.append(("speed", f"{self.contexts_per_second:,.1f} contexts/s ({self.seconds:.2f} s, batch {self.batch_size})"))
+        width = max(len(name) for name, _ in rows)
+        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+class _EmbeddingTotals:
+    """Sums of the per-context recall/precision of the three embedding metrics."""
+
+    METRICS = {"average": embedding_average, "extrema": embedding_extrema, "greedy": embedding_greedy}
+
+    def __init__(self, vectors: WordVectors, source: str):
+        self.vectors, self.source = vectors, source
+        self.recall = dict.fromkeys(self.METRICS, 0.0)
+        self.precision = dict.fromkeys(self.METRICS, 0.0)
+        self.contexts = self.tokens = self.covered = self.unscored = 0
+
+    def add(self, hypotheses: list[str], reference: str) -> None:
+        ref_words = reference.split()
+        ref = self.vectors.lookup(ref_words)  # (M, D)
+        self.tokens += len(ref_words)
+        self.covered += len(ref)
+        scores = {name: [] for name in self.METRICS}
+        for hypothesis in hypotheses:
+            words = hypothesis.split()
+            hyp = self.vectors.lookup(words)  # (n, D)
+            self.tokens += len(words)
+            self.covered += len(hyp)
+            for name, metric in self.METRICS.items():
+                scores[name].append(metric(hyp, ref) if len(hyp) and len(ref) else 0.0)
+            self.unscored += not (len(hyp) and len(ref))
+        for name, values in scores.items():
+            self.recall[name] += max(values)
+            self.precision[name] += sum(values) / len(values)
+        self.contexts += 1
+
+    def result(self) -> EmbeddingScores:
+        n = max(self.contexts, 1)
+        return EmbeddingScores(vectors=self.source, coverage=self.covered / max(self.tokens, 1), unscored=self.unscored,
+                               **{f"{name}_{kind}": totals[name] / n for name in self.METRICS
+                                  for kind, totals in (("recall", self.recall), ("precision", self.precision))})
+
+
+@torch.inference_mode()
+def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer: Tokenizer, *,
+                       responses: int = 10, batch_size: int = 32, seed: int = 0, method: Method | None = None,
+                       max_len: int = 50, embeddings: WordVectors | None = None, embeddings_source: str = "",
+                       device: str | torch.device | None = None, max_contexts: int | None = None,
+                       **options: Any) -> DialogueEvalResult:
+    """Evaluate ``model`` on a :class:`~textvae.data.datasets.DialogueDataset` (see the module doc).
+
+    ``responses``: N per context (0: only NLL/PPL/KL). ``method``: decoding (None: the model's default,
+    :func:`textvae.dialogue.default_method`); ``options``: ``beam_size``, ``temperature``, ``top_k``,
+    ``top_p``. ``embeddings``: word vectors for Liu et al.'s metrics (None: skipped). ``max_contexts``:
+    evaluate only the first that many (context, response) pairs.
+    """
+    if responses < 0:
+        raise ValueError(f"responses must be >= 0, got {responses}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if len(dataset) == 0:
+        raise ValueError("the evaluation data set is empty")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(device)
+    method = method or default_method(model)
+    has_latent = model.latent_dim > 0
+    generator = torch.Generator(device=device).manual_seed(seed)
+    was_training = model.training
+    model.eval()
+
+    total_nll = total_rec = total_kl = 0.0
+    contexts = tokens = 0
+    recall_sum, precision_sum = [0.0] * BLEU_ORDERS, [0.0] * BLEU_ORDERS
+    within_1 = within_2 = 0.0
+    generated: list[str] = []
+    acts_correct = acts_scored = 0
+    embedding = _EmbeddingTotals(embeddings, embeddings_source) if embeddings is not None and responses else None
+    examples: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)  # the recognition network's z in model(batch)
+            for indices in BucketBatchSampler(dataset.lengths[:max_contexts], batch_size, shuffle=False):
+                items = [dataset[i] for i in indices]
+                batch = batch_to(collate_dialogues(items), device)
+                out = model(batch)
+                reconstruction = out.reconstruction.double()  # (B,)
+                kl = out.kl.double().sum(-1) if out.kl is not None else torch.zeros_like(reconstruction)  # (B,)
+                total_nll += float((reconstruction + kl).sum())
+                total_rec += float(reconstruction.sum())
+                total_kl += float(kl.sum())
+                contexts += len(items)
+                tokens += batch.num_targets
+                if not responses:
+                    continue
+                result = generate_responses(model, batch, num_samples=responses, method=method, max_len=max_len,
+                                            generator=generator, **options)
+                for b, item in enumerate(items):
+                    hypotheses = [tokenizer.decode(ids) for ids in result.ids[b]]
+                    reference = tokenizer.decode(item.response)
+                    recall, precision = bleu_recall_precision(hypotheses, reference, BLEU_ORDERS)
+                    recall_sum = [s + v for s, v in zip(recall_sum, recall, strict=True)]
+                    precision_sum = [s + v for s, v in zip(precision_sum, precision, strict=True)]
+                    within_1 += distinct_n(hypotheses, 1)
+                    within_2 += distinct_n(hypotheses, 2)
+                    generated += hypotheses
+                    if result.acts is not None and item.act is not None and item.act >= 0:
+                        acts_correct += sum(a == item.act for a in result.acts[b])
+                        acts_scored += len(result.acts[b])
+                    if embedding is not None:
+                        embedding.add(hypotheses, reference)
+                    if len(examples) < EXAMPLES:
+                        examples.append({"context": [tokenizer.decode(t) for t in item.context],
+                                         "reference": reference, "responses": hypotheses})
+    finally:
+        model.train(was_training)
+    seconds = time.perf_counter() - start
+
+    bleu_recall = bleu_precision = bleu_f1 = None
+    d1w = d2w = d1 = d2 = None
+    if responses:
+        bleu_recall = [s / contexts for s in recall_sum]
+        bleu_precision = [s / contexts for s in precision_sum]
+        bleu_f1 = [f1_score(p, r) for p, r in zip(bleu_precision, bleu_recall, strict=True)]
+        d1w, d2w = within_1 / contexts, within_2 / contexts
+        d1, d2 = distinct_n(generated, 1), distinct_n(generated, 2)
+    return DialogueEvalResult(
+        model=type(model).__name__, latent_dim=model.latent_dim, num_acts=model.num_acts, contexts=contexts,
+        tokens=tokens, nll=total_nll / contexts, nll_is_bound=has_latent, ppl=_exp(total_nll / tokens),
+        reconstruction=total_rec / contexts if has_latent else None, kl=total_kl / contexts if has_latent else None,
+        responses=responses, decoding=describe_method(model, method) if responses else None,
+        bleu_recall=bleu_recall, bleu_precision=bleu_precision, bleu_f1=bleu_f1,
+        distinct_1_within=d1w, distinct_2_within=d2w, distinct_1=d1, distinct_2=d2,
+        act_accuracy=acts_correct / acts_scored if acts_scored else None,
+        acts_scored=acts_scored if model.num_acts and responses else None,
+        embedding=embedding.result() if embedding is not None else None, batch_size=batch_size, seconds=seconds,
+        contexts_per_second=contexts / seconds if seconds > 0 else math.inf, examples=examples,
+    )
