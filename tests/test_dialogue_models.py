@@ -1,7 +1,7 @@
-"""Dialogue models (HRED, VHRED, CVAE, kgCVAE): shapes, closed-form KL, the bag-of-words and act losses,
-which network gives z when, act conditioning, decoding, an overfit, and export -> load."""
+"""Dialogue models (HRED, VHRED, CVAE, kgCVAE): shapes, the context encoder, closed-form KL, the
+bag-of-words and act losses, which network gives z when, act conditioning, decoding, an overfit, and
+export -> load. The bag-of-words loss itself is checked by hand in test_objectives."""
 
-import math
 
 import pytest
 import torch
@@ -107,17 +107,6 @@ def test_kl_is_the_closed_form_kl_between_recognition_and_prior(name, data, batc
     assert not torch.allclose(mu_p, mu_q)  # two different networks
 
 
-def test_bag_of_words_nll_hand_computed():
-    logits = torch.log(torch.tensor([[1.0, 1.0, 2.0, 3.0]]))  # softmax: [1, 1, 2, 3] / 7
-    targets = torch.tensor([[2, 3, 3, PAD_ID]])  # PAD_ID is 0: ignored
-    assert PAD_ID == 0
-    expected = -(math.log(2 / 7) + 2 * math.log(3 / 7))
-    assert bag_of_words_nll(logits, targets, pad_id=PAD_ID).item() == pytest.approx(expected, rel=1e-6)
-    # order does not matter, padding contributes nothing
-    assert torch.allclose(bag_of_words_nll(logits, torch.tensor([[3, PAD_ID, 2, 3]]), pad_id=PAD_ID),
-                          torch.tensor([expected]))
-
-
 def test_aux_loss_is_bag_of_words_plus_act_cross_entropy_on_known_acts(data, batch):
     model = build("kgcvae", data).eval()
     gold = batch.acts.clone()
@@ -163,6 +152,21 @@ def test_training_uses_the_recognition_network_and_generation_the_prior(name, da
     assert not torch.allclose(out1.reconstruction, out2.reconstruction)
     assert not torch.allclose(post1.z, post2.z)
     assert torch.equal(prior1.z, prior2.z) and torch.equal(prior1.condition, prior2.condition)
+
+
+def test_context_encoding_ignores_padding_and_batch_neighbours(data):
+    _, dataset = data
+    model = build("hred", data).eval()
+    examples = [dataset[i] for i in range(7)]
+    assert len({len(e.context) for e in examples}) > 1  # contexts of different lengths: padded turns
+    with torch.no_grad():
+        together = model.encode_context(collate_dialogues(examples))
+        alone = torch.cat([model.encode_context(collate_dialogues([e])) for e in examples])
+        floor_flipped = collate_dialogues(examples)
+        floor_flipped = floor_flipped._replace(context_floor=1 - floor_flipped.context_floor)
+        flipped = model.encode_context(floor_flipped)
+    assert torch.allclose(together, alone, atol=1e-6)
+    assert not torch.allclose(together, flipped)  # the floor (speaker) feature is read
 
 
 @pytest.mark.parametrize("name", ALL)
