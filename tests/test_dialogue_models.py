@@ -91,8 +91,7 @@ def test_forward_shapes_and_contract(name, data, batch):
     assert bool((out.aux_loss > 0).all()) == has_aux and bool((out.aux_loss == 0).all()) != has_aux
     loss = out.reconstruction.mean() + out.aux_loss.mean() + (0 if out.kl is None else out.kl.sum(-1).mean())
     loss.backward()
-    assert all(p.grad is not None for n, p in model.named_parameters() if "act_to_recognition" not in n
-               and "topic" not in n)
+    assert all(p.grad is not None for p in model.parameters())  # every parameter is used (DDP needs it)
 
 
 @pytest.mark.parametrize("name", LATENT)
