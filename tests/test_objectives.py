@@ -5,6 +5,7 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from textvae.objectives import (
+    bag_of_words_nll,
     free_bits_kl,
     gaussian_kl,
     gaussian_kl_between,
@@ -191,6 +192,16 @@ PAD, BOS, EOS, UNK = 0, 1, 2, 3
 
 def _tokens(shape=(200, 500), seed=0):
     return torch.randint(0, 50, shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_bag_of_words_nll_hand_computed():
+    logits = torch.log(torch.tensor([[1.0, 1.0, 2.0, 3.0]]))  # softmax: [1, 1, 2, 3] / 7
+    expected = -(math.log(2 / 7) + 2 * math.log(3 / 7))  # words 2, 3, 3; id 0 is padding
+    assert bag_of_words_nll(logits, torch.tensor([[2, 3, 3, 0]]), pad_id=0).item() == pytest.approx(expected)
+    # word order does not matter and padding adds nothing
+    assert bag_of_words_nll(logits, torch.tensor([[3, 0, 2, 3]]), pad_id=0).item() == pytest.approx(expected)
+    rows = bag_of_words_nll(logits.expand(2, -1), torch.tensor([[2, 0], [0, 0]]), pad_id=0)
+    assert rows.tolist() == pytest.approx([-math.log(2 / 7), 0.0])
 
 
 def test_word_dropout_rate_is_p_on_unprotected_tokens():

@@ -1,4 +1,5 @@
-"""Training end to end: every recipe runs a fast dev run, export → load is exact, DDP ranks agree."""
+"""Training end to end: every recipe (sentence and dialogue) runs a fast dev run, export → load is exact,
+DDP ranks agree."""
 
 import os
 import subprocess
@@ -9,10 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from textvae.data.batching import SentenceExample, collate_sentences
+from textvae.data.batching import DialogueExample, SentenceExample, collate_dialogues, collate_sentences
 from textvae.data.records import write_jsonl
 from textvae.data.synthetic import generate_dialogues, generate_sentences
 from textvae.export import load_export
+from textvae.models import DialogueModel
 from tools import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +45,14 @@ def test_recipe_fast_dev_run_and_export(recipe, tiny_data, tmp_path):
     loaded = load_export(export)
     assert (export / "config.json").is_file() and (export / "model.safetensors").is_file()
     assert loaded.tokenizer.vocab_size == loaded.model.init_args["vocab_size"]
+    args = loaded.model.init_args
+    if recipe_kind(recipe) == "dialogues":
+        assert isinstance(loaded.model, DialogueModel)
+        if "num_acts" in args:  # CVAE/kgCVAE: the data's act and topic inventories are linked in
+            assert args["num_acts"] == len(loaded.categories["acts"]) > 0
+            assert args["num_topics"] == len(loaded.categories["topics"]) > 0  # the synthetic dialogues' topics
+    else:  # the act/topic links skip models without those arguments
+        assert "num_acts" not in args and "num_topics" not in args
 
 
 def test_export_round_trip_gives_identical_logits(tiny_data, tmp_path):
@@ -64,6 +74,27 @@ def test_export_round_trip_gives_identical_logits(tiny_data, tmp_path):
         assert torch.equal(loaded.model.encode(batch.tokens, batch.lengths)[0],
                            again.model.encode(batch.tokens, batch.lengths)[0])
     assert loaded.categories["labels"]  # the synthetic corpus labels sentences by topic
+
+
+def test_dialogue_export_round_trip_gives_identical_logits(tiny_data, tmp_path):
+    export = tmp_path / "export"
+    train.main(["fit", "--config", str(ROOT / "recipes" / "synthetic_dialogue_quickstart.yaml"),
+                "--trainer.max_steps", "3", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+                "--trainer.enable_checkpointing", "false", "--trainer.default_root_dir", str(tmp_path),
+                "--data.train", str(tiny_data["dialogues"]), "--data.valid", str(tiny_data["dialogues"]),
+                "--data.test", str(tiny_data["dialogues"]), "--data.cache_dir", str(tmp_path / "cache"),
+                "--export", str(export)])
+    loaded, again = load_export(export), load_export(export)
+    assert loaded.model.num_acts == len(loaded.categories["acts"]) > 0  # the quickstart is a kgCVAE
+    examples = [DialogueExample([loaded.tokenizer.encode("i need a hotel in the centre .")], [0],
+                                loaded.tokenizer.encode("what price range ?"), 0, None, 1, 0)]
+    batch = collate_dialogues(examples)
+    with torch.no_grad():
+        a = loaded.model.response_condition(batch, num_samples=2, generator=torch.Generator().manual_seed(0))
+        b = again.model.response_condition(batch, num_samples=2, generator=torch.Generator().manual_seed(0))
+        assert torch.equal(a.condition, b.condition) and torch.equal(a.acts, b.acts)
+        inputs = batch.inputs.repeat(2, 1)
+        assert torch.equal(loaded.model.decoder(inputs, a.condition), again.model.decoder(inputs, b.condition))
 
 
 def test_train_cli_reports_bad_data_in_one_line(tmp_path, capsys):

@@ -76,6 +76,10 @@ class TextDataModule(pl.LightningDataModule):
     def num_acts(self) -> int:
         return len(self.acts) if self.kind == "dialogues" else 0
 
+    @property
+    def num_topics(self) -> int:
+        return len(self.topics) if self.kind == "dialogues" else 0
+
     def dataset(self, split: str):
         if split not in self.datasets:
             if split not in self.records:

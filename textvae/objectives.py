@@ -146,6 +146,22 @@ def importance_weighted_nll(log_px_given_z: Tensor, log_pz: Tensor, log_qz: Tens
 
 
 # ---------------------------------------------------------------------------------------------------
+# Bag-of-words loss (Zhao et al. 2017, section 3.2)
+
+
+def bag_of_words_nll(logits: Tensor, targets: Tensor, *, pad_id: int) -> Tensor:
+    """-sum_t log softmax(logits)[x_t] over the real targets of each row: (B, V), (B, T) -> (B,).
+
+    Zhao et al. (2017)'s auxiliary loss: one distribution over the vocabulary, predicted from (c, z)
+    without word order, must explain every word of the response (and EOS, as in their code), which
+    forces z to carry the response's content. ``targets`` equal to ``pad_id`` are ignored.
+    """
+    log_probs = torch.log_softmax(logits.float(), dim=-1)  # (B, V)
+    picked = log_probs.gather(1, targets)  # (B, T)
+    return -(picked * (targets != pad_id)).sum(-1)  # (B,)
+
+
+# ---------------------------------------------------------------------------------------------------
 # Word dropout (Bowman et al. 2016, section 3.3)
 
 

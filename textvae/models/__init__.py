@@ -5,13 +5,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from torch import Tensor
 
+from textvae.models.cvae import CVAE
+from textvae.models.hred import HRED
 from textvae.models.language_model import LanguageModel
-from textvae.models.modules import DecoderState, ModelOutput
+from textvae.models.modules import DecoderState, ModelOutput, ResponseCondition
 from textvae.models.sentence_vae import ImportanceSamples, SentenceVAE
+from textvae.models.vhred import VHRED
 
 
 @runtime_checkable
@@ -33,16 +36,6 @@ class TextModel(Protocol):
     def decoder_reorder(self, state: Any, index: Tensor) -> Any: ...
 
 
-class ResponseCondition(NamedTuple):
-    """What a dialogue model decodes a response from: ``condition`` goes to ``decoder_start`` as its first
-    argument (in :mod:`textvae.decoding` it takes the place of ``z``). Rows are sample-major: row
-    ``s * B + b`` is sample ``s`` of context ``b``."""
-
-    condition: Tensor  # (N * B, C) context encoding, z (latent models) and act embedding (kgCVAE), as the decoder wants
-    z: Tensor | None  # (N * B, Z) the latent used; None for HRED
-    acts: Tensor | None  # (N * B,) act ids the decoder was conditioned on (kgCVAE: given or predicted); else None
-
-
 @runtime_checkable
 class DialogueModel(TextModel, Protocol):
     """A response model p(x | c) over :class:`~textvae.data.batching.DialogueBatch` (HRED, VHRED, CVAE,
@@ -62,5 +55,5 @@ class DialogueModel(TextModel, Protocol):
                            generator: Any = None) -> ResponseCondition: ...
 
 
-__all__ = ["DecoderState", "DialogueModel", "ImportanceSamples", "LanguageModel", "ModelOutput",
-           "ResponseCondition", "SentenceVAE", "TextModel"]
+__all__ = ["CVAE", "HRED", "VHRED", "DecoderState", "DialogueModel", "ImportanceSamples", "LanguageModel",
+           "ModelOutput", "ResponseCondition", "SentenceVAE", "TextModel"]

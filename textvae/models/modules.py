@@ -1,6 +1,7 @@
-"""Shared building blocks: sentence encoders, a Gaussian head, z-conditioned decoders and the model output.
+"""Shared building blocks: sentence encoders, Gaussian heads, the hierarchical dialogue context encoder,
+z-conditioned decoders and the model outputs.
 
-Notation: B batch, T tokens, E embedding, H hidden, Z latent, V vocab. Sequences are ``BOS w_1 .. w_n EOS``
+Notation: B batch, T tokens, U turns, E embedding, H hidden, Z latent, V vocab. Sequences are ``BOS w_1 .. w_n EOS``
 padded on the right with ``PAD_ID`` (see :mod:`textvae.data.batching`).
 
 Every decoder has the same interface, so one model file can swap architectures and
@@ -35,6 +36,16 @@ class ModelOutput(NamedTuple):
     mu: Tensor | None  # (B, Z) posterior mean
     logvar: Tensor | None  # (B, Z) posterior log-variance
     aux_loss: Tensor  # (B,) extra per-example losses (bag-of-words, dialogue acts); zeros if none
+
+
+class ResponseCondition(NamedTuple):
+    """What a dialogue model decodes a response from: ``condition`` goes to ``decoder_start`` as its first
+    argument (in :mod:`textvae.decoding` it takes the place of ``z``). Rows are sample-major: row
+    ``s * B + b`` is sample ``s`` of context ``b``."""
+
+    condition: Tensor  # (N * B, C) context encoding, z (latent models) and act embedding (kgCVAE), as the decoder wants
+    z: Tensor | None  # (N * B, Z) the latent used; None for HRED
+    acts: Tensor | None  # (N * B,) act ids the decoder was conditioned on (kgCVAE: given or predicted); else None
 
 
 def sequence_nll(decoder: RNNDecoder | TransformerDecoder, inputs: Tensor, targets: Tensor,
@@ -220,6 +231,85 @@ class GaussianHead(nn.Module):
         return mu, self.to_logvar(h)
 
 
+class GaussianMLP(nn.Module):
+    """A diagonal Gaussian from an MLP: ``num_hidden`` tanh layers of ``hidden_dim``, then a
+    :class:`GaussianHead`; (B, D) -> (B, Z) x2. The prior network p(z | c) of CVAE (one hidden layer)
+    and VHRED (two); ``num_hidden=0`` is a linear head (CVAE's recognition network)."""
+
+    def __init__(self, *, input_dim: int, latent_dim: int, hidden_dim: int = 0, num_hidden: int = 1):
+        super().__init__()
+        if num_hidden < 0 or (num_hidden > 0 and hidden_dim < 1):
+            raise ValueError(f"need num_hidden >= 0 and hidden_dim >= 1 with hidden layers, got "
+                             f"num_hidden={num_hidden}, hidden_dim={hidden_dim}")
+        layers: list[nn.Module] = []
+        for i in range(num_hidden):
+            layers += [nn.Linear(input_dim if i == 0 else hidden_dim, hidden_dim), nn.Tanh()]
+        self.hidden = nn.Sequential(*layers)
+        self.head = GaussianHead(input_dim=hidden_dim if num_hidden else input_dim, latent_dim=latent_dim)
+
+    def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        return self.head(self.hidden(h))  # (B, Z) x2
+
+
+# ---------------------------------------------------------------------------------------------------
+# Dialogue context: (context (B, U, T), its lengths (B, U), turns (B,), floor (B, U)) -> (B, H)
+
+
+class ContextEncoder(nn.Module):
+    """Hierarchical context encoder of HRED (Sordoni et al. 2015; Serban et al. 2016), as in Zhao et al. (2017).
+
+    One utterance encoder (an :class:`RNNEncoder`), shared across turns, reads every context turn into a
+    vector; the latent models also encode the response with it (``utterances``). A context RNN reads the
+    turn vectors oldest first, each concatenated with a one-hot floor feature (is the turn's speaker the
+    responder?); the context vector is the last layer's final state. Padded turns are never read.
+    """
+
+    def __init__(self, *, vocab_size: int, cell: Literal["lstm", "gru"] = "gru", embed_dim: int = 200,
+                 utterance_dim: int = 300, bidirectional: bool = True, context_dim: int = 600, num_layers: int = 1,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.utterance = RNNEncoder(vocab_size=vocab_size, cell=cell, embed_dim=embed_dim, hidden_dim=utterance_dim,
+                                    bidirectional=bidirectional, dropout=dropout)
+        rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
+        self.context_rnn = rnn(self.utterance.output_dim + 2, context_dim, num_layers, batch_first=True,
+                               dropout=dropout if num_layers > 1 else 0.0)
+        self.dropout = nn.Dropout(dropout)
+        self.output_dim = context_dim
+
+    def utterances(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """Utterances (B, T) BOS .. EOS with lengths (B,) -> vectors (B, H_u)."""
+        return self.utterance(tokens, lengths)
+
+    def forward(self, context: Tensor, context_lengths: Tensor, context_turns: Tensor, floor: Tensor) -> Tensor:
+        b, u, _ = context.shape
+        real = context_lengths > 0  # (B, U); real turns come first in every row
+        vectors = self.utterance(context[real], context_lengths[real])  # (N, H_u), N real turns
+        turns = vectors.new_zeros(b, u, vectors.shape[-1])  # (B, U, H_u)
+        turns[real] = vectors
+        x = torch.cat([self.dropout(turns), F.one_hot(floor.clamp(0, 1), 2).to(turns.dtype)], dim=-1)  # (B, U, H_u + 2)
+        packed = pack_padded_sequence(x, context_turns.cpu(), batch_first=True, enforce_sorted=False)
+        _, hidden = self.context_rnn(packed)  # (layers, B, H), back in the input order
+        h = hidden[0] if isinstance(hidden, tuple) else hidden  # LSTM: (h, c); keep h
+        return self.dropout(h[-1])  # (B, H)
+
+
+def check_response_request(z_source: str, acts: Tensor | None, num_acts: int, batch_size: int,
+                           num_samples: int) -> None:
+    """The argument checks every dialogue model's ``response_condition`` makes (clear ValueErrors)."""
+    if z_source not in ("prior", "posterior"):
+        raise ValueError(f"z_source must be 'prior' or 'posterior', got {z_source!r}")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    if acts is None:
+        return
+    if num_acts == 0:
+        raise ValueError("this model is not conditioned on dialog acts (num_acts=0): pass acts=None")
+    if acts.shape != (batch_size,):
+        raise ValueError(f"acts must be one act id per context, shape ({batch_size},), got {tuple(acts.shape)}")
+    if acts.numel() and (int(acts.min()) < 0 or int(acts.max()) >= num_acts):
+        raise ValueError(f"act ids must be in [0, {num_acts}), got {acts.tolist()}")
+
+
 # ---------------------------------------------------------------------------------------------------
 # Decoders
 
@@ -234,23 +324,30 @@ class RNNDecoder(nn.Module):
 
     z sets the initial state through ``latent_to_hidden`` (for an LSTM both h_0 and c_0, for every
     layer) and, with ``z_to_every_input``, is also concatenated to every input embedding, as in
-    He et al. (2019)'s decoder, which makes z harder to ignore. ``latent_dim=0``: a plain LM, zero state.
+    He et al. (2019)'s decoder, which makes z harder to ignore (``every_input_dim``: only z's last
+    ``every_input_dim`` entries). ``latent_dim=0``: a plain LM, zero state.
     ``tie_embeddings`` shares the input embedding with the output layer (Press & Wolf 2017); when
     ``hidden_dim != embed_dim`` a linear layer first maps the hidden state to the embedding size.
     """
 
     def __init__(self, *, vocab_size: int, cell: Literal["lstm", "gru"] = "lstm", embed_dim: int = 256,
                  hidden_dim: int = 256, latent_dim: int = 0, num_layers: int = 1, z_to_every_input: bool = False,
-                 dropout: float = 0.0, tie_embeddings: bool = False):
+                 dropout: float = 0.0, tie_embeddings: bool = False, every_input_dim: int = 0):
         super().__init__()
         if z_to_every_input and latent_dim == 0:
             raise ValueError("z_to_every_input needs a latent (latent_dim > 0)")
+        if not 0 <= every_input_dim <= latent_dim or (z_to_every_input and every_input_dim):
+            raise ValueError(f"every_input_dim must be in [0, latent_dim={latent_dim}] and is not combined with "
+                             f"z_to_every_input, got {every_input_dim}")
+        # how many trailing entries of z are concatenated to every input: all of them, or the last
+        # every_input_dim (kgCVAE feeds only its dialog-act embedding to every step, Zhao et al. 2017)
+        self.every_input_dim = latent_dim if z_to_every_input else every_input_dim
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
         with torch.no_grad():
             self.embedding.weight[PAD_ID].zero_()
         rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
-        self.rnn = rnn(embed_dim + (latent_dim if z_to_every_input else 0), hidden_dim, num_layers,
+        self.rnn = rnn(embed_dim + self.every_input_dim, hidden_dim, num_layers,
                        batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
         self.is_lstm = cell == "lstm"
         self.num_layers, self.hidden_dim, self.latent_dim = num_layers, hidden_dim, latent_dim
@@ -277,8 +374,9 @@ class RNNDecoder(nn.Module):
 
     def _embed(self, tokens: Tensor, z: Tensor | None) -> Tensor:
         x = self.dropout(self.embedding(tokens))  # (B, T, E)
-        if self.z_to_every_input:
-            x = torch.cat([x, z.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=-1)  # (B, T, E + Z)
+        if self.every_input_dim:
+            every = z[:, z.shape[1] - self.every_input_dim:]  # (B, Z'), Z' = every_input_dim (all of z by default)
+            x = torch.cat([x, every.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=-1)  # (B, T, E + Z')
         return x
 
     def _out(self, h: Tensor) -> Tensor:
@@ -304,7 +402,7 @@ class RNNDecoder(nn.Module):
         if batch_size is None:
             raise ValueError("start(z=None) needs batch_size")
         like = z if z is not None else self.output.weight
-        return RNNState(self._initial_hidden(z, batch_size, like), z if self.z_to_every_input else None)
+        return RNNState(self._initial_hidden(z, batch_size, like), z if self.every_input_dim else None)
 
     def step(self, tokens: Tensor, state: RNNState) -> tuple[Tensor, RNNState]:
         x = self._embed(tokens.unsqueeze(1), state.z)  # (B, 1, E [+ Z])

@@ -1,0 +1,221 @@
+"""CVAE and kgCVAE: Zhao et al. (2017), "Learning Discourse-level Diversity for Neural Dialog Models using
+Conditional Variational Autoencoders". kgCVAE is this model with ``knowledge=True``.
+
+Generative story: c = [the hierarchical context encoding (utterance encoder shared across turns, context
+RNN over the turn vectors and floor), the topic embedding (``num_topics`` > 0)]; z ~ p(z | c) =
+N(mu_p, diag(exp(logvar_p))) from the prior network (one tanh layer); kgCVAE only: a dialog act
+y ~ p(y | c, z) from an MLP; the response x ~ p(x | c, z[, y]), an RNN decoder whose initial state is a
+linear function of [c, z(, y's embedding)] and which, for kgCVAE, also reads y's embedding at every
+step, so a response can be generated for a chosen act. Inference: the recognition network
+q(z | c, x[, y]) is linear in [c, the response's vector from the shared utterance encoder(, tanh of
+y's embedding)].
+
+Objective (assembled by the training system from :class:`ModelOutput`): the negative ELBO
+``reconstruction + beta * kl`` with ``reconstruction = -log p(x | c, z[, y])``, z ~ q(z | c, x[, y])
+(one reparameterised sample), ``kl = KL(q || p(z | c))`` in closed form per dimension between the two
+Gaussians, beta annealed linearly over steps; plus ``aux_loss`` = ``bow_weight`` x the bag-of-words
+loss -log p(x_bow | c, z) (every response word from one softmax on [c, z]) and, for kgCVAE,
+``act_weight`` x the act cross-entropy -log p(y | c, z) on the gold act (examples without an act are
+ignored). In training the decoder sees the gold act where known (else the predicted one); at test
+time z comes from the prior network and y is given or predicted (argmax).
+
+Zhao et al.'s speaker profiles (Switchboard caller metadata) are not used; the topic embedding is.
+
+Notation: B batch, U context turns, T tokens, C condition, Z latent, A act embedding, V vocab,
+N samples per context.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from textvae.data.batching import DialogueBatch
+from textvae.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from textvae.models.modules import (
+    ContextEncoder,
+    GaussianMLP,
+    ModelOutput,
+    ResponseCondition,
+    RNNDecoder,
+    RNNState,
+    check_response_request,
+    sequence_nll,
+)
+from textvae.objectives import bag_of_words_nll, gaussian_kl_between, reparameterize, word_dropout
+
+
+def _mlp(input_dim: int, hidden_dim: int, output_dim: int, dropout: float) -> nn.Sequential:
+    """Zhao et al.'s output heads: one tanh layer, then a linear layer to the logits."""
+    return nn.Sequential(nn.Linear(input_dim, hidden_dim), nn.Tanh(), nn.Dropout(dropout),
+                         nn.Linear(hidden_dim, output_dim))
+
+
+class CVAE(nn.Module):
+    """Zhao et al. (2017) CVAE; ``knowledge=True`` makes it kgCVAE (dialog acts as linguistic knowledge).
+
+    Args:
+        vocab_size: tokenizer vocabulary size (special ids included).
+        cell: GRU (the paper) or LSTM, for every RNN.
+        embed_dim: word embedding size.
+        utterance_dim: utterance encoder state size (per direction).
+        bidirectional: bidirectional utterance encoder.
+        context_dim: context RNN state size.
+        latent_dim: size of z.
+        prior_dim: hidden size of the prior network (the paper: max(2 latent_dim, 100)).
+        decoder_dim: decoder RNN state size.
+        num_layers: layers of the context RNN and of the decoder.
+        num_topics: topic ids of the corpus (linked from the data); 0 uses no topic.
+        topic_dim: topic embedding size.
+        knowledge: kgCVAE: predict the response's dialog act from (c, z) and condition the decoder on it.
+        num_acts: dialog act ids of the corpus (linked from the data); used with ``knowledge``.
+        act_dim: dialog act embedding size.
+        mlp_dim: hidden size of the bag-of-words and act heads.
+        bow_weight: weight of the bag-of-words loss; 0 turns it off.
+        act_weight: weight of the act cross-entropy (kgCVAE).
+        dropout: dropout on embeddings, utterance and context vectors, heads, decoder states.
+        word_dropout: probability of replacing a decoder input word by UNK, in training only.
+        share_embeddings: one word embedding for the utterance encoder and the decoder (as the paper).
+    """
+
+    def __init__(self, *, vocab_size: int, cell: Literal["lstm", "gru"] = "gru", embed_dim: int = 200,
+                 utterance_dim: int = 300, bidirectional: bool = True, context_dim: int = 600, latent_dim: int = 200,
+                 prior_dim: int = 400, decoder_dim: int = 400, num_layers: int = 1, num_topics: int = 0,
+                 topic_dim: int = 30, knowledge: bool = False, num_acts: int = 0, act_dim: int = 30,
+                 mlp_dim: int = 400, bow_weight: float = 1.0, act_weight: float = 1.0, dropout: float = 0.0,
+                 word_dropout: float = 0.0, share_embeddings: bool = True):
+        # the constructor arguments, exactly: textvae.export writes them to config.json to rebuild the model
+        init_args = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
+        super().__init__()
+        self.init_args = init_args
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}; use HRED for no latent")
+        if knowledge and num_acts < 1:
+            raise ValueError("kgCVAE (knowledge=True) needs num_acts >= 1: train it on a corpus with dialog acts")
+        if num_topics < 0 or bow_weight < 0 or act_weight < 0:
+            raise ValueError(f"need num_topics, bow_weight, act_weight >= 0, got {num_topics}, {bow_weight}, {act_weight}")
+        if not 0.0 <= word_dropout <= 1.0:
+            raise ValueError(f"word_dropout must be in [0, 1], got {word_dropout}")
+        self.latent_dim = latent_dim
+        self.num_acts = num_acts if knowledge else 0  # the contract: > 0 only when the decoder is act-conditioned
+        self.bow_weight, self.act_weight, self.word_dropout = bow_weight, act_weight, word_dropout
+        self.context_encoder = ContextEncoder(
+            vocab_size=vocab_size, cell=cell, embed_dim=embed_dim, utterance_dim=utterance_dim,
+            bidirectional=bidirectional, context_dim=context_dim, num_layers=num_layers, dropout=dropout)
+        self.topic_embedding = nn.Embedding(num_topics, topic_dim) if num_topics else None
+        c = self.context_encoder.output_dim + (topic_dim if num_topics else 0)
+        x = self.context_encoder.utterance.output_dim
+        a = act_dim if knowledge else 0
+        if knowledge:
+            self.act_embedding = nn.Embedding(num_acts, act_dim)
+            self.act_to_recognition = nn.Sequential(nn.Linear(act_dim, act_dim), nn.Tanh())
+            self.act_network = _mlp(c + latent_dim, mlp_dim, num_acts, dropout)  # p(y | c, z)
+        self.recognition_network = GaussianMLP(input_dim=c + x + a, latent_dim=latent_dim, num_hidden=0)
+        self.prior_network = GaussianMLP(input_dim=c, latent_dim=latent_dim, hidden_dim=prior_dim, num_hidden=1)
+        self.bow_network = _mlp(c + latent_dim, mlp_dim, vocab_size, dropout) if bow_weight > 0 else None
+        self.decoder = RNNDecoder(
+            vocab_size=vocab_size, cell=cell, embed_dim=embed_dim, hidden_dim=decoder_dim,
+            latent_dim=c + latent_dim + a, num_layers=num_layers, every_input_dim=a, dropout=dropout)
+        if share_embeddings:
+            self.decoder.embedding = self.context_encoder.utterance.embedding
+
+    # -- condition, prior and posterior ---------------------------------------------------------------
+
+    def encode_context(self, batch: DialogueBatch) -> Tensor:
+        """c = [context encoding, topic embedding]: (B, C). An unknown topic (-1) embeds to zeros."""
+        c = self.context_encoder(batch.context, batch.context_lengths, batch.context_turns, batch.context_floor)
+        if self.topic_embedding is None:
+            return c  # (B, C)
+        topics = batch.topics if batch.topics is not None else c.new_full(c.shape[:1], -1, dtype=torch.long)
+        topic = self.topic_embedding(topics.clamp_min(0)) * (topics >= 0).unsqueeze(-1)  # (B, topic_dim)
+        return torch.cat([c, topic], dim=-1)  # (B, C)
+
+    def prior(self, c: Tensor) -> tuple[Tensor, Tensor]:
+        """p(z | c): (B, C) -> (mu, logvar), each (B, Z)."""
+        return self.prior_network(c)
+
+    def posterior(self, c: Tensor, batch: DialogueBatch) -> tuple[Tensor, Tensor]:
+        """q(z | c, x[, y]): (B, C), the response (B, T) and, for kgCVAE, its gold act -> (mu, logvar) (B, Z) x2.
+        A response without a known act gets a zero act feature."""
+        if batch.response is None:
+            raise ValueError("the recognition network q(z | c, x) needs the response: batch.response is None")
+        parts = [c, self.context_encoder.utterances(batch.response, batch.response_lengths)]  # (B, C), (B, H_x)
+        if self.num_acts:
+            gold = self._gold_acts(batch, c)  # (B,)
+            feature = self.act_to_recognition(self.act_embedding(gold.clamp_min(0)))  # (B, A)
+            parts.append(feature * (gold >= 0).unsqueeze(-1))
+        return self.recognition_network(torch.cat(parts, dim=-1))
+
+    def _gold_acts(self, batch: DialogueBatch, like: Tensor) -> Tensor:
+        if batch.acts is None:
+            return torch.full(like.shape[:1], -1, dtype=torch.long, device=like.device)
+        return batch.acts  # (B,), -1 where unknown
+
+    def decoder_condition(self, c: Tensor, z: Tensor, acts: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """[c, z] for CVAE; [c, z, act embedding] for kgCVAE, with ``acts`` (B,) where >= 0 and the act
+        predicted from (c, z) (argmax) elsewhere or when ``acts`` is None. Returns (condition, acts used)."""
+        generation = torch.cat([c, z], dim=-1)  # (B, C + Z)
+        if not self.num_acts:
+            return generation, None
+        predicted = self.act_network(generation).argmax(-1)  # (B,)
+        used = predicted if acts is None else torch.where(acts >= 0, acts, predicted)
+        return torch.cat([generation, self.act_embedding(used)], dim=-1), used  # (B, C + Z + A), (B,)
+
+    # -- training ------------------------------------------------------------------------------------
+
+    def decoder_inputs(self, inputs: Tensor) -> Tensor:
+        """Word dropout on the decoder inputs (B, T), only in training; BOS, EOS and PAD are never replaced."""
+        if not self.training or self.word_dropout == 0.0:
+            return inputs
+        return word_dropout(inputs, self.word_dropout, unk_id=UNK_ID, protected=(PAD_ID, BOS_ID, EOS_ID))
+
+    def forward(self, batch: DialogueBatch) -> ModelOutput:
+        c = self.encode_context(batch)  # (B, C)
+        mu_p, logvar_p = self.prior(c)  # (B, Z) x2
+        mu, logvar = self.posterior(c, batch)  # (B, Z) x2
+        z = reparameterize(mu, logvar)  # (B, Z), from the recognition network in training and evaluation
+        generation = torch.cat([c, z], dim=-1)  # (B, C + Z)
+        aux = c.new_zeros(c.shape[0])  # (B,)
+        if self.bow_network is not None:
+            aux = aux + self.bow_weight * bag_of_words_nll(self.bow_network(generation), batch.targets, pad_id=PAD_ID)
+        gold = None
+        if self.num_acts:
+            gold = self._gold_acts(batch, c)  # (B,)
+            act_logits = self.act_network(generation)  # (B, num_acts)
+            aux = aux + self.act_weight * F.cross_entropy(act_logits.float(), gold, ignore_index=-1, reduction="none")
+        condition, _ = self.decoder_condition(c, z, gold)  # (B, C + Z [+ A])
+        reconstruction = sequence_nll(self.decoder, self.decoder_inputs(batch.inputs), batch.targets, condition)
+        return ModelOutput(reconstruction=reconstruction, kl=gaussian_kl_between(mu, logvar, mu_p, logvar_p),
+                           mu=mu, logvar=logvar, aux_loss=aux)
+
+    # -- generation ----------------------------------------------------------------------------------
+
+    def response_condition(self, batch: DialogueBatch, *, num_samples: int = 1,
+                           z_source: Literal["prior", "posterior"] = "prior", acts: Tensor | None = None,
+                           generator: torch.Generator | None = None) -> ResponseCondition:
+        """The decoder condition for ``num_samples`` z per context, from the prior network (generation) or
+        the recognition network (reconstruction, needs ``batch.response``); kgCVAE: for the given
+        ``acts`` (B,) or the acts it predicts from (c, z). Rows sample-major."""
+        check_response_request(z_source, acts, self.num_acts, batch.context.shape[0], num_samples)
+        c = self.encode_context(batch)  # (B, C)
+        mu, logvar = self.prior(c) if z_source == "prior" else self.posterior(c, batch)  # (B, Z) x2
+        z = reparameterize(mu, logvar, k=num_samples, generator=generator).flatten(0, 1)  # (N * B, Z)
+        forced = None if acts is None else acts.to(c.device).repeat(num_samples)  # (N * B,)
+        condition, used = self.decoder_condition(c.repeat(num_samples, 1), z, forced)
+        return ResponseCondition(condition=condition, z=z, acts=used)
+
+    # -- incremental decoding (textvae.decoding) -----------------------------------------------------
+
+    def decoder_start(self, condition: Tensor | None, batch_size: int | None = None) -> RNNState:
+        if condition is None:
+            raise ValueError("CVAE decodes from [c, z(, act)]: pass response_condition(batch).condition")
+        return self.decoder.start(condition)
+
+    def decoder_step(self, tokens: Tensor, state: RNNState) -> tuple[Tensor, RNNState]:
+        return self.decoder.step(tokens, state)  # tokens (B,) -> logits (B, V), new state
+
+    def decoder_reorder(self, state: RNNState, index: Tensor) -> RNNState:
+        return self.decoder.reorder(state, index)
