@@ -22,16 +22,14 @@ def shared_corpora() -> Path:
 
 @pytest.fixture(scope="session")
 def dialogue_exports(tmp_path_factory):
-    """Synthetic dialogues and the three fake dialogue models (HRED, CVAE, kgCVAE), trained briefly and exported;
-    ``load_export`` may rebuild them (see tests/dialogue_fakes.py)."""
+    """Synthetic dialogues and real tiny HRED, VHRED, CVAE and kgCVAE, trained a few steps by textvae-train and
+    exported by it (see tests/dialogue_exports.py)."""
     import torch
-    from dialogue_fakes import allow_fake_exports, build_dialogue_exports
+    from dialogue_exports import build_dialogue_exports
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        exports = build_dialogue_exports(tmp_path_factory.mktemp("dialogue_exports"))
+        return build_dialogue_exports(tmp_path_factory.mktemp("dialogue_exports"))
     finally:
         torch.set_num_threads(threads)
-    allow_fake_exports()
-    return exports

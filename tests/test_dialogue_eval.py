@@ -1,4 +1,5 @@
-"""textvae.dialogue and textvae.dialogue_eval on the fake dialogue models (tests/dialogue_fakes.py)."""
+"""textvae.dialogue and textvae.dialogue_eval on real tiny dialogue models exported by textvae-train
+(tests/dialogue_exports.py)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def _load(dialogue_exports, name, tmp_path):
     return export, dataset
 
 
-def test_the_fakes_honour_the_contract(dialogue_exports, tmp_path):
+def test_exported_models_honour_the_contract(dialogue_exports, tmp_path):
     export, dataset = _load(dialogue_exports, "kgcvae", tmp_path)
     model = export.model
     assert isinstance(model, DialogueModel) and default_method(model) == "greedy"

@@ -1,7 +1,5 @@
-"""textvae-respond: a real chat through a pseudo-terminal (stdlib pty: pexpect is not installed), and batch mode.
-
-The fake dialogue models (tests/dialogue_fakes.py) stand in for HRED / CVAE / kgCVAE until the real ones land;
-the tool reaches them only through the export and the DialogueModel contract.
+"""textvae-respond: a real chat through a pseudo-terminal (stdlib pty: pexpect is not installed), and batch mode,
+on real tiny HRED / VHRED / CVAE / kgCVAE exported by textvae-train (tests/dialogue_exports.py).
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ import torch
 from tools import respond
 
 ROOT = Path(__file__).resolve().parents[1]
-LAUNCH = ("import sys, dialogue_fakes; dialogue_fakes.allow_fake_exports(); from tools.respond import main; "
+LAUNCH = ("import sys; from tools.respond import main; "
           "sys.exit(main(sys.argv[1:]))")
 
 
@@ -200,7 +198,7 @@ BATCH_ERRORS = [
     ("kgcvae", [CONTEXTS[1] + [], {"turns": ["hi ."], "act": "dance"}], [], "contexts.jsonl:2: unknown act 'dance'"),
     ("cvae", [CONTEXTS[1]], ["--z-source", "posterior"], 'contexts.jsonl:1: --z-source posterior needs a reference'),
     ("hred", [CONTEXTS[2]], ["--z-source", "posterior"], "needs a latent model"),
-    ("hred", [CONTEXTS[1]], ["--act", "inform"], "--act: FakeDialogueModel is not conditioned on dialog acts"),
+    ("hred", [CONTEXTS[1]], ["--act", "inform"], "--act: HRED is not conditioned on dialog acts"),
     ("kgcvae", [CONTEXTS[1]], ["--act", "dance"], "--act: unknown act 'dance'"),
     ("kgcvae", [CONTEXTS[1]], ["--beam", "2", "--temperature", "0.7"], "give one"),
     ("kgcvae", [], [], "no contexts in the file"),
