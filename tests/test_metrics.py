@@ -9,6 +9,7 @@ from textvae.metrics import (
     dataset_mutual_information,
     distinct_n,
     mutual_information,
+    perplexity,
     self_bleu,
 )
 
@@ -154,3 +155,8 @@ def test_linear_probe_finds_linear_signal_and_not_noise():
     assert accuracy > 0.95 and abs(chance - 1 / 3) < 0.1
     noise_accuracy, _ = linear_probe(torch.randn(600, 2, generator=g), labels)
     assert noise_accuracy < 0.5
+
+
+def test_perplexity_is_exp_of_the_mean_nll_and_overflows_to_inf():
+    assert perplexity(2 * math.log(7.0), 2) == pytest.approx(7.0)
+    assert perplexity(1e6, 1) == math.inf

@@ -48,15 +48,12 @@ from textvae.metrics import (
     embedding_extrema,
     embedding_greedy,
     f1_score,
+    perplexity,
 )
 from textvae.models import DialogueModel
 
 BLEU_ORDERS = 4
 EXAMPLES = 3  # contexts whose responses the result keeps, to look at
-
-
-def _exp(x: float) -> float:
-    return math.exp(x) if x < 700 else math.inf
 
 
 @dataclass
@@ -284,7 +281,7 @@ def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer
         d1, d2 = distinct_n(generated, 1), distinct_n(generated, 2)
     return DialogueEvalResult(
         model=type(model).__name__, latent_dim=model.latent_dim, num_acts=model.num_acts, contexts=contexts,
-        tokens=tokens, nll=total_nll / contexts, nll_is_bound=has_latent, ppl=_exp(total_nll / tokens),
+        tokens=tokens, nll=total_nll / contexts, nll_is_bound=has_latent, ppl=perplexity(total_nll, tokens),
         reconstruction=total_rec / contexts if has_latent else None, kl=total_kl / contexts if has_latent else None,
         responses=responses, decoding=describe_method(model, method) if responses else None,
         bleu_recall=bleu_recall, bleu_precision=bleu_precision, bleu_f1=bleu_f1,

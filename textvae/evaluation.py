@@ -39,7 +39,14 @@ from textvae.data.batching import BucketBatchSampler, SentenceBatch, SentenceExa
 from textvae.data.tokenizers import Tokenizer
 from textvae.decoding import greedy
 from textvae.latent import decode_latents
-from textvae.metrics import active_units, corpus_bleu, dataset_mutual_information, distinct_n, self_bleu
+from textvae.metrics import (
+    active_units,
+    corpus_bleu,
+    dataset_mutual_information,
+    distinct_n,
+    perplexity,
+    self_bleu,
+)
 from textvae.models import ImportanceSamples, TextModel
 from textvae.objectives import (
     gaussian_kl,
@@ -51,10 +58,6 @@ from textvae.objectives import (
 
 AU_THRESHOLD = 0.01
 RECONSTRUCTION_SLACK = 10  # reconstructions may run this many tokens past the longest input of their batch
-
-
-def _exp(x: float) -> float:
-    return math.exp(x) if x < 700 else math.inf
 
 
 @dataclass
@@ -258,8 +261,8 @@ def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: in
                 recon_bleu = corpus_bleu(hypotheses, references, tokenize="none")
     return EvalResult(
         model=type(model).__name__, latent_dim=model.latent_dim, sentences=sentences, tokens=tokens,
-        samples=samples if has_latent else None, iw_nll=total_nll / sentences, ppl=_exp(total_nll / tokens),
-        ppl_words=_exp(total_nll / words) if words else math.inf, elbo=elbo, reconstruction=rec, kl=kl, mi=mi,
+        samples=samples if has_latent else None, iw_nll=total_nll / sentences, ppl=perplexity(total_nll, tokens),
+        ppl_words=perplexity(total_nll, words) if words else math.inf, elbo=elbo, reconstruction=rec, kl=kl, mi=mi,
         active_units=au, recon_bleu=recon_bleu, batch_size=batch_size, seconds=seconds,
         sentences_per_second=sentences / seconds if seconds > 0 else math.inf,
     )

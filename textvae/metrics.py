@@ -92,6 +92,13 @@ def dataset_mutual_information(
 # Text diversity and fidelity
 
 
+def perplexity(nll: float, tokens: int) -> float:
+    """exp(total NLL / tokens), the papers' perplexity when ``tokens`` counts every word and EOS; inf where
+    exp overflows (a float, so a bad model's result still prints and serialises)."""
+    per_token = nll / tokens
+    return math.exp(per_token) if per_token < 700 else math.inf
+
+
 def _tokens(sentence: str | Sequence[str]) -> list[str]:
     return sentence.split() if isinstance(sentence, str) else list(sentence)
 
