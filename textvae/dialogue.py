@@ -24,7 +24,6 @@ from textvae.decoding import generate
 from textvae.models import DialogueModel
 
 Method = Literal["greedy", "beam", "sample"]
-DEFAULT_MAX_CONTEXT = 10  # context turns, as DialogueDataset's default and Zhao et al.'s setup
 
 
 def default_method(model: DialogueModel) -> Method:

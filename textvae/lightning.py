@@ -16,7 +16,14 @@ import torch
 from torch import nn
 
 from textvae.data.batching import BucketBatchSampler, collate_dialogues, collate_sentences
-from textvae.data.datasets import DialogueDataset, SentenceDataset, Vocab, load_records, texts_of
+from textvae.data.datasets import (
+    DEFAULT_MAX_CONTEXT,
+    DialogueDataset,
+    SentenceDataset,
+    Vocab,
+    load_records,
+    texts_of,
+)
 from textvae.data.records import DataError, detect_kind
 from textvae.data.tokenizers import load_tokenizer, train_tokenizer
 from textvae.metrics import active_units
@@ -34,7 +41,7 @@ class TextDataModule(pl.LightningDataModule):
     def __init__(self, *, train: str, valid: str | None = None, test: str | None = None,
                  tokenizer: Literal["word", "unigram", "bpe"] = "word", tokenizer_dir: str | None = None,
                  min_count: int = 1, max_vocab: int | None = None, lowercase: bool = False,
-                 sentencepiece_vocab_size: int = 8000, max_len: int | None = 100, max_context: int = 10,
+                 sentencepiece_vocab_size: int = 8000, max_len: int | None = 100, max_context: int = DEFAULT_MAX_CONTEXT,
                  batch_size: int = 32, eval_batch_size: int | None = None, num_workers: int = 0,
                  cache_dir: str | None = None, seed: int = 0):
         super().__init__()

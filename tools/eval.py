@@ -28,10 +28,9 @@ from pathlib import Path
 
 import torch
 
-from textvae.data.datasets import DialogueDataset, SentenceDataset, Vocab, load_records
+from textvae.data.datasets import DEFAULT_MAX_CONTEXT, DialogueDataset, SentenceDataset, Vocab, load_records
 from textvae.data.records import DataError, detect_kind
 from textvae.data.word_vectors import load_word_vectors
-from textvae.dialogue import DEFAULT_MAX_CONTEXT
 from textvae.dialogue_eval import evaluate_dialogues
 from textvae.evaluation import evaluate, prior_sample_metrics
 from textvae.export import Export

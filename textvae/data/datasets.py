@@ -174,11 +174,14 @@ class SentenceDataset(torch.utils.data.Dataset):
         return sum(len(ids) + 1 for ids in self.ids)
 
 
+DEFAULT_MAX_CONTEXT = 10  # context turns per example, as Zhao et al. (2017); exports record the one trained with
+
+
 class DialogueDataset(torch.utils.data.Dataset):
     """One example per turn that has at least one turn before it: (context of up to ``max_context``
     previous turns, response, response act/emotion, dialogue topic)."""
 
-    def __init__(self, records, tokenizer: Tokenizer, *, max_context: int = 10, max_len: int | None = None,
+    def __init__(self, records, tokenizer: Tokenizer, *, max_context: int = DEFAULT_MAX_CONTEXT, max_len: int | None = None,
                  acts: Vocab | None = None, emotions: Vocab | None = None, topics: Vocab | None = None,
                  source: str = "dialogues"):
         if max_context < 1:
