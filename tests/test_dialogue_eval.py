@@ -12,6 +12,7 @@ import torch
 from textvae.data.batching import collate_dialogues
 from textvae.data.datasets import DialogueDataset, Vocab, load_records
 from textvae.data.word_vectors import load_word_vectors
+from textvae.decoding import greedy
 from textvae.dialogue import default_method, generate_responses, responder_floor
 from textvae.dialogue_eval import evaluate_dialogues
 from textvae.export import load_export
@@ -49,6 +50,20 @@ def test_exported_models_honour_the_contract(dialogue_exports, tmp_path):
     assert generate_responses(hred, batch, num_samples=2, method="greedy", max_len=12).acts is None
 
 
+@pytest.mark.parametrize("name", ["vhred", "cvae", "kgcvae"])
+def test_latent_models_decode_each_sampled_z_greedily(name, dialogue_exports, tmp_path):
+    export, dataset = _load(dialogue_exports, name, tmp_path)
+    model = export.model
+    batch = collate_dialogues([dataset[i] for i in range(4)])
+    method = default_method(model)
+    out = generate_responses(model, batch, num_samples=3, method=method, max_len=10,
+                             generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        condition = model.response_condition(batch, num_samples=3, generator=torch.Generator().manual_seed(1))
+        expected = greedy(model, condition.condition, 10)  # (3 * 4) responses, sample-major
+    assert method == "greedy" and out.ids == [[expected[s * 4 + b] for s in range(3)] for b in range(4)]
+
+
 def test_responder_floor():
     assert responder_floor(["A", "B", "A"]) == [0, 1, 0]
     assert responder_floor(["A"]) == [0]
@@ -67,8 +82,9 @@ def test_hred_perplexity_is_exact_and_counts_eos(dialogue_exports, tmp_path):
     assert "(exact)" in result.table()
 
 
-def test_latent_model_reports_the_elbo_bound(dialogue_exports, tmp_path):
-    export, dataset = _load(dialogue_exports, "cvae", tmp_path)
+@pytest.mark.parametrize("name", ["vhred", "cvae"])
+def test_latent_model_reports_the_elbo_bound(name, dialogue_exports, tmp_path):
+    export, dataset = _load(dialogue_exports, name, tmp_path)
     result = evaluate_dialogues(export.model, dataset, export.tokenizer, responses=4, batch_size=4, max_len=15)
     assert result.nll_is_bound and result.nll == pytest.approx(result.reconstruction + result.kl)
     assert result.kl > 0 and "upper bound: -ELBO with the recognition network" in result.table()

@@ -166,6 +166,35 @@ def test_batch_mode_writes_n_responses_per_context(dialogue_exports, tmp_path, c
     respond.main(["--model", str(dialogue_exports.kgcvae), "--input", str(contexts), "--output", str(again),
                   "-n", "4", "--max-len", "10", "--batch-size", "2"])
     assert again.read_text(encoding="utf-8") == out.read_text(encoding="utf-8")  # same seed, same responses
+    respond.main(["--model", str(dialogue_exports.kgcvae), "--input", str(contexts), "--output", str(again),
+                  "-n", "2", "--max-len", "10", "--act", "request"])
+    records = [json.loads(line) for line in again.read_text(encoding="utf-8").splitlines()]
+    assert [r["acts"] for r in records] == [["inform"] * 2, ["request"] * 2, ["request"] * 2]  # a line's act wins
+
+
+def test_limits_default_to_the_exported_training_data_module(dialogue_exports, tmp_path, capsys):
+    """The export records the data module's max_context (3) and max_len (30); batch mode reads both."""
+    contexts = _write_lines(tmp_path / "contexts.jsonl", [["hello .", "hi .", "a train please .", "to ely ."],
+                                                          [" ".join(["word"] * 33)]])
+    out = tmp_path / "out.jsonl"
+    assert respond.main(["--model", str(dialogue_exports.vhred), "--input", str(contexts), "--output", str(out),
+                         "-n", "2", "--max-len", "6"]) == 0
+    captured = capsys.readouterr()
+    assert "greedy per sampled z" in captured.out
+    assert "1 context has more than 3 turns; the model reads the last 3" in captured.err
+    assert "cut 1 turn to 30 tokens (3 tokens dropped; the first on line 2)" in captured.err
+
+
+def test_hred_samples_at_the_temperature_asked(dialogue_exports, tmp_path, capsys):
+    contexts = _write_lines(tmp_path / "contexts.jsonl", [CONTEXTS[1]])
+    outputs = []
+    for seed in ("0", "1"):
+        out = tmp_path / f"out{seed}.jsonl"
+        respond.main(["--model", str(dialogue_exports.hred), "--input", str(contexts), "--output", str(out),
+                      "-n", "4", "--max-len", "8", "--temperature", "2", "--seed", seed])
+        outputs.append(json.loads(out.read_text(encoding="utf-8"))["responses"])
+    assert "(1 context, 4 responses each, sample)" in capsys.readouterr().out
+    assert outputs[0] != outputs[1] and len(set(outputs[0])) > 1  # words sampled: seeds and samples differ
 
 
 def test_batch_posterior_hred_sampling_and_warnings(dialogue_exports, tmp_path, capsys):

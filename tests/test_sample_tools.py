@@ -241,6 +241,18 @@ def test_eval_hred_samples_and_decoding_flags(dialogue_exports, capsys):
     assert "KL" in stdout and "BLEU" not in stdout
 
 
+def test_eval_reads_the_context_length_of_the_export(dialogue_exports, tmp_path, capsys):
+    """The kgCVAE was trained with data.max_context 3: the default, unlike --max-context 1."""
+    results = {}
+    for given in ([], ["--max-context", "3"], ["--max-context", "1"]):
+        out = tmp_path / f"eval{len(given)}{given[-1] if given else ''}.json"
+        eval_tool.main(["--model", str(dialogue_exports.kgcvae), "--data", str(dialogue_exports.data), "--no-bleu",
+                        "--max-sentences", "12", "--json", str(out), *given])
+        results[" ".join(given)] = json.loads(out.read_text(encoding="utf-8"))["nll"]
+    capsys.readouterr()
+    assert results[""] == results["--max-context 3"] != results["--max-context 1"]
+
+
 DIALOGUE_ERRORS = [
     (["--model", "{hred}", "--data", "{sentences}"], "holds sentences but"),
     (["--model", "{vae}", "--data", "{data}"], "holds dialogues but"),

@@ -389,7 +389,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     lines = read_contexts(args.input, responder, act=act)
     responses = responder.respond([line.context for line in lines])
     write_responses(args.output, lines, responses)
-    print(f"wrote {args.output} ({len(lines):,} contexts, {args.num_samples} responses each, "
+    print(f"wrote {args.output} ({len(lines):,} context{'s' if len(lines) != 1 else ''}, {args.num_samples} "
+          f"response{'s' if args.num_samples != 1 else ''} each, "
           f"{describe_method(model, method)})")
 
 
