@@ -17,7 +17,7 @@ samples its words (the decoding options change that).
 Examples:
   textvae-eval --model runs/yelp/export --data data/yelp/test.jsonl
   textvae-eval --model runs/yelp/export --data data/yelp/test.jsonl --samples 100 --json eval.json
-  textvae-eval --model runs/swda_kgcvae/export --data data/swda/test.jsonl --responses 10 --embeddings glove.txt
+  textvae-eval --model runs/switchboard_kgcvae/export --data data/switchboard/test.jsonl --responses 10 --embeddings glove.txt
 """
 
 from __future__ import annotations

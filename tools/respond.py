@@ -17,9 +17,9 @@ each sampled z greedily, HRED samples its words at temperature 1; --decode, --be
 --top-k and --top-p change that.
 
 Examples:
-  textvae-respond --model runs/swda_kgcvae/export -n 5
-  textvae-respond --model runs/swda_kgcvae/export --act statement-opinion --temperature 0.8
-  textvae-respond --model runs/dailydialog_hred/export --input contexts.jsonl --output responses.jsonl -n 10
+  textvae-respond --model runs/synthetic_dialogue_quickstart/export -n 5
+  textvae-respond --model runs/synthetic_dialogue_quickstart/export --act request --temperature 0.8
+  textvae-respond --model runs/dailydialog_lite_hred/export --input contexts.jsonl --output responses.jsonl -n 10
 """
 
 from __future__ import annotations
@@ -174,6 +174,7 @@ def chat(responder: Responder, stdin: BinaryIO, stdout: TextIO, *, act: int | No
     tokenizer = responder.export.tokenizer
     described = type(model).__name__ + (f", z {model.latent_dim}" if model.latent_dim else "")
     described += f", {model.num_acts} acts" if model.num_acts else ""
+    described += f" (responding with act {responder.act_names[act]})" if act is not None else ""
     print(f"{described}: {responder.num_samples} responses a turn, {describe_method(model, responder.method)}. "
           f"Type a turn; {COMMANDS}.", file=stdout, flush=True)
     history: list[tuple[list[int], int]] = []  # (ids, 1 if the system said it)
