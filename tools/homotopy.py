@@ -20,7 +20,7 @@ import torch
 from textvae.latent import homotopy
 from tools._cli import add_decoding_arguments, count, load_sentence_model, parser_from_doc, run
 
-DIALOGUE_MESSAGE = "homotopies between responses arrive with the dialogue issue"
+DIALOGUE_MESSAGE = "homotopies interpolate between sentences; sample its responses with textvae-respond"
 PROG = "textvae-homotopy"
 
 
