@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from textvae.export import load_export
 from tools import respond
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,6 +186,31 @@ def test_limits_default_to_the_exported_training_data_module(dialogue_exports, t
     assert "cut 1 turn to 30 tokens (3 tokens dropped; the first on line 2)" in captured.err
 
 
+def test_topics_reach_the_models_trained_with_them(dialogue_exports, tmp_path, capsys):
+    contexts = _write_lines(tmp_path / "contexts.jsonl", [{"turns": ["a table for two ."], "topic": "restaurant"},
+                                                          ["a taxi please ."]])
+    out = tmp_path / "out.jsonl"
+    export = load_export(dialogue_exports.cvae)
+    responder = respond.Responder(export=export, num_samples=2, method="greedy", options={"max_len": 8},
+                                  max_context=3, max_turn_len=30, z_source="prior",
+                                  generator=torch.Generator().manual_seed(0), device="cpu")
+    lines = respond.read_contexts(contexts, responder, act=None, topic=export.categories["topics"].index("taxi"))
+    assert [line.context.topic for line in lines] == [export.categories["topics"].index(name)
+                                                      for name in ("restaurant", "taxi")]  # a line's topic wins
+    assert respond.main(["--model", str(dialogue_exports.cvae), "--input", str(contexts), "--output", str(out),
+                         "--topic", "taxi", "-n", "2", "--max-len", "8"]) == 0
+    respond.main(["--model", str(dialogue_exports.hred), "--input", str(contexts), "--output", str(out),
+                  "-n", "2", "--max-len", "8"])
+    assert 'ignored the "topic" of 1 line: HRED was trained without topics' in capsys.readouterr().err
+    for model, argv, expected in [("cvae", ["--topic", "opera"], "--topic: unknown topic 'opera'; this model knows hotel"),
+                                  ("hred", ["--topic", "taxi"], "--topic: HRED was trained without topics")]:
+        with pytest.raises(SystemExit):
+            respond.main(["--model", str(getattr(dialogue_exports, model)), "--input", str(contexts),
+                          "--output", str(out), *argv])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected in err[0], err
+
+
 def test_hred_samples_at_the_temperature_asked(dialogue_exports, tmp_path, capsys):
     contexts = _write_lines(tmp_path / "contexts.jsonl", [CONTEXTS[1]])
     outputs = []
@@ -225,6 +251,8 @@ BATCH_ERRORS = [
     ("kgcvae", [{"turns": [{"text": "hi"}]}], [], 'turn 0 needs a non-empty string "speaker"'),
     ("kgcvae", [{"text": "hi"}], [], "contexts.jsonl:1: expected"),
     ("kgcvae", [CONTEXTS[1] + [], {"turns": ["hi ."], "act": "dance"}], [], "contexts.jsonl:2: unknown act 'dance'"),
+    ("kgcvae", [{"turns": ["hi ."], "topic": "opera"}], [], "contexts.jsonl:1: unknown topic 'opera'"),
+    ("kgcvae", [{"turns": ["hi ."], "topic": 3}], [], 'contexts.jsonl:1: "topic" must be a string'),
     ("cvae", [CONTEXTS[1]], ["--z-source", "posterior"], 'contexts.jsonl:1: --z-source posterior needs a reference'),
     ("hred", [CONTEXTS[2]], ["--z-source", "posterior"], "needs a latent model"),
     ("hred", [CONTEXTS[1]], ["--act", "inform"], "--act: HRED is not conditioned on dialog acts"),

@@ -7,7 +7,8 @@ conditions the next responses on a dialog act and [ACT] lets the model predict i
 
 Batch: --input contexts.jsonl --output responses.jsonl, one context a line, either
 {"turns": [{"speaker": "A", "text": "..."}, ...]} or a plain list of strings (speakers alternate), with an
-optional "act" (kgCVAE: the act to respond with) and "response" (a reference response, which
+optional "act" (kgCVAE: the act to respond with), "topic" (a CVAE/kgCVAE trained with topics: the
+dialogue's topic, as in a prepared corpus) and "response" (a reference response, which
 --z-source posterior needs). Each output line is {"responses": [...]}, plus "acts" for a kgCVAE and the
 input's "id" when it has one. A bad line is an error naming the file and line.
 
@@ -71,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="responses per turn or context (default 5)")
     parser.add_argument("--act", metavar="NAME",
                         help="kgCVAE: respond with this dialog act (a name from the export; default: predicted)")
+    parser.add_argument("--topic", metavar="NAME",
+                        help="CVAE/kgCVAE trained with topics: the dialogue's topic (a name from the export; "
+                             "default: none, read as an unknown topic)")
     parser.add_argument("--z-source", choices=("prior", "posterior"), default="prior",
                         help="draw z from the prior network (default) or the recognition network, which needs "
                              'the reference "response" of each --input line')
@@ -95,6 +99,7 @@ class Context(NamedTuple):
     floor: list[int]  # 1 where the responder spoke
     response: list[int] | None  # reference response ids (for --z-source posterior)
     act: int | None  # forced act id (kgCVAE)
+    topic: int | None  # topic id (models trained with topics), None: unknown
 
 
 @dataclass
@@ -126,6 +131,21 @@ class Responder:
             raise ValueError(f"unknown act {name!r}; this model knows {', '.join(self.act_names)}")
         return self.act_names.index(name)
 
+    @property
+    def reads_topics(self) -> bool:
+        # num_topics is a CVAE argument linked from the data, not part of the DialogueModel contract: a model
+        # without it (HRED, VHRED) never reads topics
+        return self.export.model.init_args.get("num_topics", 0) > 0
+
+    def topic_id(self, name: str) -> int:
+        """The id of topic ``name``; ValueError with the known names otherwise (or if the model reads none)."""
+        if not self.reads_topics:
+            raise ValueError(f"{type(self.export.model).__name__} was trained without topics; drop the topic")
+        names = self.export.categories.get("topics") or []
+        if name not in names:
+            raise ValueError(f"unknown topic {name!r}; this model knows {', '.join(names)}")
+        return names.index(name)
+
     def encode(self, text: str) -> tuple[list[int], int, int]:
         """Token ids of a turn cut to ``max_turn_len``, the number of tokens cut, and of unknown tokens kept."""
         ids = self.export.tokenizer.encode(text)
@@ -148,7 +168,7 @@ class Responder:
 
     def _batch(self, contexts: Sequence[Context]) -> list[list[tuple[str, str | None]]]:
         examples = [DialogueExample(context=c.turns[-self.max_context:], context_floor=c.floor[-self.max_context:],
-                                    response=c.response or [], act=c.act, emotion=None, topic=None, index=i)
+                                    response=c.response or [], act=c.act, emotion=None, topic=c.topic, index=i)
                     for i, c in enumerate(contexts)]
         batch = batch_to(collate_dialogues(examples), self.device)
         acts = batch.acts if contexts[0].act is not None else None
@@ -168,7 +188,8 @@ def _numbered(responses: list[tuple[str, str | None]]) -> str:
                      for k, (text, act) in enumerate(responses, start=1))
 
 
-def chat(responder: Responder, stdin: BinaryIO, stdout: TextIO, *, act: int | None, prompt: bool) -> None:
+def chat(responder: Responder, stdin: BinaryIO, stdout: TextIO, *, act: int | None, topic: int | None,
+         prompt: bool) -> None:
     """The interactive session: read turns from ``stdin`` (bytes, so invalid UTF-8 is a message, not a crash)."""
     model = responder.export.model
     tokenizer = responder.export.tokenizer
@@ -238,7 +259,7 @@ def chat(responder: Responder, stdin: BinaryIO, stdout: TextIO, *, act: int | No
             _say(f"note: {unknown} of {len(ids)} tokens are not in the model's vocabulary; read as <unk>")
         history.append((ids, 0))
         turns = history[-responder.max_context:]
-        context = Context([t for t, _ in turns], [f for _, f in turns], None, act)
+        context = Context([t for t, _ in turns], [f for _, f in turns], None, act, topic)
         responses = responder.respond([context])[0]
         print(_numbered(responses), file=stdout, flush=True)
         last = [tokenizer.encode(r)[: responder.max_turn_len] for r, _ in responses]
@@ -281,11 +302,11 @@ def _turns(obj: object, where: str) -> tuple[list[str], list[str]]:
     return texts, speakers
 
 
-def read_contexts(path: Path, responder: Responder, *, act: int | None) -> list[Line]:
+def read_contexts(path: Path, responder: Responder, *, act: int | None, topic: int | None) -> list[Line]:
     """Every line of ``path`` parsed and encoded; a bad line raises DataError naming file and line. Cut
     turns, unknown tokens and acts a non-kgCVAE ignores are counted and reported once."""
     lines: list[Line] = []
-    cut_turns = cut_tokens = tokens = unknown = ignored_acts = long_contexts = 0
+    cut_turns = cut_tokens = tokens = unknown = ignored_acts = ignored_topics = long_contexts = 0
     first_cut = None
     for number, text in iter_text_lines(path):
         where = f"{path}:{number}"
@@ -307,6 +328,17 @@ def read_contexts(path: Path, responder: Responder, *, act: int | None) -> list[
                     raise DataError(f"{where}: {err}") from None
             else:
                 ignored_acts += 1
+        line_topic = topic
+        if fields.get("topic") is not None:
+            if not isinstance(fields["topic"], str):
+                raise DataError(f'{where}: "topic" must be a string')
+            if responder.reads_topics:
+                try:
+                    line_topic = responder.topic_id(fields["topic"])
+                except ValueError as err:
+                    raise DataError(f"{where}: {err}") from None
+            else:
+                ignored_topics += 1
         response = fields.get("response")
         if response is not None and (not isinstance(response, str) or not response.strip()):
             raise DataError(f'{where}: "response" must be a non-empty string')
@@ -324,7 +356,7 @@ def read_contexts(path: Path, responder: Responder, *, act: int | None) -> list[
                 first_cut = first_cut or number
         long_contexts += len(texts) > responder.max_context
         context = Context(encoded[: len(texts)], responder_floor(speakers),
-                          encoded[-1] if response is not None else None, line_act)
+                          encoded[-1] if response is not None else None, line_act, line_topic)
         lines.append(Line(number, fields.get("id"), context))
     if not lines:
         raise DataError(f"{path}: no contexts in the file")
@@ -342,6 +374,9 @@ def read_contexts(path: Path, responder: Responder, *, act: int | None) -> list[
         warnings.warn(f'{path}: ignored the "act" of {ignored_acts} line{"s" if ignored_acts != 1 else ""}: '
                       f"{type(responder.export.model).__name__} is not conditioned on dialog acts", DataWarning,
                       stacklevel=2)
+    if ignored_topics:
+        warnings.warn(f'{path}: ignored the "topic" of {ignored_topics} line{"s" if ignored_topics != 1 else ""}: '
+                      f"{type(responder.export.model).__name__} was trained without topics", DataWarning, stacklevel=2)
     return lines
 
 
@@ -384,10 +419,16 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             act = responder.act_id(args.act)
         except ValueError as err:
             parser.error(f"--act: {err}")
+    topic = None
+    if args.topic is not None:
+        try:
+            topic = responder.topic_id(args.topic)
+        except ValueError as err:
+            parser.error(f"--topic: {err}")
     if args.input is None:
-        chat(responder, sys.stdin.buffer, sys.stdout, act=act, prompt=sys.stdin.isatty())
+        chat(responder, sys.stdin.buffer, sys.stdout, act=act, topic=topic, prompt=sys.stdin.isatty())
         return
-    lines = read_contexts(args.input, responder, act=act)
+    lines = read_contexts(args.input, responder, act=act, topic=topic)
     responses = responder.respond([line.context for line in lines])
     write_responses(args.output, lines, responses)
     print(f"wrote {args.output} ({len(lines):,} context{'s' if len(lines) != 1 else ''}, {args.num_samples} "
