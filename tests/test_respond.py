@@ -298,3 +298,24 @@ def test_a_sentence_model_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         respond.main(["--model", str(exports.vae)])
     assert "is a sentence model" in capsys.readouterr().err
+
+
+def test_an_export_that_says_dialogues_but_holds_no_dialogue_model(tmp_path, capsys):
+    """A sentence VAE whose config claims kind "dialogues" (a hand-edited or foreign export): both dialogue
+    tools refuse it in one line, naming the contract."""
+    import shutil
+
+    from test_evaluation import build_exports
+    from tools import eval as eval_tool
+
+    exports = build_exports(tmp_path)
+    mislabelled = tmp_path / "mislabelled"
+    shutil.copytree(exports.vae, mislabelled)
+    config = json.loads((mislabelled / "config.json").read_text(encoding="utf-8"))
+    config["info"]["kind"] = "dialogues"
+    (mislabelled / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    for tool, argv in [(respond, []), (eval_tool, ["--data", str(exports.data)])]:
+        with pytest.raises(SystemExit):
+            tool.main(["--model", str(mislabelled), *argv])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "(the DialogueModel contract)" in err[0], err

@@ -85,10 +85,15 @@ def load_dialogue_model(parser: argparse.ArgumentParser, directory: Path, device
     export = load_model(parser, directory, device)
     if not is_dialogue(export):
         parser.error(f"{directory} is a sentence model: {sentence_message}")
+    require_dialogue_contract(parser, directory, export)
+    return export
+
+
+def require_dialogue_contract(parser: argparse.ArgumentParser, directory: Path, export: Export) -> None:
+    """A model exported as a dialogue model must implement :class:`~textvae.models.DialogueModel`."""
     if not isinstance(export.model, DialogueModel):
         parser.error(f"{directory}: its {type(export.model).__name__} does not offer response_condition and "
                      "num_acts (the DialogueModel contract); re-export it with this textvae")
-    return export
 
 
 def run(parser: argparse.ArgumentParser, body: Callable[[argparse.ArgumentParser, argparse.Namespace], None],

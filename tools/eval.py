@@ -35,13 +35,13 @@ from textvae.dialogue_eval import evaluate_dialogues
 from textvae.evaluation import evaluate, prior_sample_metrics
 from textvae.export import Export
 from textvae.latent import max_words
-from textvae.models import DialogueModel
 from tools._cli import (
     add_response_decoding_arguments,
     count,
     is_dialogue,
     load_model,
     parser_from_doc,
+    require_dialogue_contract,
     response_decoding,
     run,
 )
@@ -147,9 +147,7 @@ def _dialogues(parser: argparse.ArgumentParser, args: argparse.Namespace, export
         parser.error(f"{given[0]} applies to sentence models; {args.model} is a dialogue model "
                      "(its samples per context: --responses N)")
     model, tokenizer = export.model, export.tokenizer
-    if not isinstance(model, DialogueModel):
-        parser.error(f"{args.model}: its {type(model).__name__} does not offer response_condition and num_acts "
-                     "(the DialogueModel contract); re-export it with this textvae")
+    require_dialogue_contract(parser, args.model, export)
     if detect_kind(args.data) != "dialogues":
         parser.error(f"{args.data} holds sentences but {args.model} is a dialogue model; give a dialogue split")
     method, options = response_decoding(parser, args, model)
