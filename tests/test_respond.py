@@ -91,7 +91,7 @@ def _responses(text: str, n: int) -> list[str]:
 def test_chat_in_a_terminal(dialogue_exports):
     term = Terminal(["--model", str(dialogue_exports.kgcvae), "-n", "3", "--max-len", "8", "--max-turn-len", "6",
                      "--device", "cpu"])
-    term.expect(r"3 responses a turn, greedy per sampled z")
+    term.expect(r"3 responses a turn, greedy per sampled z\. Type a turn; .*\[ACT name\]")
     term.expect("you> ")
     term.type("hi , i need a train to ely .")  # 9 tokens: 3 cut
     text = term.expect("you> ")
@@ -127,7 +127,8 @@ def test_chat_in_a_terminal(dialogue_exports):
 
 def test_end_of_input_quits_cleanly(dialogue_exports):
     term = Terminal(["--model", str(dialogue_exports.hred), "-n", "2", "--max-len", "6", "--device", "cpu"])
-    assert "2 responses a turn, sample" in term.expect("you> ")
+    banner = term.expect("you> ")
+    assert "2 responses a turn, sample" in banner and "[PICK k]" in banner and "[ACT name]" not in banner  # no acts
     term.type("hello .")
     _responses(term.expect("you> "), 2)
     os.write(term.fd, b"\x04")  # Ctrl-D at the start of a line: end of input

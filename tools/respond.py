@@ -62,7 +62,8 @@ PROG = "textvae-respond"
 SENTENCE_MESSAGE = "textvae-respond answers with dialogue models; sample sentences with textvae-sample"
 DEFAULT_TURN_LIMIT = 100  # tokens per turn when the export does not say how long its turns may be
 COMMAND = re.compile(r"^\[([A-Z]+)(?:\s+(.*?))?\s*\]$")
-COMMANDS = "[DONE] [EXIT] [HISTORY] [PICK k] [ACT name]"
+COMMANDS = "[DONE] [EXIT] [HISTORY] [PICK k]"
+ACT_COMMAND = "[ACT name]"  # kgCVAE only
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -196,8 +197,10 @@ def chat(responder: Responder, stdin: BinaryIO, stdout: TextIO, *, act: int | No
     described = type(model).__name__ + (f", z {model.latent_dim}" if model.latent_dim else "")
     described += f", {model.num_acts} acts" if model.num_acts else ""
     described += f" (responding with act {responder.act_names[act]})" if act is not None else ""
-    print(f"{described}: {responder.num_samples} responses a turn, {describe_method(model, responder.method)}. "
-          f"Type a turn; {COMMANDS}.", file=stdout, flush=True)
+    commands = f"{COMMANDS} {ACT_COMMAND}" if model.num_acts else COMMANDS
+    n = responder.num_samples
+    print(f"{described}: {n} response{'s' if n != 1 else ''} a turn, {describe_method(model, responder.method)}. "
+          f"Type a turn; {commands}.", file=stdout, flush=True)
     history: list[tuple[list[int], int]] = []  # (ids, 1 if the system said it)
     last: list[list[int]] = []  # ids of the last responses, for [PICK k]
     while True:
@@ -247,10 +250,10 @@ def chat(responder: Responder, stdin: BinaryIO, stdout: TextIO, *, act: int | No
                     except ValueError as err:
                         _say(str(err))
             else:
-                _say(f"unknown command {text}; commands: {COMMANDS}")
+                _say(f"unknown command {text}; commands: {commands}")
             continue
         if not text:
-            _say(f"empty turn: type some words ({COMMANDS})")
+            _say(f"empty turn: type some words ({commands})")
             continue
         ids, cut, unknown = responder.encode(text)
         if cut:
