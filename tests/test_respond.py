@@ -292,24 +292,28 @@ def test_invalid_utf8_and_mode_mistakes(dialogue_exports, tmp_path, capsys):
         assert len(err) == 1 and expected in err[0], err
 
 
-def test_a_sentence_model_is_refused(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def sentence_exports(tmp_path_factory):
     from test_evaluation import build_exports
 
-    exports = build_exports(tmp_path)
+    return build_exports(tmp_path_factory.mktemp("sentence_exports"))
+
+
+def test_a_sentence_model_is_refused(sentence_exports, capsys):
+    exports = sentence_exports
     with pytest.raises(SystemExit):
         respond.main(["--model", str(exports.vae)])
     assert "is a sentence model" in capsys.readouterr().err
 
 
-def test_an_export_that_says_dialogues_but_holds_no_dialogue_model(tmp_path, capsys):
+def test_an_export_that_says_dialogues_but_holds_no_dialogue_model(sentence_exports, tmp_path, capsys):
     """A sentence VAE whose config claims kind "dialogues" (a hand-edited or foreign export): both dialogue
     tools refuse it in one line, naming the contract."""
     import shutil
 
-    from test_evaluation import build_exports
     from tools import eval as eval_tool
 
-    exports = build_exports(tmp_path)
+    exports = sentence_exports
     mislabelled = tmp_path / "mislabelled"
     shutil.copytree(exports.vae, mislabelled)
     config = json.loads((mislabelled / "config.json").read_text(encoding="utf-8"))
