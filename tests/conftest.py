@@ -33,3 +33,14 @@ def dialogue_exports(tmp_path_factory):
         return build_dialogue_exports(tmp_path_factory.mktemp("dialogue_exports"))
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tests (tiny models: threads cost more than they give)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

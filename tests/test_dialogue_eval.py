@@ -18,13 +18,7 @@ from textvae.dialogue_eval import evaluate_dialogues
 from textvae.export import load_export
 from textvae.models import DialogueModel
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _load(dialogue_exports, name, tmp_path):

@@ -25,12 +25,7 @@ LAUNCH = ("import sys; from tools.respond import main; "
           "sys.exit(main(sys.argv[1:]))")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Terminal:

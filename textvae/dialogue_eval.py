@@ -28,7 +28,6 @@ Notation: B contexts, N samples per context.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from textvae.data.datasets import DialogueDataset
 from textvae.data.tokenizers import Tokenizer
 from textvae.data.word_vectors import WordVectors
 from textvae.dialogue import Method, batch_to, default_method, describe_method, generate_responses
+from textvae.evaluation import JSONResult
 from textvae.metrics import (
     bleu_recall_precision,
     distinct_n,
@@ -72,7 +72,7 @@ class EmbeddingScores:
 
 
 @dataclass
-class DialogueEvalResult:
+class DialogueEvalResult(JSONResult):
     """Per-response averages are in nats; generation fields are None when responses were not generated."""
 
     model: str  # class name
@@ -101,16 +101,6 @@ class DialogueEvalResult:
     seconds: float
     contexts_per_second: float
     examples: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        def finite(value):
-            return None if isinstance(value, float) and not math.isfinite(value) else value
-
-        return {key: finite(value) for key, value in dataclasses.asdict(self).items()}
-
-    def to_json(self) -> str:
-        """Strict JSON (a non-finite number, e.g. an overflowed perplexity, becomes null)."""
-        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False)
 
     def table(self) -> str:
         """Aligned, human-readable lines."""

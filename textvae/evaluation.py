@@ -72,8 +72,22 @@ class PriorSampleMetrics:
     samples: list[str]
 
 
+class JSONResult:
+    """``to_dict``/``to_json`` for the evaluation result dataclasses (sentences and dialogues)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        def finite(value):
+            return None if isinstance(value, float) and not math.isfinite(value) else value
+
+        return {key: finite(value) for key, value in dataclasses.asdict(self).items()}
+
+    def to_json(self) -> str:
+        """Strict JSON (a non-finite number, e.g. an overflowed perplexity, becomes null)."""
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False)
+
+
 @dataclass
-class EvalResult:
+class EvalResult(JSONResult):
     """Per-sentence averages are in nats. Fields that need a latent are None for a language model."""
 
     model: str  # class name
@@ -94,16 +108,6 @@ class EvalResult:
     seconds: float  # wall time of the NLL computation (encoding + K x B decoder passes)
     sentences_per_second: float
     prior: PriorSampleMetrics | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        def finite(value):
-            return None if isinstance(value, float) and not math.isfinite(value) else value
-
-        return {key: finite(value) for key, value in dataclasses.asdict(self).items()}
-
-    def to_json(self) -> str:
-        """Strict JSON (a non-finite number, e.g. an overflowed perplexity, becomes null)."""
-        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False)
 
     def table(self) -> str:
         """Aligned, human-readable lines."""
