@@ -14,6 +14,14 @@
   all generated responses together.
 * **act accuracy** (kgCVAE): how often the act the decoder was conditioned on (predicted from (c, z))
   is the reference response's gold act; responses whose gold act is unknown are left out.
+* With an **act tagger** (:mod:`textvae.act_tagger`, trained on the corpus' gold acts), the acts of the
+  generated *text*: **act match** recall (max) and precision (mean) over the N samples of
+  [tag(response) == the reference's gold act] (Zhao et al.'s dialog-act match), for any model; and for
+  kgCVAE **act control**: context i also gets N responses decoded for the requested act
+  acts[i mod A] (so the requests are balanced over the A acts), scored by how often the tagger finds the
+  requested act in them, against how often it finds that same act in the context's N unconditioned
+  responses (the model choosing its act from (c, z)). The tagger's own accuracy on the references is
+  reported with them. Act control draws from its own generator, so it leaves every other number as it is.
 * **embedding average / extrema / greedy** (Liu et al. 2016) with user-supplied word vectors, recall
   (max) and precision (mean) over the N samples like BLEU (Zhao et al.'s A-bow and E-bow). A pair where
   one side has no word with a vector scores 0 and is counted.
@@ -35,6 +43,7 @@ from typing import Any
 
 import torch
 
+from textvae.act_tagger import ActTagger
 from textvae.data.batching import BucketBatchSampler, collate_dialogues
 from textvae.data.datasets import DialogueDataset
 from textvae.data.tokenizers import Tokenizer
@@ -72,6 +81,27 @@ class EmbeddingScores:
 
 
 @dataclass
+class ActControl:
+    """kgCVAE's responses decoded for a requested act, as the act tagger reads them (fractions of responses)."""
+
+    conditioned: float  # tagged with the requested act, decoded for it
+    unconditioned: float  # tagged with that same act, decoded for the act the model chose
+    per_act: dict[str, dict[str, float]]  # act -> {conditioned, unconditioned, responses}
+
+
+@dataclass
+class TaggedActs:
+    """The acts of the generated text, by an act tagger (see the module doc)."""
+
+    tagger: str  # where the tagger came from
+    tagger_accuracy: float  # on the evaluated references with a gold act
+    scored: int  # contexts whose reference has a gold act
+    match_recall: float  # max over the N samples of [tag == gold act of the reference], mean over contexts
+    match_precision: float  # mean over the N samples
+    control: ActControl | None  # kgCVAE only
+
+
+@dataclass
 class DialogueEvalResult(JSONResult):
     """Per-response averages are in nats; generation fields are None when responses were not generated."""
 
@@ -97,6 +127,7 @@ class DialogueEvalResult(JSONResult):
     act_accuracy: float | None  # kgCVAE: conditioned-on act == gold act of the reference
     acts_scored: int | None  # responses whose reference has a gold act
     embedding: EmbeddingScores | None
+    tagged: TaggedActs | None
     batch_size: int
     seconds: float
     contexts_per_second: float
@@ -144,6 +175,19 @@ class DialogueEvalResult(JSONResult):
                     ("embedding greedy", f"{e.greedy_recall:.3f} recall / {e.greedy_precision:.3f} precision"),
                     ("  word vectors", f"{e.vectors}: {e.coverage:.1%} of tokens covered, {e.unscored:,} pairs unscored"),
                 ]
+            t = self.tagged
+            if t is not None:
+                rows += [
+                    ("act match (tagger)", f"{t.match_recall:.3f} recall / {t.match_precision:.3f} precision "
+                                           f"({t.scored:,} contexts with a gold act)"),
+                    ("  tagger", f"{t.tagger}: {t.tagger_accuracy:.3f} accuracy on these references"),
+                ]
+                if t.control is not None:
+                    rows.append(("act control (tagger)", f"{t.control.conditioned:.3f} decoded for the requested act "
+                                                         f"vs {t.control.unconditioned:.3f} unconditioned"))
+                    rows += [(f"  {act}", f"{v['conditioned']:.3f} vs {v['unconditioned']:.3f} "
+                                          f"({int(v['responses']):,} responses each)")
+                             for act, v in t.control.per_act.items()]
         rows.append(("speed", f"{self.contexts_per_second:,.1f} contexts/s ({self.seconds:.2f} s, batch {self.batch_size})"))
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
@@ -186,18 +230,69 @@ class _EmbeddingTotals:
                                   for kind, totals in (("recall", self.recall), ("precision", self.precision))})
 
 
+class _TagTotals:
+    """Counts behind :class:`TaggedActs`. ``acts``: the evaluation's act names by id (the model's)."""
+
+    def __init__(self, tagger: ActTagger, source: str, acts: list[str], control: bool):
+        if missing := [a for a in acts if a not in tagger.acts]:
+            raise ValueError(f"the act tagger {source} does not know the act(s) {', '.join(missing)} of this "
+                             f"model/data (it knows {', '.join(tagger.acts)}); train it on the same corpus")
+        self.tagger, self.source, self.acts = tagger, source, acts
+        self.reference_correct = self.scored = 0
+        self.recall = self.precision = 0.0
+        self.control = control
+        self.requested = {a: [0, 0, 0] for a in acts}  # act -> [conditioned hits, unconditioned hits, responses]
+
+    def tag(self, texts: list[str]) -> list[str]:
+        return [self.tagger.acts[t] for t in self.tagger.tag(texts)]
+
+    def add(self, hypotheses: list[str], reference: str, gold: int | None) -> None:
+        if gold is None or gold < 0:
+            return
+        gold_name = self.acts[gold]
+        hits = [t == gold_name for t in self.tag(hypotheses)]
+        self.recall += max(hits)
+        self.precision += sum(hits) / len(hits)
+        self.reference_correct += self.tag([reference])[0] == gold_name
+        self.scored += 1
+
+    def add_control(self, requested: int, conditioned: list[str], unconditioned: list[str]) -> None:
+        act = self.acts[requested]
+        counts = self.requested[act]
+        counts[0] += sum(t == act for t in self.tag(conditioned))
+        counts[1] += sum(t == act for t in self.tag(unconditioned))
+        counts[2] += len(conditioned)
+
+    def result(self) -> TaggedActs | None:
+        if not self.scored:
+            return None
+        control = None
+        if self.control:
+            n = sum(c[2] for c in self.requested.values())
+            control = ActControl(
+                conditioned=sum(c[0] for c in self.requested.values()) / n,
+                unconditioned=sum(c[1] for c in self.requested.values()) / n,
+                per_act={a: {"conditioned": c[0] / c[2], "unconditioned": c[1] / c[2], "responses": c[2]}
+                         for a, c in self.requested.items() if c[2]})
+        return TaggedActs(tagger=self.source, tagger_accuracy=self.reference_correct / self.scored, scored=self.scored,
+                          match_recall=self.recall / self.scored, match_precision=self.precision / self.scored,
+                          control=control)
+
+
 @torch.inference_mode()
 def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer: Tokenizer, *,
                        responses: int = 10, batch_size: int = 32, seed: int = 0, method: Method | None = None,
                        max_len: int = 50, embeddings: WordVectors | None = None, embeddings_source: str = "",
                        device: str | torch.device | None = None, max_contexts: int | None = None,
+                       act_tagger: ActTagger | None = None, act_tagger_source: str = "",
                        **options: Any) -> DialogueEvalResult:
     """Evaluate ``model`` on a :class:`~textvae.data.datasets.DialogueDataset` (see the module doc).
 
     ``responses``: N per context (0: only NLL/PPL/KL). ``method``: decoding (None: the model's default,
     :func:`textvae.dialogue.default_method`); ``options``: ``beam_size``, ``temperature``, ``top_k``,
     ``top_p``. ``embeddings``: word vectors for Liu et al.'s metrics (None: skipped). ``max_contexts``:
-    evaluate only the first that many (context, response) pairs.
+    evaluate only the first that many (context, response) pairs. ``act_tagger``: scores the acts of the
+    generated text (None: skipped); the act names are ``dataset.acts``.
     """
     if responses < 0:
         raise ValueError(f"responses must be >= 0, got {responses}")
@@ -220,6 +315,10 @@ def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer
     generated: list[str] = []
     acts_correct = acts_scored = 0
     embedding = _EmbeddingTotals(embeddings, embeddings_source) if embeddings is not None and responses else None
+    tagged = None
+    if act_tagger is not None and responses:
+        tagged = _TagTotals(act_tagger, act_tagger_source, dataset.acts.names, control=model.num_acts > 0)
+    control_generator = torch.Generator(device=device).manual_seed(seed + 1)
     examples: list[dict[str, Any]] = []
     start = time.perf_counter()
     try:
@@ -240,6 +339,11 @@ def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer
                     continue
                 result = generate_responses(model, batch, num_samples=responses, method=method, max_len=max_len,
                                             generator=generator, **options)
+                requested = control = None
+                if tagged is not None and tagged.control:
+                    requested = torch.tensor([item.index % model.num_acts for item in items], device=device)  # (B,)
+                    control = generate_responses(model, batch, num_samples=responses, method=method, max_len=max_len,
+                                                 acts=requested, generator=control_generator, **options)
                 for b, item in enumerate(items):
                     hypotheses = [tokenizer.decode(ids) for ids in result.ids[b]]
                     reference = tokenizer.decode(item.response)
@@ -254,6 +358,11 @@ def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer
                         acts_scored += len(result.acts[b])
                     if embedding is not None:
                         embedding.add(hypotheses, reference)
+                    if tagged is not None:
+                        tagged.add(hypotheses, reference, item.act)
+                        if control is not None:
+                            tagged.add_control(int(requested[b]), [tokenizer.decode(ids) for ids in control.ids[b]],
+                                               hypotheses)
                     if len(examples) < EXAMPLES:
                         examples.append({"context": [tokenizer.decode(t) for t in item.context],
                                          "reference": reference, "responses": hypotheses})
@@ -278,6 +387,7 @@ def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer
         distinct_1_within=d1w, distinct_2_within=d2w, distinct_1=d1, distinct_2=d2,
         act_accuracy=acts_correct / acts_scored if acts_scored else None,
         acts_scored=acts_scored if model.num_acts and responses else None,
-        embedding=embedding.result() if embedding is not None else None, batch_size=batch_size, seconds=seconds,
+        embedding=embedding.result() if embedding is not None else None,
+        tagged=tagged.result() if tagged is not None else None, batch_size=batch_size, seconds=seconds,
         contexts_per_second=contexts / seconds if seconds > 0 else math.inf, examples=examples,
     )

@@ -9,8 +9,10 @@ pair per turn after the first: PPL of the reference responses (exact for HRED; f
 bound -ELBO with the recognition network, as the table says), KL, and Zhao et al. (2017)'s protocol with
 N sampled responses per context: BLEU-1..4 recall (max over samples), precision (mean) and F1,
 distinct-1/2 within each context's samples and overall, kgCVAE's act accuracy, and with --embeddings the
-embedding average/extrema/greedy of Liu et al. (2016). Latent models decode each sampled z greedily, HRED
-samples its words (the decoding options change that).
+embedding average/extrema/greedy of Liu et al. (2016). With --act-tagger (a tagger saved by
+textvae-act-tagger on the same corpus), the dialog acts of the generated text: act match with the
+reference's gold act, and for kgCVAE how often responses decoded for a requested act carry it. Latent
+models decode each sampled z greedily, HRED samples its words (the decoding options change that).
 
 --json also writes the numbers.
 
@@ -18,6 +20,7 @@ Examples:
   textvae-eval --model runs/yelp/export --data data/yelp/test.jsonl
   textvae-eval --model runs/yelp/export --data data/yelp/test.jsonl --samples 100 --json eval.json
   textvae-eval --model runs/switchboard_kgcvae/export --data data/switchboard/test.jsonl --responses 10 --embeddings glove.txt
+  textvae-eval --model runs/dailydialog_lite_kgcvae/export --data data/dailydialog-lite/test.jsonl --act-tagger runs/dailydialog_lite_act_tagger
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from textvae.act_tagger import load_act_tagger
 from textvae.data.datasets import DEFAULT_MAX_CONTEXT, DialogueDataset, SentenceDataset, Vocab, load_records
 from textvae.data.records import DataError, detect_kind
 from textvae.data.word_vectors import load_word_vectors
@@ -48,7 +52,7 @@ from tools._cli import (
 
 PROG = "textvae-eval"
 SENTENCE_ONLY = ("--samples", "--prior-samples")
-DIALOGUE_ONLY = ("--responses", "--embeddings", "--max-context", "--decode", "--temperature", "--top-k", "--top-p",
+DIALOGUE_ONLY = ("--responses", "--embeddings", "--act-tagger", "--max-context", "--decode", "--temperature", "--top-k", "--top-p",
                  "--beam")
 
 
@@ -82,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     dialogues.add_argument("--embeddings", type=Path, metavar="FILE",
                            help="word vectors in the word2vec/GloVe text format for the embedding metrics "
                                 "(nothing is downloaded)")
+    dialogues.add_argument("--act-tagger", type=Path, metavar="DIR",
+                           help="an act tagger saved by textvae-act-tagger: scores the dialog acts of the generated "
+                                "responses (act match; act control for kgCVAE)")
     dialogues.add_argument("--max-context", type=count(1), metavar="U",
                            help="context turns before each response (default: the export's info max_context, else "
                                 f"{DEFAULT_MAX_CONTEXT})")
@@ -157,6 +164,7 @@ def _dialogues(parser: argparse.ArgumentParser, args: argparse.Namespace, export
         vectors = load_word_vectors(args.embeddings, set(vocabulary) if vocabulary is not None else None)
         if not vectors.index:
             raise DataError(f"{args.embeddings}: none of the model's words has a vector; is it the right file?")
+    tagger = load_act_tagger(args.act_tagger) if args.act_tagger is not None and not args.no_bleu else None
     records = _records(parser, args, "dialogues")
     max_context = args.max_context or export.info.get("max_context") or DEFAULT_MAX_CONTEXT
     max_len = export.info.get("max_len") or max_words(model)
@@ -168,7 +176,8 @@ def _dialogues(parser: argparse.ArgumentParser, args: argparse.Namespace, export
     result = evaluate_dialogues(model, dataset, tokenizer, responses=0 if args.no_bleu else args.responses or 10,
                                 batch_size=args.batch_size, seed=args.seed, method=method, max_len=args.max_len,
                                 embeddings=vectors, embeddings_source=str(args.embeddings), device=args.device,
-                                max_contexts=args.max_sentences, **options)
+                                max_contexts=args.max_sentences, act_tagger=tagger,
+                                act_tagger_source=str(args.act_tagger), **options)
     _write(args, result)
 
 
