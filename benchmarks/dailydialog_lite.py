@@ -1,0 +1,149 @@
+"""dailydialog-lite benchmark: HRED, VHRED, CVAE and kgCVAE trained with the same budget, side by side.
+
+    textvae-corpus prepare dailydialog-lite --source ../shared/corpora --out data/dailydialog-lite
+    textvae-train fit --config recipes/dailydialog_lite_{hred,vhred,cvae,kgcvae}.yaml     # each of the four
+    textvae-act-tagger --data data/dailydialog-lite/train.jsonl --test data/dailydialog-lite/test.jsonl \
+        --out runs/dailydialog_lite_act_tagger
+    python benchmarks/dailydialog_lite.py
+
+For each model, on the first ``--contexts`` (context, response) pairs of the test split (default: all):
+textvae-eval's dialogue metrics at ``--responses`` samples per context with the model's documented
+decoding (greedy per sampled z for the latent models, sampling at temperature 1 for HRED): PPL (exact
+for HRED, the -ELBO bound otherwise), KL, BLEU-1..4 recall/precision/F1, distinct-1/2, kgCVAE's act
+accuracy, and with the act tagger the act match of the generated text and kgCVAE's act control. Then the
+sampler's responses/s (``--responses`` per context, ``--speed-contexts`` contexts in batches of 32, as
+textvae-respond --input decodes them) and training tokens/s (``--train-steps`` optimiser steps of a fresh
+model of the same configuration, batch 32, after 10 warm-up steps). Prints a Markdown table for
+BENCHMARKS.md and writes JSON.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from textvae.act_tagger import load_act_tagger
+from textvae.data.batching import BucketBatchSampler, collate_dialogues
+from textvae.data.datasets import DialogueDataset, Vocab, load_records
+from textvae.dialogue import default_method, generate_responses
+from textvae.dialogue_eval import evaluate_dialogues
+from textvae.export import load_export
+from textvae.lightning import TextVAESystem
+
+MODELS = ("hred", "vhred", "cvae", "kgcvae")
+
+
+def dataset_for(export, records) -> DialogueDataset:
+    names = export.categories
+    return DialogueDataset(records, export.tokenizer, max_context=export.info["max_context"],
+                           max_len=export.info["max_len"], acts=Vocab(names["acts"]),
+                           emotions=Vocab(names["emotions"]), topics=Vocab(names["topics"]), source="benchmark")
+
+
+def training_throughput(export, dataset: DialogueDataset, steps: int) -> dict[str, float]:
+    """Optimiser steps of a fresh model with the export's configuration: the training loss at beta = 1."""
+    torch.manual_seed(0)
+    model = type(export.model)(**export.model.init_args).train()
+    optimizer = TextVAESystem(model).configure_optimizers()
+    batches = BucketBatchSampler(dataset.lengths, 32, seed=0)
+    responses = tokens = 0
+    for step, indices in enumerate(list(batches)[: steps + 10]):
+        if step == 10:
+            start = time.perf_counter()
+        batch = collate_dialogues([dataset[i] for i in indices])
+        out = model(batch)
+        loss = out.reconstruction.mean() + out.aux_loss.mean() + (out.kl.sum(-1).mean() if out.kl is not None else 0)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        if step >= 10:
+            responses += len(indices)
+            tokens += batch.num_targets
+    seconds = time.perf_counter() - start
+    return {"train_responses_per_s": responses / seconds, "train_tokens_per_s": tokens / seconds}
+
+
+@torch.inference_mode()
+def sampler_throughput(export, dataset: DialogueDataset, contexts: int, responses: int) -> float:
+    """Responses/s of N sampled responses per context, 32 contexts a batch, the model's default decoding."""
+    model = export.model.eval()
+    method = default_method(model)
+    generator = torch.Generator().manual_seed(0)
+    indices = list(range(min(contexts, len(dataset))))
+    start = time.perf_counter()
+    for first in range(0, len(indices), 32):
+        batch = collate_dialogues([dataset[i] for i in indices[first:first + 32]])
+        generate_responses(model, batch, num_samples=responses, method=method, max_len=50, generator=generator)
+    return len(indices) * responses / (time.perf_counter() - start)
+
+
+def _or_dash(value, form: str) -> str:
+    return "–" if value is None else format(value, form)
+
+
+def markdown(results: dict) -> str:
+    columns = ["model", "PPL", "KL", "BLEU-1 R / P / F1", "BLEU-2 F1", "BLEU-4 F1", "distinct-1 / -2 within",
+               "distinct-1 / -2 overall", "act acc.", "act match R / P (tagger)",
+               "act control: requested vs unconditioned (tagger)", "train tokens/s", "responses/s"]
+    rows = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for name, r in results.items():
+        tagged = r["tagged"] or {}
+        control = tagged.get("control")
+        cells = [
+            name,
+            f"{r['ppl']:.1f}" + (" (bound)" if r["nll_is_bound"] else ""),
+            _or_dash(r["kl"], ".2f"),
+            " / ".join(f"{v:.3f}" for v in (r["bleu_recall"][0], r["bleu_precision"][0], r["bleu_f1"][0])),
+            f"{r['bleu_f1'][1]:.3f}",
+            f"{r['bleu_f1'][3]:.3f}",
+            f"{r['distinct_1_within']:.3f} / {r['distinct_2_within']:.3f}",
+            f"{r['distinct_1']:.3f} / {r['distinct_2']:.3f}",
+            _or_dash(r["act_accuracy"], ".3f"),
+            f"{tagged['match_recall']:.3f} / {tagged['match_precision']:.3f}" if tagged else "–",
+            f"{control['conditioned']:.3f} vs {control['unconditioned']:.3f}" if control else "–",
+            f"{r['train_tokens_per_s']:,.0f}",
+            f"{r['responses_per_s']:,.0f}",
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", default="runs", help="folder holding dailydialog_lite_{model}/export")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--train", default="data/dailydialog-lite/train.jsonl")
+    parser.add_argument("--test", default="data/dailydialog-lite/test.jsonl")
+    parser.add_argument("--act-tagger", default="runs/dailydialog_lite_act_tagger")
+    parser.add_argument("--contexts", type=int, help="the first N (context, response) pairs (default: all)")
+    parser.add_argument("--responses", type=int, default=10)
+    parser.add_argument("--speed-contexts", type=int, default=320)
+    parser.add_argument("--train-steps", type=int, default=50)
+    parser.add_argument("--cache-dir", default="data/.cache")
+    parser.add_argument("--json", default="benchmarks/dailydialog_lite.json")
+    args = parser.parse_args()
+    tagger = load_act_tagger(args.act_tagger)
+    test = load_records(args.test, cache_dir=args.cache_dir, kind="dialogues")
+    train = load_records(args.train, cache_dir=args.cache_dir, kind="dialogues")
+    results = {}
+    for name in args.models:
+        export = load_export(Path(args.runs) / f"dailydialog_lite_{name}" / "export")
+        dataset = dataset_for(export, test)
+        result = evaluate_dialogues(export.model, dataset, export.tokenizer, responses=args.responses, seed=0,
+                                    max_contexts=args.contexts, act_tagger=tagger, act_tagger_source=args.act_tagger)
+        print(f"== {name}\n{result.table()}", flush=True)
+        row = result.to_dict()
+        row["responses_per_s"] = sampler_throughput(export, dataset, args.speed_contexts, args.responses)
+        row |= training_throughput(export, dataset_for(export, train), args.train_steps)
+        print(name, {k: round(v, 1) for k, v in row.items() if k.endswith("_per_s")}, flush=True)
+        results[name] = row
+    print(markdown(results))
+    with open(args.json, "w", encoding="utf-8") as f:
+        json.dump({"args": vars(args), "threads": torch.get_num_threads(), "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
