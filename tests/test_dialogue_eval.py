@@ -81,6 +81,7 @@ def test_latent_model_reports_the_elbo_bound(name, dialogue_exports, tmp_path):
     export, dataset = _load(dialogue_exports, name, tmp_path)
     result = evaluate_dialogues(export.model, dataset, export.tokenizer, responses=4, batch_size=4, max_len=15)
     assert result.nll_is_bound and result.nll == pytest.approx(result.reconstruction + result.kl)
+    assert result.act_nll is None
     assert result.kl > 0 and "upper bound: -ELBO with the recognition network" in result.table()
     assert result.decoding == "greedy per sampled z"
     for r, p in zip(result.bleu_recall, result.bleu_precision, strict=True):
@@ -112,6 +113,9 @@ def test_kgcvae_act_accuracy_and_embeddings(dialogue_exports, tmp_path):
     result = evaluate_dialogues(export.model, dataset, export.tokenizer, responses=3, max_len=15,
                                 embeddings=vectors, embeddings_source=vectors_file.name)
     assert result.acts_scored == 3 * len(dataset) and 0 <= result.act_accuracy <= 1
+    # the decoder reads the gold act, so the bound is on -log p(x, y | c): the act's NLL is counted
+    assert result.act_nll > 0 and result.nll == pytest.approx(result.reconstruction + result.kl + result.act_nll)
+    assert "act NLL" in result.table()
     e = result.embedding
     assert e.coverage == pytest.approx(1.0) and e.vectors == "vectors.txt"
     for name in ("average", "extrema", "greedy"):

@@ -125,6 +125,7 @@ def test_aux_loss_is_bag_of_words_plus_act_cross_entropy_on_known_acts(data, bat
         act = F.cross_entropy(model.act_network(generation), gold, ignore_index=-1, reduction="none")
     assert act[1] == 0 and (act[gold >= 0] > 0).all()
     assert torch.allclose(out.aux_loss, bow + act, atol=1e-5)
+    assert torch.allclose(out.act_nll, act, atol=1e-5)  # the act's share of the likelihood bound, unweighted
     assert model.decoder.rnn.input_size == SMALL["embed_dim"] + 5  # the act embedding at every step
 
 

@@ -4,6 +4,8 @@
   exp(total NLL / (words + EOS)), as for sentences. HRED's NLL is exact. A latent model's is the bound
   -ELBO = reconstruction + KL(q(z|c,x) || p(z|c)) with the **recognition network** (one z per response,
   from ``model(batch)``), so its PPL is an upper bound on the true perplexity; the table says so.
+  kgCVAE's decoder reads the gold act y, so its bound also counts -log p(y | c, z) (``act NLL``): it
+  bounds -log p(x, y | c) >= -log p(x | c), never a response's likelihood given its true act.
 * **Zhao et al. (2017)'s protocol**: N responses sampled per context (default 10, each decoded as
   :mod:`textvae.dialogue` says: greedy per z for latent models, sampled words for HRED). BLEU-n recall is
   the max and precision the mean over the N samples of sentence BLEU-n (n = 1..4, see
@@ -114,6 +116,7 @@ class DialogueEvalResult(JSONResult):
     nll_is_bound: bool
     ppl: float  # exp(total NLL / tokens)
     reconstruction: float | None  # -E_q[log p(x|z,c)] per response (one z), latent models
+    act_nll: float | None  # kgCVAE: -log p(gold act | c, z) per response, included in nll
     kl: float | None  # KL(q(z|c,x) || p(z|c)) per response, latent models
     responses: int  # N sampled per context (0: none generated)
     decoding: str | None
@@ -147,6 +150,7 @@ class DialogueEvalResult(JSONResult):
             ("NLL", f"{self.nll:.2f} nats/response ({nll_note})"),
             ("  reconstruction", na if self.reconstruction is None else f"{self.reconstruction:.2f}"),
             ("  KL", na if self.kl is None else f"{self.kl:.2f}"),
+            *([("  act NLL", f"{self.act_nll:.2f} (-log p(gold act | c, z))")] if self.act_nll is not None else []),
             ("PPL", f"{self.ppl:.2f} (exp(NLL / tokens), EOS counted" + ("; a bound)" if self.nll_is_bound else ")")),
         ]
         if self.responses:
@@ -308,7 +312,7 @@ def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer
     was_training = model.training
     model.eval()
 
-    total_nll = total_rec = total_kl = 0.0
+    total_nll = total_rec = total_kl = total_act = 0.0
     contexts = tokens = 0
     recall_sum, precision_sum = [0.0] * BLEU_ORDERS, [0.0] * BLEU_ORDERS
     within_1 = within_2 = 0.0
@@ -330,7 +334,9 @@ def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer
                 out = model(batch)
                 reconstruction = out.reconstruction.double()  # (B,)
                 kl = out.kl.double().sum(-1) if out.kl is not None else torch.zeros_like(reconstruction)  # (B,)
-                total_nll += float((reconstruction + kl).sum())
+                act_nll = out.act_nll.double() if out.act_nll is not None else torch.zeros_like(reconstruction)  # (B,)
+                total_nll += float((reconstruction + kl + act_nll).sum())
+                total_act += float(act_nll.sum())
                 total_rec += float(reconstruction.sum())
                 total_kl += float(kl.sum())
                 contexts += len(items)
@@ -381,7 +387,8 @@ def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer
     return DialogueEvalResult(
         model=type(model).__name__, latent_dim=model.latent_dim, num_acts=model.num_acts, contexts=contexts,
         tokens=tokens, nll=total_nll / contexts, nll_is_bound=has_latent, ppl=perplexity(total_nll, tokens),
-        reconstruction=total_rec / contexts if has_latent else None, kl=total_kl / contexts if has_latent else None,
+        reconstruction=total_rec / contexts if has_latent else None,
+        act_nll=total_act / contexts if model.num_acts else None, kl=total_kl / contexts if has_latent else None,
         responses=responses, decoding=describe_method(model, method) if responses else None,
         bleu_recall=bleu_recall, bleu_precision=bleu_precision, bleu_f1=bleu_f1,
         distinct_1_within=d1w, distinct_2_within=d2w, distinct_1=d1, distinct_2=d2,

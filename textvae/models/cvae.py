@@ -17,7 +17,10 @@ Gaussians, beta annealed linearly over steps; plus ``aux_loss`` = ``bow_weight``
 loss -log p(x_bow | c, z) (every response word from one softmax on [c, z]) and, for kgCVAE,
 ``act_weight`` x the act cross-entropy -log p(y | c, z) on the gold act (examples without an act are
 ignored). In training the decoder sees the gold act where known (else the predicted one); at test
-time z comes from the prior network and y is given or predicted (argmax).
+time z comes from the prior network and y is given or predicted (argmax). The act's -log p(y | c, z) is
+also returned as ``act_nll``: with the gold act observed, -log p(x | c) <= -log p(x, y | c) <=
+reconstruction + act_nll + kl, the bound the evaluation reports (without it the bound would be on
+-log p(x | c, y), a response given its true act).
 
 Zhao et al.'s speaker profiles (Switchboard caller metadata) are not used; the topic embedding is.
 
@@ -181,15 +184,16 @@ class CVAE(nn.Module):
         aux = c.new_zeros(c.shape[0])  # (B,)
         if self.bow_network is not None:
             aux = aux + self.bow_weight * bag_of_words_nll(self.bow_network(generation), batch.targets, pad_id=PAD_ID)
-        gold = None
+        gold = act_nll = None
         if self.num_acts:
             gold = self._gold_acts(batch, c)  # (B,)
             act_logits = self.act_network(generation)  # (B, num_acts)
-            aux = aux + self.act_weight * F.cross_entropy(act_logits.float(), gold, ignore_index=-1, reduction="none")
+            act_nll = F.cross_entropy(act_logits.float(), gold, ignore_index=-1, reduction="none")  # (B,), 0 if unknown
+            aux = aux + self.act_weight * act_nll
         condition, _ = self.decoder_condition(c, z, gold)  # (B, C + Z [+ A])
         reconstruction = sequence_nll(self.decoder, self.decoder_inputs(batch.inputs), batch.targets, condition)
         return ModelOutput(reconstruction=reconstruction, kl=gaussian_kl_between(mu, logvar, mu_p, logvar_p),
-                           mu=mu, logvar=logvar, aux_loss=aux)
+                           mu=mu, logvar=logvar, aux_loss=aux, act_nll=act_nll)
 
     # -- generation ----------------------------------------------------------------------------------
 

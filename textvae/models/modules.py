@@ -36,6 +36,9 @@ class ModelOutput(NamedTuple):
     mu: Tensor | None  # (B, Z) posterior mean
     logvar: Tensor | None  # (B, Z) posterior log-variance
     aux_loss: Tensor  # (B,) extra per-example losses (bag-of-words, dialogue acts); zeros if none
+    # (B,) -log p(y | c, z) of an observed act y that the decoder is conditioned on (kgCVAE): part of the
+    # bound on -log p(x | c), which the evaluation adds to the NLL (its share of aux_loss is a training weight)
+    act_nll: Tensor | None = None
 
 
 class ResponseCondition(NamedTuple):
