@@ -4,7 +4,7 @@
     textvae-train fit --config recipes/dailydialog_lite_{hred,vhred,cvae,kgcvae}.yaml     # each of the four
     textvae-act-tagger --data data/dailydialog-lite/train.jsonl --test data/dailydialog-lite/test.jsonl \
         --out runs/dailydialog_lite_act_tagger
-    python benchmarks/dailydialog_lite.py
+    python benchmarks/dailydialog_lite.py --contexts 1000 --hred-temperatures 1.0 0.7 0.4
 
 For each model, on the first ``--contexts`` (context, response) pairs of the test split (default: all):
 textvae-eval's dialogue metrics at ``--responses`` samples per context with the model's documented
@@ -13,7 +13,9 @@ for HRED, the -ELBO bound otherwise), KL, BLEU-1..4 recall/precision/F1, distinc
 accuracy, and with the act tagger the act match of the generated text and kgCVAE's act control. Then the
 sampler's responses/s (``--responses`` per context, ``--speed-contexts`` contexts in batches of 32, as
 textvae-respond --input decodes them) and training tokens/s (``--train-steps`` optimiser steps of a fresh
-model of the same configuration, batch 32, after 10 warm-up steps). Prints a Markdown table for
+model of the same configuration, batch 32, after 10 warm-up steps). ``--hred-temperatures`` adds HRED
+rows sampled at those temperatures (HRED's diversity/precision trade-off, next to the latent models');
+``--models`` takes the four names or ``NAME=EXPORT_DIR`` for a variant. Prints a Markdown table for
 BENCHMARKS.md and writes JSON.
 """
 
@@ -67,7 +69,8 @@ def training_throughput(export, dataset: DialogueDataset, steps: int) -> dict[st
 
 
 @torch.inference_mode()
-def sampler_throughput(export, dataset: DialogueDataset, contexts: int, responses: int) -> float:
+def sampler_throughput(export, dataset: DialogueDataset, contexts: int, responses: int,
+                       temperature: float = 1.0) -> float:
     """Responses/s of N sampled responses per context, 32 contexts a batch, the model's default decoding."""
     model = export.model.eval()
     method = default_method(model)
@@ -76,7 +79,8 @@ def sampler_throughput(export, dataset: DialogueDataset, contexts: int, response
     start = time.perf_counter()
     for first in range(0, len(indices), 32):
         batch = collate_dialogues([dataset[i] for i in indices[first:first + 32]])
-        generate_responses(model, batch, num_samples=responses, method=method, max_len=50, generator=generator)
+        generate_responses(model, batch, num_samples=responses, method=method, max_len=50, generator=generator,
+                           temperature=temperature)
     return len(indices) * responses / (time.perf_counter() - start)
 
 
@@ -104,7 +108,7 @@ def markdown(results: dict) -> str:
             _or_dash(r["act_accuracy"], ".3f"),
             f"{tagged['match_recall']:.3f} / {tagged['match_precision']:.3f}" if tagged else "–",
             f"{control['conditioned']:.3f} vs {control['unconditioned']:.3f}" if control else "–",
-            f"{r['train_tokens_per_s']:,.0f}",
+            _or_dash(r.get("train_tokens_per_s"), ",.0f"),
             f"{r['responses_per_s']:,.0f}",
         ]
         rows.append("| " + " | ".join(cells) + " |")
@@ -114,7 +118,10 @@ def markdown(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="runs", help="folder holding dailydialog_lite_{model}/export")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--models", nargs="+", default=list(MODELS),
+                        help="hred, vhred, cvae, kgcvae (runs/dailydialog_lite_NAME/export) or NAME=EXPORT_DIR")
+    parser.add_argument("--hred-temperatures", nargs="*", type=float, default=[],
+                        help="also evaluate HRED sampling at these temperatures")
     parser.add_argument("--train", default="data/dailydialog-lite/train.jsonl")
     parser.add_argument("--test", default="data/dailydialog-lite/test.jsonl")
     parser.add_argument("--act-tagger", default="runs/dailydialog_lite_act_tagger")
@@ -129,15 +136,24 @@ def main() -> None:
     test = load_records(args.test, cache_dir=args.cache_dir, kind="dialogues")
     train = load_records(args.train, cache_dir=args.cache_dir, kind="dialogues")
     results = {}
-    for name in args.models:
-        export = load_export(Path(args.runs) / f"dailydialog_lite_{name}" / "export")
+    def export_dir(name: str) -> Path:
+        return Path(args.runs) / f"dailydialog_lite_{name}" / "export"
+
+    runs = [(n.partition("=")[0], Path(n.partition("=")[2]) if "=" in n else export_dir(n), None) for n in args.models]
+    runs += [(f"hred, T {t:g}", export_dir("hred"), t) for t in args.hred_temperatures]
+    for name, path, temperature in runs:
+        export = load_export(path)
         dataset = dataset_for(export, test)
+        options = {"method": "sample", "temperature": temperature} if temperature is not None else {}
         result = evaluate_dialogues(export.model, dataset, export.tokenizer, responses=args.responses, seed=0,
-                                    max_contexts=args.contexts, act_tagger=tagger, act_tagger_source=args.act_tagger)
+                                    max_contexts=args.contexts, act_tagger=tagger, act_tagger_source=args.act_tagger,
+                                    **options)
         print(f"== {name}\n{result.table()}", flush=True)
         row = result.to_dict()
-        row["responses_per_s"] = sampler_throughput(export, dataset, args.speed_contexts, args.responses)
-        row |= training_throughput(export, dataset_for(export, train), args.train_steps)
+        row["responses_per_s"] = sampler_throughput(export, dataset, args.speed_contexts, args.responses,
+                                                    temperature or 1.0)
+        if temperature is None:  # the same model as the hred row
+            row |= training_throughput(export, dataset_for(export, train), args.train_steps)
         print(name, {k: round(v, 1) for k, v in row.items() if k.endswith("_per_s")}, flush=True)
         results[name] = row
     print(markdown(results))
