@@ -419,7 +419,9 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "valid.jsonl:1: malformed JSON" in line
 
     _write(tmp_path / "file", "x")
-    line = _fails(capsys, ["prepare", "ptb-lite", "--out", str(tmp_path / "file"), "--source", str(SHARED / "ptb")])
+    for split in ("valid", "test"):  # a well-formed source, so the error is about --out
+        _write(tmp_path / "ptb" / f"{split}.txt", "a b c\n")
+    line = _fails(capsys, ["prepare", "ptb-lite", "--out", str(tmp_path / "file"), "--source", str(tmp_path / "ptb")])
     assert "is not a folder" in line
 
     with pytest.raises(SystemExit) as exit_:  # argparse's own errors end the same way
