@@ -88,8 +88,9 @@ def test_tag_totals_on_a_hand_computed_case():
     # gold act inform: no sample is -> recall 0, precision 0; the reference is tagged right
     totals.add(["who is he ?", "what time is it ?"], "he is my friend .", 0)
     totals.add(["who is he ?"], "he is my friend .", None)  # no gold act: not scored
-    # requested question: 2 of 2 conditioned, 1 of 2 unconditioned
-    totals.add_control(1, ["is it far ?", "who is he ?"], ["it is late .", "can you help me ?"])
+    # requested question: 2 of 2 conditioned, 1 of 2 unconditioned (no gold act: not scored for act match)
+    totals.add(["it is late .", "can you help me ?"], "he is my friend .", None, requested=1,
+               conditioned=["is it far ?", "who is he ?"])
     result = totals.result()
     assert result.scored == 2 and result.tagger_accuracy == 1.0
     assert result.match_recall == 0.5 and result.match_precision == 0.25

@@ -247,25 +247,26 @@ class _TagTotals:
         self.control = control
         self.requested = {a: [0, 0, 0] for a in acts}  # act -> [conditioned hits, unconditioned hits, responses]
 
-    def tag(self, texts: list[str]) -> list[str]:
-        return [self.tagger.acts[t] for t in self.tagger.tag(texts)]
-
-    def add(self, hypotheses: list[str], reference: str, gold: int | None) -> None:
+    def add(self, hypotheses: list[str], reference: str, gold: int | None, *, requested: int | None = None,
+            conditioned: list[str] = ()) -> None:
+        """One context: its N (unconditioned) responses, reference and gold act id; with ``requested``, the
+        act id its ``conditioned`` responses were decoded for. Every text is tagged once, in one call."""
+        tags = [self.tagger.acts[t] for t in self.tagger.tag([*hypotheses, *conditioned, reference])]
+        unconditioned, forced, reference_tag = tags[:len(hypotheses)], tags[len(hypotheses):-1], tags[-1]
+        if requested is not None:
+            act = self.acts[requested]
+            counts = self.requested[act]
+            counts[0] += sum(t == act for t in forced)
+            counts[1] += sum(t == act for t in unconditioned)
+            counts[2] += len(forced)
         if gold is None or gold < 0:
             return
         gold_name = self.acts[gold]
-        hits = [t == gold_name for t in self.tag(hypotheses)]
+        hits = [t == gold_name for t in unconditioned]
         self.recall += max(hits)
         self.precision += sum(hits) / len(hits)
-        self.reference_correct += self.tag([reference])[0] == gold_name
+        self.reference_correct += reference_tag == gold_name
         self.scored += 1
-
-    def add_control(self, requested: int, conditioned: list[str], unconditioned: list[str]) -> None:
-        act = self.acts[requested]
-        counts = self.requested[act]
-        counts[0] += sum(t == act for t in self.tag(conditioned))
-        counts[1] += sum(t == act for t in self.tag(unconditioned))
-        counts[2] += len(conditioned)
 
     def result(self) -> TaggedActs | None:
         if not self.scored:
@@ -365,10 +366,11 @@ def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer
                     if embedding is not None:
                         embedding.add(hypotheses, reference)
                     if tagged is not None:
-                        tagged.add(hypotheses, reference, item.act)
-                        if control is not None:
-                            tagged.add_control(int(requested[b]), [tokenizer.decode(ids) for ids in control.ids[b]],
-                                               hypotheses)
+                        if control is None:
+                            tagged.add(hypotheses, reference, item.act)
+                        else:
+                            tagged.add(hypotheses, reference, item.act, requested=int(requested[b]),
+                                       conditioned=[tokenizer.decode(ids) for ids in control.ids[b]])
                     if len(examples) < EXAMPLES:
                         examples.append({"context": [tokenizer.decode(t) for t in item.context],
                                          "reference": reference, "responses": hypotheses})

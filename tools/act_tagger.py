@@ -17,8 +17,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import torch
-
 from textvae.act_tagger import save_act_tagger, tagged_turns, train_act_tagger
 from textvae.data.datasets import load_records
 from textvae.data.records import DataError, detect_kind
@@ -43,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
 def _turns(args: argparse.Namespace, path: Path) -> tuple[list[str], list[str]]:
     if detect_kind(path) != "dialogues":
         raise DataError(f"{path} holds sentences; the act tagger trains on dialogues with dialog acts")
-    records = load_records(path, cache_dir=args.cache_dir or path.resolve().parent / ".cache", kind="dialogues")
+    records = load_records(path, cache_dir=args.cache_dir, kind="dialogues")
     texts, acts = tagged_turns(records)
     if not texts:
         raise DataError(f"{path}: no turn has a dialog act; the act tagger needs a corpus with acts "
@@ -52,7 +50,6 @@ def _turns(args: argparse.Namespace, path: Path) -> tuple[list[str], list[str]]:
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    torch.manual_seed(args.seed)
     texts, acts = _turns(args, args.data)
     start = time.perf_counter()
     tagger = train_act_tagger(texts, acts, min_count=args.min_count, epochs=args.epochs, seed=args.seed)

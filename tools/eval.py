@@ -110,8 +110,7 @@ def _write(args: argparse.Namespace, result) -> None:
 
 
 def _records(parser: argparse.ArgumentParser, args: argparse.Namespace, kind: str):
-    cache_dir = args.cache_dir or args.data.resolve().parent / ".cache"
-    return load_records(args.data, cache_dir=cache_dir, kind=kind)
+    return load_records(args.data, cache_dir=args.cache_dir, kind=kind)
 
 
 def _sentences(parser: argparse.ArgumentParser, args: argparse.Namespace, export: Export) -> None:

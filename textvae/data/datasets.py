@@ -69,8 +69,9 @@ def _quiet_datasets():
             datasets.enable_progress_bars()
 
 
-def load_records(path: str | os.PathLike, *, cache_dir: str | os.PathLike, kind: Kind | None = None):
-    """Load a prepared JSONL file as a ``datasets.Dataset`` cached under ``cache_dir``.
+def load_records(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None, kind: Kind | None = None):
+    """Load a prepared JSONL file as a ``datasets.Dataset`` cached under ``cache_dir`` (default: ``.cache``
+    next to the file, where ``textvae-train`` keeps it too).
 
     Sentence rows: ``text``, ``label`` (string or None), ``attributes`` (JSON string or None).
     Dialogue rows: ``id``, ``turns`` (speaker/text/act/emotion), ``topic``, ``meta`` (JSON string).
@@ -87,7 +88,7 @@ def load_records(path: str | os.PathLike, *, cache_dir: str | os.PathLike, kind:
         with _quiet_datasets():
             return datasets.Dataset.from_generator(
                 _rows, gen_kwargs={"path": str(path.resolve()), "kind": kind, "content_hash": file_hash(path)},
-                features=_features(kind), cache_dir=str(cache_dir),
+                features=_features(kind), cache_dir=str(cache_dir or path.resolve().parent / ".cache"),
             )
     except datasets.exceptions.DatasetGenerationError as err:
         if isinstance(err.__cause__, DataError):
