@@ -58,14 +58,16 @@ def build(name: str, data) -> torch.nn.Module:
     if name == "cvae-topics-no-bow":
         return CVAE(vocab_size=v, latent_dim=6, prior_dim=10, num_topics=len(dataset.topics), topic_dim=4,
                     bow_weight=0.0, **SMALL)
+    if name == "cvae-every-input":
+        return CVAE(vocab_size=v, latent_dim=6, prior_dim=10, mlp_dim=10, condition_every_input=True, **SMALL)
     if name == "kgcvae":
         return CVAE(vocab_size=v, latent_dim=6, prior_dim=10, mlp_dim=10, knowledge=True,
                     num_acts=len(dataset.acts), act_dim=5, num_topics=len(dataset.topics), topic_dim=4, **SMALL)
     raise KeyError(name)
 
 
-ALL = ["hred", "hred-lstm", "vhred", "cvae", "cvae-topics-no-bow", "kgcvae"]
-LATENT = ["vhred", "cvae", "cvae-topics-no-bow", "kgcvae"]
+ALL = ["hred", "hred-lstm", "vhred", "cvae", "cvae-topics-no-bow", "cvae-every-input", "kgcvae"]
+LATENT = ["vhred", "cvae", "cvae-topics-no-bow", "cvae-every-input", "kgcvae"]
 
 
 def gaussians(model, batch):
@@ -91,7 +93,7 @@ def test_forward_shapes_and_contract(name, data, batch):
         assert (out.kl >= -1e-6).all()
     assert model.num_acts == (len(data[1].acts) if name == "kgcvae" else 0)
     # aux: zeros without a bag-of-words or act loss, positive with one
-    has_aux = name in ("cvae", "kgcvae")
+    has_aux = name in ("cvae", "cvae-every-input", "kgcvae")
     assert bool((out.aux_loss > 0).all()) == has_aux and bool((out.aux_loss == 0).all()) != has_aux
     loss = out.reconstruction.mean() + out.aux_loss.mean() + (0 if out.kl is None else out.kl.sum(-1).mean())
     loss.backward()
@@ -242,6 +244,30 @@ def test_kgcvae_act_conditioning_changes_the_decoder_condition(data, batch):
     assert not torch.allclose(runs[0].condition, runs[1].condition)  # ... conditioned on another act
     assert not torch.allclose(logits[0], logits[1])
     assert torch.equal(free.acts, predicted)  # without acts: the act predicted from (c, z)
+
+
+@pytest.mark.parametrize("knowledge", [False, True])
+def test_cvae_condition_every_input_feeds_the_whole_condition_to_every_step(data, knowledge):
+    tokenizer, dataset = data
+    acts = dict(knowledge=True, num_acts=len(dataset.acts), act_dim=5) if knowledge else {}
+    paper = CVAE(vocab_size=tokenizer.vocab_size, latent_dim=6, **acts, **SMALL)
+    every = CVAE(vocab_size=tokenizer.vocab_size, latent_dim=6, condition_every_input=True, **acts, **SMALL)
+    condition_dim = every.decoder.latent_dim  # [c, z(, act)]
+    assert every.decoder.rnn.input_size == SMALL["embed_dim"] + condition_dim
+    # the paper's decoder reads only the act embedding at every step (kgCVAE), nothing more for CVAE
+    assert paper.decoder.rnn.input_size == SMALL["embed_dim"] + (5 if knowledge else 0)
+    # with the initial state held fixed, a different z still changes the next step's logits
+    every.eval()
+    tokens = torch.full((2,), BOS_ID)
+    condition = torch.randn(2, condition_dim, generator=torch.Generator().manual_seed(0))
+    state = every.decoder_start(condition)
+    other = condition.clone()
+    other[:, -6 - (5 if knowledge else 0):] += 1.0  # another z, the same c (and act)
+    state_other = every.decoder_start(other)._replace(hidden=state.hidden)  # only the every-step input differs
+    with torch.no_grad():
+        a, _ = every.decoder_step(tokens, state)
+        b, _ = every.decoder_step(tokens, state_other)
+    assert not torch.allclose(a, b)
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -6,7 +6,8 @@ RNN over the turn vectors and floor), the topic embedding (``num_topics`` > 0)];
 N(mu_p, diag(exp(logvar_p))) from the prior network (one tanh layer); kgCVAE only: a dialog act
 y ~ p(y | c, z) from an MLP; the response x ~ p(x | c, z[, y]), an RNN decoder whose initial state is a
 linear function of [c, z(, y's embedding)] and which, for kgCVAE, also reads y's embedding at every
-step, so a response can be generated for a chosen act. Inference: the recognition network
+step, so a response can be generated for a chosen act; with ``condition_every_input`` it reads all of
+[c, z(, y's embedding)] at every step (as HRED and VHRED here), which the paper does not. Inference: the recognition network
 q(z | c, x[, y]) is linear in [c, the response's vector from the shared utterance encoder(, tanh of
 y's embedding)].
 
@@ -82,6 +83,8 @@ class CVAE(nn.Module):
         dropout: dropout on embeddings, utterance and context vectors, heads, decoder states.
         word_dropout: probability of replacing a decoder input word by UNK, in training only.
         share_embeddings: one word embedding for the utterance encoder and the decoder (as the paper).
+        condition_every_input: feed the whole condition [c, z(, act)] to every decoder step, not only
+            to its initial state (the paper: off; kgCVAE's act embedding is fed to every step either way).
     """
 
     def __init__(self, *, vocab_size: int, cell: Literal["lstm", "gru"] = "gru", embed_dim: int = 200,
@@ -89,7 +92,7 @@ class CVAE(nn.Module):
                  prior_dim: int = 400, decoder_dim: int = 400, num_layers: int = 1, num_topics: int = 0,
                  topic_dim: int = 30, knowledge: bool = False, num_acts: int = 0, act_dim: int = 30,
                  mlp_dim: int = 400, bow_weight: float = 1.0, act_weight: float = 1.0, dropout: float = 0.0,
-                 word_dropout: float = 0.0, share_embeddings: bool = True):
+                 word_dropout: float = 0.0, share_embeddings: bool = True, condition_every_input: bool = False):
         # the constructor arguments, exactly: textvae.export writes them to config.json to rebuild the model
         init_args = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
         super().__init__()
@@ -121,7 +124,8 @@ class CVAE(nn.Module):
         self.bow_network = _mlp(c + latent_dim, mlp_dim, vocab_size, dropout) if bow_weight > 0 else None
         self.decoder = RNNDecoder(
             vocab_size=vocab_size, cell=cell, embed_dim=embed_dim, hidden_dim=decoder_dim,
-            latent_dim=c + latent_dim + a, num_layers=num_layers, every_input_dim=a, dropout=dropout)
+            latent_dim=c + latent_dim + a, num_layers=num_layers, z_to_every_input=condition_every_input,
+            every_input_dim=0 if condition_every_input else a, dropout=dropout)
         if share_embeddings:
             self.decoder.embedding = self.context_encoder.utterance.embedding
 
