@@ -8,7 +8,8 @@
 
 For each model, on the first ``--contexts`` (context, response) pairs of the test split (default: all):
 textvae-eval's dialogue metrics at ``--responses`` samples per context with the model's documented
-decoding (greedy per sampled z for the latent models, sampling at temperature 1 for HRED): PPL (exact
+decoding (greedy per sampled z for the latent models, sampling at temperature 1 for HRED; <unk> never
+generated unless ``--allow-unk``): PPL (exact
 for HRED, the -ELBO bound otherwise), KL, BLEU-1..4 recall/precision/F1, distinct-1/2, kgCVAE's act
 accuracy, and with the act tagger the act match of the generated text and kgCVAE's act control. Then the
 sampler's responses/s (``--responses`` per context, ``--speed-contexts`` contexts in batches of 32, as
@@ -70,7 +71,7 @@ def training_throughput(export, dataset: DialogueDataset, steps: int) -> dict[st
 
 @torch.inference_mode()
 def sampler_throughput(export, dataset: DialogueDataset, contexts: int, responses: int,
-                       temperature: float = 1.0) -> float:
+                       temperature: float = 1.0, allow_unk: bool = False) -> float:
     """Responses/s of N sampled responses per context, 32 contexts a batch, the model's default decoding."""
     model = export.model.eval()
     method = default_method(model)
@@ -80,7 +81,7 @@ def sampler_throughput(export, dataset: DialogueDataset, contexts: int, response
     for first in range(0, len(indices), 32):
         batch = collate_dialogues([dataset[i] for i in indices[first:first + 32]])
         generate_responses(model, batch, num_samples=responses, method=method, max_len=50, generator=generator,
-                           temperature=temperature)
+                           temperature=temperature, allow_unk=allow_unk)
     return len(indices) * responses / (time.perf_counter() - start)
 
 
@@ -122,6 +123,7 @@ def main() -> None:
                         help="hred, vhred, cvae, kgcvae (runs/dailydialog_lite_NAME/export) or NAME=EXPORT_DIR")
     parser.add_argument("--hred-temperatures", nargs="*", type=float, default=[],
                         help="also evaluate HRED sampling at these temperatures")
+    parser.add_argument("--allow-unk", action="store_true", help="let responses contain <unk> (default: never)")
     parser.add_argument("--train", default="data/dailydialog-lite/train.jsonl")
     parser.add_argument("--test", default="data/dailydialog-lite/test.jsonl")
     parser.add_argument("--act-tagger", default="runs/dailydialog_lite_act_tagger")
@@ -145,13 +147,14 @@ def main() -> None:
         export = load_export(path)
         dataset = dataset_for(export, test)
         options = {"method": "sample", "temperature": temperature} if temperature is not None else {}
+        options["allow_unk"] = args.allow_unk
         result = evaluate_dialogues(export.model, dataset, export.tokenizer, responses=args.responses, seed=0,
                                     max_contexts=args.contexts, act_tagger=tagger, act_tagger_source=args.act_tagger,
                                     **options)
         print(f"== {name}\n{result.table()}", flush=True)
         row = result.to_dict()
         row["responses_per_s"] = sampler_throughput(export, dataset, args.speed_contexts, args.responses,
-                                                    temperature or 1.0)
+                                                    temperature or 1.0, args.allow_unk)
         if temperature is None:  # the same model as the hred row
             row |= training_throughput(export, dataset_for(export, train), args.train_steps)
         print(name, {k: round(v, 1) for k, v in row.items() if k.endswith("_per_s")}, flush=True)

@@ -206,3 +206,16 @@ def test_beam_search_log_probability_is_at_least_greedys():
         if len(g[row]) < 6:
             assert log_p(row, b[row]) >= log_p(row, g[row]) - 1e-6
     assert math.isfinite(log_p(1, b[1]))
+
+
+def test_banned_tokens_are_never_generated_by_any_method():
+    model = markov()
+    # table 0 without A: greedy and beam take B then EOS; sampling can only ever draw B (then EOS)
+    assert greedy(model, table_z(0), max_len=6, banned=[A]) == [[B]]
+    assert beam_search(model, table_z(0, 2), max_len=6, beam_size=2, banned=[A]) == [[B], [C, D]]
+    drawn = sample(model, table_z(*[0] * 20), max_len=6, banned=[A], generator=torch.Generator().manual_seed(0))
+    assert drawn == [[B]] * 20
+    for method in ("greedy", "beam", "sample"):  # generate passes it on
+        assert generate(model, table_z(0), method, max_len=6, banned=[A]) == [[B]]
+    with pytest.raises(ValueError, match="EOS cannot be banned"):
+        greedy(model, table_z(0), max_len=6, banned=[EOS_ID])

@@ -13,7 +13,8 @@ from textvae.data.batching import collate_dialogues
 from textvae.data.datasets import DialogueDataset, Vocab, load_records
 from textvae.data.word_vectors import load_word_vectors
 from textvae.decoding import greedy
-from textvae.dialogue import default_method, generate_responses, responder_floor
+from textvae.data.tokenizers import UNK_ID
+from textvae.dialogue import default_method, describe_method, generate_responses, responder_floor
 from textvae.dialogue_eval import evaluate_dialogues
 from textvae.export import load_export
 from textvae.models import DialogueModel
@@ -54,8 +55,27 @@ def test_latent_models_decode_each_sampled_z_greedily(name, dialogue_exports, tm
                              generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         condition = model.response_condition(batch, num_samples=3, generator=torch.Generator().manual_seed(1))
-        expected = greedy(model, condition.condition, 10)  # (3 * 4) responses, sample-major
+        expected = greedy(model, condition.condition, 10, banned=[UNK_ID])  # (3 * 4) responses, sample-major
     assert method == "greedy" and out.ids == [[expected[s * 4 + b] for s in range(3)] for b in range(4)]
+
+
+@pytest.mark.parametrize("method", ["greedy", "beam", "sample"])
+def test_responses_never_say_unk_unless_allowed(method, dialogue_exports, tmp_path):
+    export, dataset = _load(dialogue_exports, "cvae", tmp_path)
+    model = export.model
+    with torch.no_grad():
+        model.decoder.output.bias[UNK_ID] += 50.0  # a decoder that would say <unk> at every step
+    batch = collate_dialogues([dataset[i] for i in range(4)])
+
+    def words(**options):
+        out = generate_responses(model, batch, num_samples=2, method=method, max_len=6,
+                                 generator=torch.Generator().manual_seed(0), **options)
+        return [ids for responses in out.ids for ids in responses]
+
+    assert all(ids == [UNK_ID] * 6 for ids in words(allow_unk=True))
+    assert all(ids and UNK_ID not in ids for ids in words())
+    assert describe_method(model, method, {"allow_unk": True, "temperature": 0.7}).endswith(
+        {"greedy": "(<unk> allowed)", "beam": "(beam 5, <unk> allowed)", "sample": "(T 0.7, <unk> allowed)"}[method])
 
 
 def test_responder_floor():
@@ -99,7 +119,7 @@ def test_one_sample_makes_recall_equal_precision(dialogue_exports, tmp_path):
     export, dataset = _load(dialogue_exports, "hred", tmp_path)
     result = evaluate_dialogues(export.model, dataset, export.tokenizer, responses=1, max_len=15)
     assert result.bleu_recall == pytest.approx(result.bleu_precision)
-    assert result.decoding == "sample"
+    assert result.decoding == "sample (T 1)"  # the temperature is part of the description
 
 
 def test_kgcvae_act_accuracy_and_embeddings(dialogue_exports, tmp_path):

@@ -177,9 +177,12 @@ def test_limits_default_to_the_exported_training_data_module(dialogue_exports, t
     assert respond.main(["--model", str(dialogue_exports.vhred), "--input", str(contexts), "--output", str(out),
                          "-n", "2", "--max-len", "6"]) == 0
     captured = capsys.readouterr()
-    assert "greedy per sampled z" in captured.out
+    assert "greedy per sampled z)" in captured.out
     assert "1 context has more than 3 turns; the model reads the last 3" in captured.err
     assert "cut 1 turn to 30 tokens (3 tokens dropped; the first on line 2)" in captured.err
+    assert respond.main(["--model", str(dialogue_exports.vhred), "--input", str(contexts), "--output", str(out),
+                         "-n", "2", "--max-len", "6", "--allow-unk", "--temperature", "0.5"]) == 0
+    assert "sample per sampled z (T 0.5, <unk> allowed))" in capsys.readouterr().out
 
 
 def test_topics_reach_the_models_trained_with_them(dialogue_exports, tmp_path, capsys):
@@ -215,7 +218,7 @@ def test_hred_samples_at_the_temperature_asked(dialogue_exports, tmp_path, capsy
         respond.main(["--model", str(dialogue_exports.hred), "--input", str(contexts), "--output", str(out),
                       "-n", "4", "--max-len", "8", "--temperature", "2", "--seed", seed])
         outputs.append(json.loads(out.read_text(encoding="utf-8"))["responses"])
-    assert "(1 context, 4 responses each, sample)" in capsys.readouterr().out
+    assert "(1 context, 4 responses each, sample (T 2))" in capsys.readouterr().out
     assert outputs[0] != outputs[1] and len(set(outputs[0])) > 1  # words sampled: seeds and samples differ
 
 

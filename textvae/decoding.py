@@ -7,13 +7,14 @@ latent-variable model, or ``z=None`` and ``batch_size`` for a language model.
 
 Each function returns one list of ids per row, without BOS and cut before EOS; ``max_len`` bounds the
 generated tokens (EOS included), so a row that never ends has ``max_len`` ids. Rows that have finished
-are fed PAD and ignored while the others continue. PAD and BOS are never generated. The model is put
-in eval mode for the call (dropout off) and restored after. Notation: B batch, V vocab, Z latent.
+are fed PAD and ignored while the others continue. PAD and BOS are never generated, nor the ids in
+``banned`` (e.g. ``(UNK_ID,)``: a response should not say "<unk>"). The model is put in eval mode for
+the call (dropout off) and restored after. Notation: B batch, V vocab, Z latent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Literal
 
@@ -53,10 +54,16 @@ def _setup(model: TextModel, z: Tensor | None, batch_size: int | None, max_len: 
     return state, batch_size, device
 
 
-def _allowed(logits: Tensor) -> Tensor:
+def _allowed(logits: Tensor, banned: Sequence[int] = ()) -> Tensor:
     logits = logits.float().clone()  # (B, V)
-    logits[:, NEVER_GENERATED] = float("-inf")
+    logits[:, [*NEVER_GENERATED, *banned]] = float("-inf")
     return logits
+
+
+def _check_banned(banned: Sequence[int]) -> tuple[int, ...]:
+    if EOS_ID in banned:
+        raise ValueError("EOS cannot be banned: the output could never end")
+    return tuple(banned)
 
 
 def _to_lists(tokens: Tensor) -> list[list[int]]:
@@ -89,15 +96,17 @@ def filter_logits(logits: Tensor, *, top_k: int = 0, top_p: float = 1.0) -> Tens
     return logits
 
 
-def _decode(model: TextModel, z: Tensor | None, max_len: int, batch_size: int | None, choose) -> list[list[int]]:
+def _decode(model: TextModel, z: Tensor | None, max_len: int, batch_size: int | None, choose,
+            banned: Sequence[int]) -> list[list[int]]:
     """The loop greedy and sampling share: ``choose(logits (B, V)) -> tokens (B,)``."""
+    banned = _check_banned(banned)
     state, n, device = _setup(model, z, batch_size, max_len)
     tokens = torch.full((n, max_len), PAD_ID, dtype=torch.long, device=device)  # (B, max_len)
     last = torch.full((n,), BOS_ID, dtype=torch.long, device=device)  # (B,)
     finished = torch.zeros(n, dtype=torch.bool, device=device)
     for t in range(max_len):
         logits, state = model.decoder_step(last, state)  # (B, V)
-        chosen = choose(_allowed(logits))  # (B,)
+        chosen = choose(_allowed(logits, banned))  # (B,)
         last = chosen.masked_fill(finished, PAD_ID)
         tokens[:, t] = last
         finished |= last == EOS_ID
@@ -107,16 +116,17 @@ def _decode(model: TextModel, z: Tensor | None, max_len: int, batch_size: int | 
 
 
 @torch.no_grad()
-def greedy(model: TextModel, z: Tensor | None, max_len: int, *, batch_size: int | None = None) -> list[list[int]]:
+def greedy(model: TextModel, z: Tensor | None, max_len: int, *, batch_size: int | None = None,
+           banned: Sequence[int] = ()) -> list[list[int]]:
     """The most likely next token at every step."""
     with _evaluating(model):
-        return _decode(model, z, max_len, batch_size, lambda logits: logits.argmax(dim=-1))
+        return _decode(model, z, max_len, batch_size, lambda logits: logits.argmax(dim=-1), banned)
 
 
 @torch.no_grad()
 def sample(model: TextModel, z: Tensor | None, max_len: int, *, temperature: float = 1.0, top_k: int = 0,
            top_p: float = 1.0, generator: torch.Generator | None = None,
-           batch_size: int | None = None) -> list[list[int]]:
+           batch_size: int | None = None, banned: Sequence[int] = ()) -> list[list[int]]:
     """Ancestral sampling from softmax(logits / temperature), restricted by ``top_k`` and ``top_p``
     (see :func:`filter_logits`). Reproducible given a seeded ``generator`` on the model's device."""
     if temperature <= 0:
@@ -127,12 +137,13 @@ def sample(model: TextModel, z: Tensor | None, max_len: int, *, temperature: flo
         return torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
 
     with _evaluating(model):
-        return _decode(model, z, max_len, batch_size, choose)
+        return _decode(model, z, max_len, batch_size, choose, banned)
 
 
 @torch.no_grad()
 def beam_search(model: TextModel, z: Tensor | None, max_len: int, *, beam_size: int = 5,
-                length_penalty: float = 1.0, batch_size: int | None = None) -> list[list[int]]:
+                length_penalty: float = 1.0, batch_size: int | None = None,
+                banned: Sequence[int] = ()) -> list[list[int]]:
     """Beam search, all rows and beams in one batch of B * beam_size decoder states.
 
     A beam that emits EOS stays in the beam with its score frozen (it can only continue with PAD at
@@ -141,6 +152,7 @@ def beam_search(model: TextModel, z: Tensor | None, max_len: int, *, beam_size: 
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    banned = _check_banned(banned)
     with _evaluating(model):
         state, n, device = _setup(model, z, batch_size, max_len)
         rows = torch.arange(n, device=device)
@@ -154,7 +166,7 @@ def beam_search(model: TextModel, z: Tensor | None, max_len: int, *, beam_size: 
         for t in range(max_len):
             logits, state = model.decoder_step(last, state)  # (B * beam, V)
             vocab = logits.shape[-1]
-            logp = _allowed(logits).log_softmax(dim=-1).view(n, beam_size, vocab)  # (B, beam, V)
+            logp = _allowed(logits, banned).log_softmax(dim=-1).view(n, beam_size, vocab)  # (B, beam, V)
             pad_only = torch.full((vocab,), float("-inf"), device=device)
             pad_only[PAD_ID] = 0.0
             logp = torch.where(finished.unsqueeze(-1), pad_only, logp)
@@ -178,14 +190,14 @@ def beam_search(model: TextModel, z: Tensor | None, max_len: int, *, beam_size: 
 def generate(model: TextModel, z: Tensor | None, method: Literal["greedy", "beam", "sample"] = "greedy", *,
              max_len: int = 50, batch_size: int | None = None, beam_size: int = 5, length_penalty: float = 1.0,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-             generator: torch.Generator | None = None) -> list[list[int]]:
+             generator: torch.Generator | None = None, banned: Sequence[int] = ()) -> list[list[int]]:
     """Dispatch to :func:`greedy`, :func:`beam_search` or :func:`sample`; options of the other methods are ignored."""
     if method == "greedy":
-        return greedy(model, z, max_len, batch_size=batch_size)
+        return greedy(model, z, max_len, batch_size=batch_size, banned=banned)
     if method == "beam":
         return beam_search(model, z, max_len, beam_size=beam_size, length_penalty=length_penalty,
-                           batch_size=batch_size)
+                           batch_size=batch_size, banned=banned)
     if method == "sample":
         return sample(model, z, max_len, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
-                      batch_size=batch_size)
+                      batch_size=batch_size, banned=banned)
     raise ValueError(f"method must be 'greedy', 'beam' or 'sample', got {method!r}")

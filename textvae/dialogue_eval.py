@@ -295,8 +295,9 @@ def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer
 
     ``responses``: N per context (0: only NLL/PPL/KL). ``method``: decoding (None: the model's default,
     :func:`textvae.dialogue.default_method`); ``options``: ``beam_size``, ``temperature``, ``top_k``,
-    ``top_p``. ``embeddings``: word vectors for Liu et al.'s metrics (None: skipped). ``max_contexts``:
-    evaluate only the first that many (context, response) pairs. ``act_tagger``: scores the acts of the
+    ``top_p``, ``allow_unk`` (see :func:`textvae.dialogue.generate_responses`). ``embeddings``: word vectors
+    for Liu et al.'s metrics (None: skipped). ``max_contexts``: evaluate only the first that many
+    (context, response) pairs. ``act_tagger``: scores the acts of the
     generated text (None: skipped); the act names are ``dataset.acts``.
     """
     if responses < 0:
@@ -391,7 +392,7 @@ def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer
         tokens=tokens, nll=total_nll / contexts, nll_is_bound=has_latent, ppl=perplexity(total_nll, tokens),
         reconstruction=total_rec / contexts if has_latent else None,
         act_nll=total_act / contexts if model.num_acts else None, kl=total_kl / contexts if has_latent else None,
-        responses=responses, decoding=describe_method(model, method) if responses else None,
+        responses=responses, decoding=describe_method(model, method, options) if responses else None,
         bleu_recall=bleu_recall, bleu_precision=bleu_precision, bleu_f1=bleu_f1,
         distinct_1_within=d1w, distinct_2_within=d2w, distinct_1=d1, distinct_2=d2,
         act_accuracy=acts_correct / acts_scored if acts_scored else None,

@@ -147,6 +147,8 @@ def add_response_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     decoding.add_argument("--beam", type=count(1), metavar="B", help="beam size (implies --decode beam; default 5)")
     decoding.add_argument("--max-len", type=count(1), default=50, metavar="L",
                           help="longest response in tokens, EOS included (default 50)")
+    decoding.add_argument("--allow-unk", action="store_true",
+                          help="let responses contain <unk> (default: never generated)")
 
 
 def response_decoding(parser: argparse.ArgumentParser, args: argparse.Namespace,
@@ -165,5 +167,5 @@ def response_decoding(parser: argparse.ArgumentParser, args: argparse.Namespace,
     elif args.beam is not None and method != "beam":
         parser.error(f"--beam applies to beam search, not to --decode {method}")
     options = {"beam_size": args.beam or 5, "temperature": args.temperature or 1.0,
-               "top_k": args.top_k or 0, "top_p": args.top_p or 1.0}
+               "top_k": args.top_k or 0, "top_p": args.top_p or 1.0, "allow_unk": args.allow_unk}
     return method, options

@@ -12,7 +12,8 @@ distinct-1/2 within each context's samples and overall, kgCVAE's act accuracy, a
 embedding average/extrema/greedy of Liu et al. (2016). With --act-tagger (a tagger saved by
 textvae-act-tagger on the same corpus), the dialog acts of the generated text: act match with the
 reference's gold act, and for kgCVAE how often responses decoded for a requested act carry it. Latent
-models decode each sampled z greedily, HRED samples its words (the decoding options change that).
+models decode each sampled z greedily, HRED samples its words (the decoding options change that);
+responses never contain <unk> unless --allow-unk.
 
 --json also writes the numbers.
 
@@ -53,7 +54,7 @@ from tools._cli import (
 PROG = "textvae-eval"
 SENTENCE_ONLY = ("--samples", "--prior-samples")
 DIALOGUE_ONLY = ("--responses", "--embeddings", "--act-tagger", "--max-context", "--decode", "--temperature", "--top-k", "--top-p",
-                 "--beam")
+                 "--beam", "--allow-unk")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -97,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _given(args: argparse.Namespace, flags: tuple[str, ...]) -> list[str]:
-    return [flag for flag in flags if getattr(args, flag[2:].replace("-", "_")) is not None]
+    return [flag for flag in flags if getattr(args, flag[2:].replace("-", "_")) not in (None, False)]
 
 
 def _write(args: argparse.Namespace, result) -> None:

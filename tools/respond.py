@@ -15,7 +15,7 @@ input's "id" when it has one. A bad line is an error naming the file and line.
 The responder is whoever did not speak the last turn. Turns longer than --max-turn-len tokens are cut,
 with a warning saying how many tokens were dropped. Decoding: latent models (VHRED, CVAE, kgCVAE) decode
 each sampled z greedily, HRED samples its words at temperature 1; --decode, --beam, --temperature,
---top-k and --top-p change that.
+--top-k and --top-p change that. Responses never contain <unk> unless --allow-unk.
 
 Examples:
   textvae-respond --model runs/synthetic_dialogue_quickstart/export -n 5
@@ -199,7 +199,7 @@ def chat(responder: Responder, stdin: BinaryIO, stdout: TextIO, *, act: int | No
     described += f" (responding with act {responder.act_names[act]})" if act is not None else ""
     commands = f"{COMMANDS} {ACT_COMMAND}" if model.num_acts else COMMANDS
     n = responder.num_samples
-    print(f"{described}: {n} response{'s' if n != 1 else ''} a turn, {describe_method(model, responder.method)}. "
+    print(f"{described}: {n} response{'s' if n != 1 else ''} a turn, {describe_method(model, responder.method, responder.options)}. "
           f"Type a turn; {commands}.", file=stdout, flush=True)
     history: list[tuple[list[int], int]] = []  # (ids, 1 if the system said it)
     last: list[list[int]] = []  # ids of the last responses, for [PICK k]
@@ -436,7 +436,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     write_responses(args.output, lines, responses)
     print(f"wrote {args.output} ({len(lines):,} context{'s' if len(lines) != 1 else ''}, {args.num_samples} "
           f"response{'s' if args.num_samples != 1 else ''} each, "
-          f"{describe_method(model, method)})")
+          f"{describe_method(model, method, options)})")
 
 
 def main(argv: list[str] | None = None) -> int:
