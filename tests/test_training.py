@@ -51,6 +51,7 @@ def test_recipe_fast_dev_run_and_export(recipe, tiny_data, tmp_path):
         if "num_acts" in args:  # CVAE/kgCVAE: the data's act and topic inventories are linked in
             assert args["num_acts"] == len(loaded.categories["acts"]) > 0
             assert args["num_topics"] == len(loaded.categories["topics"]) > 0  # the synthetic dialogues' topics
+            assert args["profile_dim"] == 0  # they name no callers (tests/test_profiles.py: Switchboard's do)
     else:  # the act/topic links skip models without those arguments
         assert "num_acts" not in args and "num_topics" not in args
 

@@ -24,6 +24,7 @@ from textvae.data.datasets import (
     load_records,
     texts_of,
 )
+from textvae.data.profiles import PROFILE_DIM, callers_of
 from textvae.data.records import DataError, detect_kind
 from textvae.data.tokenizers import load_tokenizer, train_tokenizer
 from textvae.metrics import active_units
@@ -69,6 +70,7 @@ class TextDataModule(pl.LightningDataModule):
             self.acts = Vocab.build(t["act"] for t in turns)
             self.emotions = Vocab.build(t["emotion"] for t in turns)
             self.topics = Vocab.build(d["topic"] for r in all_records for d in r)
+            self.has_profiles = any(callers_of(meta) is not None for r in all_records for meta in r["meta"])
         self.datasets: dict[str, torch.utils.data.Dataset] = {}
 
     @property
@@ -86,6 +88,11 @@ class TextDataModule(pl.LightningDataModule):
     @property
     def num_topics(self) -> int:
         return len(self.topics) if self.kind == "dialogues" else 0
+
+    @property
+    def profile_dim(self) -> int:
+        """Speaker profile features per example (textvae.data.profiles): 0 unless the dialogues name callers."""
+        return PROFILE_DIM if self.kind == "dialogues" and self.has_profiles else 0
 
     def dataset(self, split: str):
         if split not in self.datasets:

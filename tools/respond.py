@@ -8,7 +8,9 @@ conditions the next responses on a dialog act and [ACT] lets the model predict i
 Batch: --input contexts.jsonl --output responses.jsonl, one context a line, either
 {"turns": [{"speaker": "A", "text": "..."}, ...]} or a plain list of strings (speakers alternate), with an
 optional "act" (kgCVAE: the act to respond with), "topic" (a CVAE/kgCVAE trained with topics: the
-dialogue's topic, as in a prepared corpus) and "response" (a reference response, which
+dialogue's topic, as in a prepared corpus), "callers" (a CVAE/kgCVAE trained with speaker profiles,
+e.g. on Switchboard: {"A": {"age": 47, "education": 2, "sex": "MALE"}, "B": {...}}, the two speakers'
+metadata; without it the callers are unknown) and "response" (a reference response, which
 --z-source posterior needs). Each output line is {"responses": [...]}, plus "acts" for a kgCVAE and the
 input's "id" when it has one. A bad line is an error naming the file and line.
 
@@ -39,6 +41,7 @@ import torch
 
 from textvae.data.batching import DialogueExample, collate_dialogues
 from textvae.data.datasets import DEFAULT_MAX_CONTEXT
+from textvae.data.profiles import callers_of, example_profile
 from textvae.data.records import DataError, DataWarning, iter_text_lines
 from textvae.data.tokenizers import UNK_ID
 from textvae.dialogue import (
@@ -101,6 +104,7 @@ class Context(NamedTuple):
     response: list[int] | None  # reference response ids (for --z-source posterior)
     act: int | None  # forced act id (kgCVAE)
     topic: int | None  # topic id (models trained with topics), None: unknown
+    profile: list[float] | None = None  # speaker profile features (models trained with them), None: unknown
 
 
 @dataclass
@@ -138,6 +142,11 @@ class Responder:
         # without it (HRED, VHRED) never reads topics
         return self.export.model.init_args.get("num_topics", 0) > 0
 
+    @property
+    def reads_profiles(self) -> bool:
+        # profile_dim, like num_topics, is a CVAE argument linked from the data (Switchboard's callers)
+        return self.export.model.init_args.get("profile_dim", 0) > 0
+
     def topic_id(self, name: str) -> int:
         """The id of topic ``name``; ValueError with the known names otherwise (or if the model reads none)."""
         if not self.reads_topics:
@@ -169,7 +178,8 @@ class Responder:
 
     def _batch(self, contexts: Sequence[Context]) -> list[list[tuple[str, str | None]]]:
         examples = [DialogueExample(context=c.turns[-self.max_context:], context_floor=c.floor[-self.max_context:],
-                                    response=c.response or [], act=c.act, emotion=None, topic=c.topic, index=i)
+                                    response=c.response or [], act=c.act, emotion=None, topic=c.topic, index=i,
+                                    profile=c.profile)
                     for i, c in enumerate(contexts)]
         batch = batch_to(collate_dialogues(examples), self.device)
         acts = batch.acts if contexts[0].act is not None else None
@@ -309,7 +319,7 @@ def read_contexts(path: Path, responder: Responder, *, act: int | None, topic: i
     """Every line of ``path`` parsed and encoded; a bad line raises DataError naming file and line. Cut
     turns, unknown tokens and acts a non-kgCVAE ignores are counted and reported once."""
     lines: list[Line] = []
-    cut_turns = cut_tokens = tokens = unknown = ignored_acts = ignored_topics = long_contexts = 0
+    cut_turns = cut_tokens = tokens = unknown = ignored_acts = ignored_topics = ignored_callers = long_contexts = 0
     first_cut = None
     for number, text in iter_text_lines(path):
         where = f"{path}:{number}"
@@ -342,6 +352,12 @@ def read_contexts(path: Path, responder: Responder, *, act: int | None, topic: i
                     raise DataError(f"{where}: {err}") from None
             else:
                 ignored_topics += 1
+        line_profile = None
+        if fields.get("callers") is not None:
+            if responder.reads_profiles:
+                line_profile = _profile(fields["callers"], speakers, where)
+            else:
+                ignored_callers += 1
         response = fields.get("response")
         if response is not None and (not isinstance(response, str) or not response.strip()):
             raise DataError(f'{where}: "response" must be a non-empty string')
@@ -359,7 +375,7 @@ def read_contexts(path: Path, responder: Responder, *, act: int | None, topic: i
                 first_cut = first_cut or number
         long_contexts += len(texts) > responder.max_context
         context = Context(encoded[: len(texts)], responder_floor(speakers),
-                          encoded[-1] if response is not None else None, line_act, line_topic)
+                          encoded[-1] if response is not None else None, line_act, line_topic, line_profile)
         lines.append(Line(number, fields.get("id"), context))
     if not lines:
         raise DataError(f"{path}: no contexts in the file")
@@ -380,7 +396,25 @@ def read_contexts(path: Path, responder: Responder, *, act: int | None, topic: i
     if ignored_topics:
         warnings.warn(f'{path}: ignored the "topic" of {ignored_topics} line{"s" if ignored_topics != 1 else ""}: '
                       f"{type(responder.export.model).__name__} was trained without topics", DataWarning, stacklevel=2)
+    if ignored_callers:
+        warnings.warn(f'{path}: ignored the "callers" of {ignored_callers} line{"s" if ignored_callers != 1 else ""}: '
+                      f"{type(responder.export.model).__name__} was trained without speaker profiles", DataWarning,
+                      stacklevel=2)
     return lines
+
+
+def _profile(callers: object, speakers: list[str], where: str) -> list[float]:
+    """A line's "callers" ({speaker: {"age": .., "education": .., "sex": ..}}, the two speakers) -> the
+    responder's and the other caller's profile features."""
+    example = '{"A": {"age": 47, "education": 2, "sex": "MALE"}, "B": {...}}'
+    if not isinstance(callers, dict) or not all(isinstance(v, dict) for v in callers.values()):
+        raise DataError(f'{where}: "callers" must map each speaker to its metadata, e.g. {example}')
+    last = speakers[-1]
+    others = [speaker for speaker in callers if speaker != last]
+    if last not in callers or len(others) != 1:
+        raise DataError(f'{where}: "callers" must name the two speakers: the last turn\'s ({last}) and the '
+                        f"responder, e.g. {example}")
+    return example_profile(callers_of({"callers": callers}), others[0])
 
 
 def write_responses(path: Path, lines: Sequence[Line], responses: Sequence[list[tuple[str, str | None]]]) -> None:

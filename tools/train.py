@@ -23,10 +23,12 @@ from textvae.lightning import TextDataModule, TextVAESystem
 class TrainCLI(LightningCLI):
     def add_arguments_to_parser(self, parser):
         parser.link_arguments("data.vocab_size", "model.model.init_args.vocab_size", apply_on="instantiate")
-        # The corpus' dialog act and topic inventories, for the models that take them (CVAE/kgCVAE).
-        # jsonargparse skips a link whose target the chosen model class lacks (SentenceVAE, HRED, VHRED).
+        # The corpus' dialog act and topic inventories and its speaker profiles, for the models that take
+        # them (CVAE/kgCVAE). jsonargparse skips a link whose target the chosen model class lacks
+        # (SentenceVAE, HRED, VHRED).
         parser.link_arguments("data.num_acts", "model.model.init_args.num_acts", apply_on="instantiate")
         parser.link_arguments("data.num_topics", "model.model.init_args.num_topics", apply_on="instantiate")
+        parser.link_arguments("data.profile_dim", "model.model.init_args.profile_dim", apply_on="instantiate")
         parser.add_argument("--export", type=str | None, default=None,
                             help="export folder for the trained model (default: <run folder>/export)")
 

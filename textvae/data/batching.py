@@ -52,6 +52,7 @@ class DialogueBatch(NamedTuple):
     emotions: Tensor | None  # (B,) response emotion id, -1 if unknown
     topics: Tensor | None  # (B,) dialogue topic id, -1 if unknown
     index: Tensor  # (B,) position of each example in its dataset
+    profiles: Tensor | None = None  # (B, P) speaker profiles (textvae.data.profiles), None if the corpus has none
 
     @property
     def inputs(self) -> Tensor:  # (B, T-1)
@@ -104,6 +105,7 @@ class DialogueExample(NamedTuple):
     emotion: int | None
     topic: int | None
     index: int
+    profile: list[float] | None = None  # the responder's and the other caller's features (textvae.data.profiles)
 
 
 def collate_sentences(examples: Sequence[SentenceExample]) -> SentenceBatch:
@@ -133,7 +135,19 @@ def collate_dialogues(examples: Sequence[DialogueExample]) -> DialogueBatch:
         acts=_ids_or_none([e.act for e in examples]), emotions=_ids_or_none([e.emotion for e in examples]),
         topics=_ids_or_none([e.topic for e in examples]),
         index=torch.tensor([e.index for e in examples], dtype=torch.long),
+        profiles=_profiles_or_none([e.profile for e in examples]),
     )
+
+
+def _profiles_or_none(profiles: Sequence[Sequence[float] | None]) -> Tensor | None:
+    """(B, P) with zeros (unknown) for an example without one; None if no example has one."""
+    given = [p for p in profiles if p is not None]
+    if not given:
+        return None
+    width = len(given[0])
+    if any(len(p) != width for p in given):
+        raise ValueError(f"speaker profiles of different sizes in one batch: {sorted({len(p) for p in given})}")
+    return torch.tensor([list(p) if p is not None else [0.0] * width for p in profiles], dtype=torch.float)
 
 
 class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):

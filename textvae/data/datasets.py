@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from textvae.data.batching import DialogueExample, SentenceExample
+from textvae.data.profiles import callers_of, example_profile
 from textvae.data.records import DataError, DataWarning, Kind, detect_kind, read_jsonl
 from textvae.data.tokenizers import Tokenizer
 
@@ -180,7 +181,8 @@ DEFAULT_MAX_CONTEXT = 10  # context turns per example, as Zhao et al. (2017); ex
 
 class DialogueDataset(torch.utils.data.Dataset):
     """One example per turn that has at least one turn before it: (context of up to ``max_context``
-    previous turns, response, response act/emotion, dialogue topic)."""
+    previous turns, response, response act/emotion, dialogue topic, and the speaker profile when the
+    dialogues carry caller metadata, :mod:`textvae.data.profiles`)."""
 
     def __init__(self, records, tokenizer: Tokenizer, *, max_context: int = DEFAULT_MAX_CONTEXT, max_len: int | None = None,
                  acts: Vocab | None = None, emotions: Vocab | None = None, topics: Vocab | None = None,
@@ -198,6 +200,7 @@ class DialogueDataset(torch.utils.data.Dataset):
         self.turn_acts: list[list[int | None]] = []
         self.turn_emotions: list[list[int | None]] = []
         self.topic_ids: list[int | None] = []
+        self.callers: list[dict[str, list[float]] | None] = []  # per dialogue: each caller's profile features
         self.examples: list[tuple[int, int]] = []  # (dialogue, response turn)
         truncated = total = 0
         for d, dialogue in enumerate(dialogues):
@@ -213,9 +216,11 @@ class DialogueDataset(torch.utils.data.Dataset):
             self.turn_emotions.append([category_id(self.emotions, t["emotion"], "emotion", source)
                                        for t in dialogue["turns"]])
             self.topic_ids.append(category_id(self.topics, dialogue["topic"], "topic", source))
+            self.callers.append(callers_of(dialogue.get("meta")))
             self.examples.extend((d, n) for n in range(1, len(ids)))
         _warn_truncated(source, "turns", truncated, total, max_len)
         self.lengths = [len(self.turn_ids[d][n]) + 2 for d, n in self.examples]
+        self.has_profiles = any(c is not None for c in self.callers)
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -229,6 +234,7 @@ class DialogueDataset(torch.utils.data.Dataset):
             context_floor=[int(s == responder) for s in self.speakers[d][start:n]],
             response=self.turn_ids[d][n], act=self.turn_acts[d][n], emotion=self.turn_emotions[d][n],
             topic=self.topic_ids[d], index=i,
+            profile=example_profile(self.callers[d], responder) if self.has_profiles else None,
         )
 
     @property

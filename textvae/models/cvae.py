@@ -2,7 +2,8 @@
 Conditional Variational Autoencoders". kgCVAE is this model with ``knowledge=True``.
 
 Generative story: c = [the hierarchical context encoding (utterance encoder shared across turns, context
-RNN over the turn vectors and floor), the topic embedding (``num_topics`` > 0)]; z ~ p(z | c) =
+RNN over the turn vectors and floor), the topic embedding (``num_topics`` > 0), the speaker profiles
+(``profile_dim`` > 0: the responder's and the other caller's, :mod:`textvae.data.profiles`)]; z ~ p(z | c) =
 N(mu_p, diag(exp(logvar_p))) from the prior network (one tanh layer); kgCVAE only: a dialog act
 y ~ p(y | c, z) from an MLP; the response x ~ p(x | c, z[, y]), an RNN decoder whose initial state is a
 linear function of [c, z(, y's embedding)] and which, for kgCVAE, also reads y's embedding at every
@@ -23,7 +24,8 @@ also returned as ``act_nll``: with the gold act observed, -log p(x | c) <= -log 
 reconstruction + act_nll + kl, the bound the evaluation reports (without it the bound would be on
 -log p(x | c, y), a response given its true act).
 
-Zhao et al.'s speaker profiles (Switchboard caller metadata) are not used; the topic embedding is.
+As in Zhao et al.'s code, the topic embedding and the two profiles join the context encoding in c, so
+the prior, recognition, bag-of-words and act networks and the decoder all read them.
 
 Notation: B batch, U context turns, T tokens, C condition, Z latent, A act embedding, V vocab,
 N samples per context.
@@ -74,6 +76,8 @@ class CVAE(nn.Module):
         num_layers: layers of the context RNN and of the decoder.
         num_topics: topic ids of the corpus (linked from the data); 0 uses no topic.
         topic_dim: topic embedding size.
+        profile_dim: speaker profile features per example (linked from the data: 8 when the corpus names
+            its callers, as Switchboard does; 0 reads none).
         knowledge: kgCVAE: predict the response's dialog act from (c, z) and condition the decoder on it.
         num_acts: dialog act ids of the corpus (linked from the data); used with ``knowledge``.
         act_dim: dialog act embedding size.
@@ -90,7 +94,7 @@ class CVAE(nn.Module):
     def __init__(self, *, vocab_size: int, cell: Literal["lstm", "gru"] = "gru", embed_dim: int = 200,
                  utterance_dim: int = 300, bidirectional: bool = True, context_dim: int = 600, latent_dim: int = 200,
                  prior_dim: int = 400, decoder_dim: int = 400, num_layers: int = 1, num_topics: int = 0,
-                 topic_dim: int = 30, knowledge: bool = False, num_acts: int = 0, act_dim: int = 30,
+                 topic_dim: int = 30, profile_dim: int = 0, knowledge: bool = False, num_acts: int = 0, act_dim: int = 30,
                  mlp_dim: int = 400, bow_weight: float = 1.0, act_weight: float = 1.0, dropout: float = 0.0,
                  word_dropout: float = 0.0, share_embeddings: bool = True, condition_every_input: bool = False):
         # the constructor arguments, exactly: textvae.export writes them to config.json to rebuild the model
@@ -101,18 +105,19 @@ class CVAE(nn.Module):
             raise ValueError(f"latent_dim must be >= 1, got {latent_dim}; use HRED for no latent")
         if knowledge and num_acts < 1:
             raise ValueError("kgCVAE (knowledge=True) needs num_acts >= 1: train it on a corpus with dialog acts")
-        if num_topics < 0 or bow_weight < 0 or act_weight < 0:
-            raise ValueError(f"need num_topics, bow_weight, act_weight >= 0, got {num_topics}, {bow_weight}, {act_weight}")
+        if min(num_topics, profile_dim, bow_weight, act_weight) < 0:
+            raise ValueError(f"need num_topics, profile_dim, bow_weight, act_weight >= 0, got {num_topics}, "
+                             f"{profile_dim}, {bow_weight}, {act_weight}")
         if not 0.0 <= word_dropout <= 1.0:
             raise ValueError(f"word_dropout must be in [0, 1], got {word_dropout}")
-        self.latent_dim = latent_dim
+        self.latent_dim, self.profile_dim = latent_dim, profile_dim
         self.num_acts = num_acts if knowledge else 0  # the contract: > 0 only when the decoder is act-conditioned
         self.bow_weight, self.act_weight, self.word_dropout = bow_weight, act_weight, word_dropout
         self.context_encoder = ContextEncoder(
             vocab_size=vocab_size, cell=cell, embed_dim=embed_dim, utterance_dim=utterance_dim,
             bidirectional=bidirectional, context_dim=context_dim, num_layers=num_layers, dropout=dropout)
         self.topic_embedding = nn.Embedding(num_topics, topic_dim) if num_topics else None
-        c = self.context_encoder.output_dim + (topic_dim if num_topics else 0)
+        c = self.context_encoder.output_dim + (topic_dim if num_topics else 0) + profile_dim
         x = self.context_encoder.utterance.output_dim
         a = act_dim if knowledge else 0
         if knowledge:
@@ -132,13 +137,22 @@ class CVAE(nn.Module):
     # -- condition, prior and posterior ---------------------------------------------------------------
 
     def encode_context(self, batch: DialogueBatch) -> Tensor:
-        """c = [context encoding, topic embedding]: (B, C). An unknown topic (-1) embeds to zeros."""
-        c = self.context_encoder(batch.context, batch.context_lengths, batch.context_turns, batch.context_floor)
-        if self.topic_embedding is None:
-            return c  # (B, C)
-        topics = batch.topics if batch.topics is not None else c.new_full(c.shape[:1], -1, dtype=torch.long)
-        topic = self.topic_embedding(topics.clamp_min(0)) * (topics >= 0).unsqueeze(-1)  # (B, topic_dim)
-        return torch.cat([c, topic], dim=-1)  # (B, C)
+        """c = [context encoding, topic embedding, speaker profiles]: (B, C). An unknown topic (-1) embeds
+        to zeros; a batch without profiles reads zeros (unknown callers)."""
+        parts = [self.context_encoder(batch.context, batch.context_lengths, batch.context_turns, batch.context_floor)]
+        b = batch.context.shape[0]
+        if self.topic_embedding is not None:
+            topics = batch.topics if batch.topics is not None else parts[0].new_full((b,), -1, dtype=torch.long)
+            parts.append(self.topic_embedding(topics.clamp_min(0)) * (topics >= 0).unsqueeze(-1))  # (B, topic_dim)
+        if self.profile_dim:
+            profiles = batch.profiles
+            if profiles is None:
+                profiles = parts[0].new_zeros(b, self.profile_dim)
+            elif profiles.shape != (b, self.profile_dim):
+                raise ValueError(f"this model reads {self.profile_dim} speaker profile features per example, "
+                                 f"the batch has {tuple(profiles.shape)}")
+            parts.append(profiles.to(parts[0].dtype))  # (B, P)
+        return torch.cat(parts, dim=-1)  # (B, C)
 
     def prior(self, c: Tensor) -> tuple[Tensor, Tensor]:
         """p(z | c): (B, C) -> (mu, logvar), each (B, Z)."""
