@@ -118,3 +118,33 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tiny_data, tmp_path):
     assert rank0.keys() == rank1.keys() and len(rank0) > 0
     for name in rank0:
         assert torch.equal(rank0[name], rank1[name]), name
+
+
+def test_logged_elbo_of_kgcvae_is_the_bound_the_evaluation_reports(tiny_data, tmp_path):
+    """val/elbo = -(reconstruction + act NLL + KL): the -log p(x, y | c) bound textvae-eval reports, so the
+    checkpoint chosen by val/elbo is the best by it; "kl" is the true KL."""
+    from textvae.data.datasets import DialogueDataset, load_records, texts_of
+    from textvae.data.tokenizers import WordTokenizer
+    from textvae.lightning import TextVAESystem
+    from textvae.models import CVAE
+
+    records = load_records(tiny_data["dialogues"], cache_dir=tmp_path / "cache")
+    tokenizer = WordTokenizer.train(texts_of(records, "dialogues"))
+    dataset = DialogueDataset(records, tokenizer)
+    torch.manual_seed(0)
+    model = CVAE(vocab_size=tokenizer.vocab_size, embed_dim=8, utterance_dim=8, context_dim=8, latent_dim=3, prior_dim=8, decoder_dim=8, mlp_dim=8,
+                 knowledge=True, num_acts=len(dataset.acts), act_dim=4).eval()
+    system = TextVAESystem(model, free_bits_per_dim=5.0)  # free bits change the loss, never the logged ELBO
+    logged = {}
+    system.log_dict = lambda metrics, **kwargs: logged.update(metrics)
+    batch = collate_dialogues([dataset[i] for i in range(6)])
+    torch.manual_seed(1)
+    with torch.no_grad():
+        system._step(batch, "val")
+        torch.manual_seed(1)
+        out = model(batch)
+    bound = out.reconstruction.mean() + out.act_nll.mean() + out.kl.sum(-1).mean()
+    assert out.act_nll.mean() > 0
+    assert float(logged["val/elbo"]) == pytest.approx(-float(bound), rel=1e-6)
+    assert float(logged["val/act_nll"]) == pytest.approx(float(out.act_nll.mean()), rel=1e-6)
+    assert float(logged["val/kl"]) == pytest.approx(float(out.kl.sum(-1).mean()), rel=1e-6)

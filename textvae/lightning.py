@@ -3,7 +3,9 @@
 The model (a plain ``nn.Module``) says how to compute the reconstruction term, the per-dimension KL
 and any auxiliary loss of a batch; the system (``TextVAESystem``) owns what is optimised around them:
 β from a KL schedule, free bits, a KL capacity, the optimiser, and the logged metrics. Logged "kl"
-and "elbo" are always the true KL and ELBO, never the weighted or free-bits-clamped training loss.
+and "elbo" are always the true KL and ELBO, never the weighted or free-bits-clamped training loss; for
+kgCVAE the ELBO also counts -log p(act | c, z) (``ModelOutput.act_nll``, logged as "act_nll"), the bound
+``textvae-eval`` reports, so the checkpoint chosen by ``val/elbo`` is the best by that same bound.
 """
 
 from __future__ import annotations
@@ -157,17 +159,21 @@ class TextVAESystem(pl.LightningModule):
         aux = out.aux_loss.mean()
         size = batch.index.shape[0]
         metrics = {"reconstruction": reconstruction}
+        bound = reconstruction  # -ELBO: reconstruction (+ act NLL) (+ KL)
+        if out.act_nll is not None:
+            metrics["act_nll"] = out.act_nll.mean()
+            bound = bound + metrics["act_nll"]
         if out.kl is not None:
             kl = out.kl.sum(-1).mean()  # the true KL, whatever is optimised
             optimised = free_bits_kl(out.kl, per_dim=self.free_bits_per_dim,
                                      per_sentence=self.free_bits_per_sentence)
             loss = reconstruction + aux + kl_term(optimised, self.beta, self.capacity)
-            metrics |= {"kl": kl, "elbo": -(reconstruction + kl)}
+            metrics |= {"kl": kl, "elbo": -(bound + kl)}
             if stage == "val" and out.mu is not None:
                 self._val_mu.append(out.mu.detach())
         else:
             loss = reconstruction + aux
-            metrics |= {"elbo": -reconstruction}
+            metrics |= {"elbo": -bound}
         if out.aux_loss.abs().sum() > 0:
             metrics["aux"] = aux
         metrics["loss"] = loss
