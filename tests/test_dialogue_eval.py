@@ -11,9 +11,9 @@ import torch
 
 from textvae.data.batching import collate_dialogues
 from textvae.data.datasets import DialogueDataset, Vocab, load_records
+from textvae.data.tokenizers import UNK_ID
 from textvae.data.word_vectors import load_word_vectors
 from textvae.decoding import greedy
-from textvae.data.tokenizers import UNK_ID
 from textvae.dialogue import default_method, describe_method, generate_responses, responder_floor
 from textvae.dialogue_eval import evaluate_dialogues
 from textvae.export import load_export

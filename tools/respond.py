@@ -209,8 +209,9 @@ def chat(responder: Responder, stdin: BinaryIO, stdout: TextIO, *, act: int | No
     described += f" (responding with act {responder.act_names[act]})" if act is not None else ""
     commands = f"{COMMANDS} {ACT_COMMAND}" if model.num_acts else COMMANDS
     n = responder.num_samples
-    print(f"{described}: {n} response{'s' if n != 1 else ''} a turn, {describe_method(model, responder.method, responder.options)}. "
-          f"Type a turn; {commands}.", file=stdout, flush=True)
+    decoding = describe_method(model, responder.method, responder.options)
+    print(f"{described}: {n} response{'s' if n != 1 else ''} a turn, {decoding}. Type a turn; {commands}.",
+          file=stdout, flush=True)
     history: list[tuple[list[int], int]] = []  # (ids, 1 if the system said it)
     last: list[list[int]] = []  # ids of the last responses, for [PICK k]
     while True:
