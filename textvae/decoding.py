@@ -54,16 +54,17 @@ def _setup(model: TextModel, z: Tensor | None, batch_size: int | None, max_len: 
     return state, batch_size, device
 
 
-def _allowed(logits: Tensor, banned: Sequence[int] = ()) -> Tensor:
-    logits = logits.float().clone()  # (B, V)
-    logits[:, [*NEVER_GENERATED, *banned]] = float("-inf")
-    return logits
-
-
-def _check_banned(banned: Sequence[int]) -> tuple[int, ...]:
+def _never_generated(banned: Sequence[int]) -> list[int]:
+    """PAD, BOS and the ``banned`` ids: the tokens a decoding call masks at every step."""
     if EOS_ID in banned:
         raise ValueError("EOS cannot be banned: the output could never end")
-    return tuple(banned)
+    return [*NEVER_GENERATED, *banned]
+
+
+def _allowed(logits: Tensor, never: list[int]) -> Tensor:
+    logits = logits.float().clone()  # (B, V)
+    logits[:, never] = float("-inf")
+    return logits
 
 
 def _to_lists(tokens: Tensor) -> list[list[int]]:
@@ -99,14 +100,14 @@ def filter_logits(logits: Tensor, *, top_k: int = 0, top_p: float = 1.0) -> Tens
 def _decode(model: TextModel, z: Tensor | None, max_len: int, batch_size: int | None, choose,
             banned: Sequence[int]) -> list[list[int]]:
     """The loop greedy and sampling share: ``choose(logits (B, V)) -> tokens (B,)``."""
-    banned = _check_banned(banned)
+    never = _never_generated(banned)
     state, n, device = _setup(model, z, batch_size, max_len)
     tokens = torch.full((n, max_len), PAD_ID, dtype=torch.long, device=device)  # (B, max_len)
     last = torch.full((n,), BOS_ID, dtype=torch.long, device=device)  # (B,)
     finished = torch.zeros(n, dtype=torch.bool, device=device)
     for t in range(max_len):
         logits, state = model.decoder_step(last, state)  # (B, V)
-        chosen = choose(_allowed(logits, banned))  # (B,)
+        chosen = choose(_allowed(logits, never))  # (B,)
         last = chosen.masked_fill(finished, PAD_ID)
         tokens[:, t] = last
         finished |= last == EOS_ID
@@ -152,7 +153,7 @@ def beam_search(model: TextModel, z: Tensor | None, max_len: int, *, beam_size: 
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-    banned = _check_banned(banned)
+    never = _never_generated(banned)
     with _evaluating(model):
         state, n, device = _setup(model, z, batch_size, max_len)
         rows = torch.arange(n, device=device)
@@ -166,7 +167,7 @@ def beam_search(model: TextModel, z: Tensor | None, max_len: int, *, beam_size: 
         for t in range(max_len):
             logits, state = model.decoder_step(last, state)  # (B * beam, V)
             vocab = logits.shape[-1]
-            logp = _allowed(logits, banned).log_softmax(dim=-1).view(n, beam_size, vocab)  # (B, beam, V)
+            logp = _allowed(logits, never).log_softmax(dim=-1).view(n, beam_size, vocab)  # (B, beam, V)
             pad_only = torch.full((vocab,), float("-inf"), device=device)
             pad_only[PAD_ID] = 0.0
             logp = torch.where(finished.unsqueeze(-1), pad_only, logp)

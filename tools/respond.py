@@ -41,7 +41,7 @@ import torch
 
 from textvae.data.batching import DialogueExample, collate_dialogues
 from textvae.data.datasets import DEFAULT_MAX_CONTEXT
-from textvae.data.profiles import callers_of, example_profile
+from textvae.data.profiles import caller_profiles, example_profile
 from textvae.data.records import DataError, DataWarning, iter_text_lines
 from textvae.data.tokenizers import UNK_ID
 from textvae.dialogue import (
@@ -415,7 +415,7 @@ def _profile(callers: object, speakers: list[str], where: str) -> list[float]:
     if last not in callers or len(others) != 1:
         raise DataError(f'{where}: "callers" must name the two speakers: the last turn\'s ({last}) and the '
                         f"responder, e.g. {example}")
-    return example_profile(callers_of({"callers": callers}), others[0])
+    return example_profile(caller_profiles(callers), others[0])
 
 
 def write_responses(path: Path, lines: Sequence[Line], responses: Sequence[list[tuple[str, str | None]]]) -> None:

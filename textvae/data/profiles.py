@@ -45,6 +45,11 @@ def callers_of(meta: str | Mapping | None) -> dict[str, list[float]] | None:
     callers = meta.get("callers") if isinstance(meta, Mapping) else None
     if not isinstance(callers, Mapping) or not callers:
         return None
+    return caller_profiles(callers)
+
+
+def caller_profiles(callers: Mapping[str, Any]) -> dict[str, list[float]]:
+    """``{speaker: metadata}`` -> ``{speaker: features}`` (:func:`caller_features`)."""
     return {str(speaker): caller_features(info) for speaker, info in callers.items()}
 
 
