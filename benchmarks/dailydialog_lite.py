@@ -16,8 +16,9 @@ sampler's responses/s (``--responses`` per context, ``--speed-contexts`` context
 textvae-respond --input decodes them) and training tokens/s (``--train-steps`` optimiser steps of a fresh
 model of the same configuration, batch 32, after 10 warm-up steps). ``--hred-temperatures`` adds HRED
 rows sampled at those temperatures (HRED's diversity/precision trade-off, next to the latent models');
-``--models`` takes the four names or ``NAME=EXPORT_DIR`` for a variant. Prints a Markdown table for
-BENCHMARKS.md and writes JSON.
+``--models`` takes the four names or ``NAME=EXPORT_DIR`` for a variant. ``--device cuda`` runs it on a GPU
+(timings synchronise the device); ``--speed-only`` measures only the two throughputs. Prints a Markdown
+table for BENCHMARKS.md and writes JSON.
 """
 
 import argparse
@@ -30,7 +31,7 @@ import torch
 from textvae.act_tagger import load_act_tagger
 from textvae.data.batching import BucketBatchSampler, collate_dialogues
 from textvae.data.datasets import DialogueDataset, Vocab, load_records
-from textvae.dialogue import default_method, generate_responses
+from textvae.dialogue import batch_to, default_method, generate_responses
 from textvae.dialogue_eval import evaluate_dialogues
 from textvae.export import load_export
 from textvae.lightning import TextVAESystem
@@ -45,17 +46,23 @@ def dataset_for(export, records) -> DialogueDataset:
                            emotions=Vocab(names["emotions"]), topics=Vocab(names["topics"]), source="benchmark")
 
 
-def training_throughput(export, dataset: DialogueDataset, steps: int) -> dict[str, float]:
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def training_throughput(export, dataset: DialogueDataset, steps: int, device: torch.device) -> dict[str, float]:
     """Optimiser steps of a fresh model with the export's configuration: the training loss at beta = 1."""
     torch.manual_seed(0)
-    model = type(export.model)(**export.model.init_args).train()
+    model = type(export.model)(**export.model.init_args).to(device).train()
     optimizer = TextVAESystem(model).configure_optimizers()
     batches = BucketBatchSampler(dataset.lengths, 32, seed=0)
     responses = tokens = 0
     for step, indices in enumerate(list(batches)[: steps + 10]):
         if step == 10:
+            synchronize(device)
             start = time.perf_counter()
-        batch = collate_dialogues([dataset[i] for i in indices])
+        batch = batch_to(collate_dialogues([dataset[i] for i in indices]), device)
         out = model(batch)
         loss = out.reconstruction.mean() + out.aux_loss.mean() + (out.kl.sum(-1).mean() if out.kl is not None else 0)
         optimizer.zero_grad()
@@ -65,23 +72,26 @@ def training_throughput(export, dataset: DialogueDataset, steps: int) -> dict[st
         if step >= 10:
             responses += len(indices)
             tokens += batch.num_targets
+    synchronize(device)
     seconds = time.perf_counter() - start
     return {"train_responses_per_s": responses / seconds, "train_tokens_per_s": tokens / seconds}
 
 
 @torch.inference_mode()
-def sampler_throughput(export, dataset: DialogueDataset, contexts: int, responses: int,
+def sampler_throughput(export, dataset: DialogueDataset, contexts: int, responses: int, device: torch.device,
                        temperature: float = 1.0, allow_unk: bool = False) -> float:
     """Responses/s of N sampled responses per context, 32 contexts a batch, the model's default decoding."""
-    model = export.model.eval()
+    model = export.model.to(device).eval()
     method = default_method(model)
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator(device).manual_seed(0)
     indices = list(range(min(contexts, len(dataset))))
+    synchronize(device)
     start = time.perf_counter()
     for first in range(0, len(indices), 32):
-        batch = collate_dialogues([dataset[i] for i in indices[first:first + 32]])
+        batch = batch_to(collate_dialogues([dataset[i] for i in indices[first:first + 32]]), device)
         generate_responses(model, batch, num_samples=responses, method=method, max_len=50, generator=generator,
                            temperature=temperature, allow_unk=allow_unk)
+    synchronize(device)
     return len(indices) * responses / (time.perf_counter() - start)
 
 
@@ -116,6 +126,10 @@ def markdown(results: dict) -> str:
     return "\n".join(rows)
 
 
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="runs", help="folder holding dailydialog_lite_{model}/export")
@@ -132,9 +146,12 @@ def main() -> None:
     parser.add_argument("--speed-contexts", type=int, default=320)
     parser.add_argument("--train-steps", type=int, default=50)
     parser.add_argument("--cache-dir", default="data/.cache")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--speed-only", action="store_true", help="only training tokens/s and responses/s")
     parser.add_argument("--json", default="benchmarks/dailydialog_lite.json")
     args = parser.parse_args()
-    tagger = load_act_tagger(args.act_tagger)
+    device = torch.device(args.device)
+    tagger = None if args.speed_only else load_act_tagger(args.act_tagger)
     test = load_records(args.test, cache_dir=args.cache_dir, kind="dialogues")
     train = load_records(args.train, cache_dir=args.cache_dir, kind="dialogues")
     results = {}
@@ -148,20 +165,24 @@ def main() -> None:
         dataset = dataset_for(export, test)
         options = {"method": "sample", "temperature": temperature} if temperature is not None else {}
         options["allow_unk"] = args.allow_unk
-        result = evaluate_dialogues(export.model, dataset, export.tokenizer, responses=args.responses, seed=0,
-                                    max_contexts=args.contexts, act_tagger=tagger, act_tagger_source=args.act_tagger,
-                                    **options)
-        print(f"== {name}\n{result.table()}", flush=True)
-        row = result.to_dict()
-        row["responses_per_s"] = sampler_throughput(export, dataset, args.speed_contexts, args.responses,
+        row = {}
+        if not args.speed_only:
+            result = evaluate_dialogues(export.model, dataset, export.tokenizer, responses=args.responses, seed=0,
+                                        max_contexts=args.contexts, act_tagger=tagger,
+                                        act_tagger_source=args.act_tagger, device=device, **options)
+            print(f"== {name}\n{result.table()}", flush=True)
+            row = result.to_dict()
+        row["responses_per_s"] = sampler_throughput(export, dataset, args.speed_contexts, args.responses, device,
                                                     temperature or 1.0, args.allow_unk)
         if temperature is None:  # the same model as the hred row
-            row |= training_throughput(export, dataset_for(export, train), args.train_steps)
+            row |= training_throughput(export, dataset_for(export, train), args.train_steps, device)
         print(name, {k: round(v, 1) for k, v in row.items() if k.endswith("_per_s")}, flush=True)
         results[name] = row
-    print(markdown(results))
+    if not args.speed_only:
+        print(markdown(results))
     with open(args.json, "w", encoding="utf-8") as f:
-        json.dump({"args": vars(args), "threads": torch.get_num_threads(), "results": results}, f, indent=2)
+        json.dump({"args": vars(args), "threads": torch.get_num_threads(), "device": device_name(device),
+                   "results": results}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# GPU checks and benchmarks (BENCHMARKS.md, "GPU"), from the repository root of a machine with one CUDA GPU:
+#
+#   benchmarks/gpu.sh check OUT   # the CUDA tests, then speed and figures of the CPU-trained exports on the GPU
+#   benchmarks/gpu.sh train OUT   # yelp10k LSTM-VAE, dailydialog-lite HRED and kgCVAE trained on the GPU, evaluated
+#
+# Needs data/yelp10k and data/dailydialog-lite (textvae-corpus prepare ...), and for `check` the exports
+# runs/yelp10k_lstm_vae/export and runs/dailydialog_lite_kgcvae/export and the act tagger
+# runs/dailydialog_lite_act_tagger (benchmarks/dailydialog_lite.py). Logs and JSON go to OUT.
+# TEXTVAE_GPU_MINUTES (default 5) caps each training run of `train`; the three run side by side on the GPU,
+# logging where their recipes say (runs/RECIPE/logs) and exporting to runs/gpu_RECIPE/export.
+set -uo pipefail
+stage=${1:?usage: benchmarks/gpu.sh check|train OUT}
+out=${2:?usage: benchmarks/gpu.sh check|train OUT}
+mkdir -p "$out"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+python=${PYTHON:-python3}
+
+"$python" - <<'EOF' | tee "$out/device.txt"
+import torch
+print("torch", torch.__version__, "CUDA", torch.version.cuda, "cuDNN", torch.backends.cudnn.version())
+print("device", torch.cuda.get_device_name(0), f"{torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB")
+EOF
+
+if [ "$stage" = check ]; then
+    "$python" -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$out/test_cuda.log" | tail -n 15
+    "$python" benchmarks/yelp10k.py --vae runs/yelp10k_lstm_vae/export --device cuda --json "$out/yelp10k_cuda.json" \
+        2>&1 | tee "$out/yelp10k_cuda.log" | tail -n 25
+    for k in 100 500; do  # IW-NLL at the papers' K too, in batches of 256 sentences
+        "$python" -m tools.eval --model runs/yelp10k_lstm_vae/export --data data/yelp10k/test.jsonl \
+            --max-sentences 1000 --samples $k --batch-size 256 --device cuda --json "$out/yelp10k_cuda_k${k}_b256.json" \
+            2>&1 | tee "$out/yelp10k_cuda_k${k}_b256.log" | grep -E "IW-NLL|speed"
+    done
+    "$python" benchmarks/dailydialog_lite.py --models kgcvae --contexts 1000 --device cuda \
+        --json "$out/dailydialog_lite_cuda.json" 2>&1 | tee "$out/dailydialog_lite_cuda.log" | tail -n 4
+elif [ "$stage" = train ]; then
+    minutes=${TEXTVAE_GPU_MINUTES:-5}
+    cap=$(printf "00:00:%02d:00" "$minutes")
+    for recipe in yelp10k_lstm_vae dailydialog_lite_hred dailydialog_lite_kgcvae; do
+        "$python" -m tools.train fit --config "recipes/$recipe.yaml" --trainer.accelerator gpu \
+            --trainer.max_time "$cap" --trainer.default_root_dir "runs/gpu_$recipe" \
+            --trainer.enable_progress_bar false --export "runs/gpu_$recipe/export" >"$out/train_$recipe.log" 2>&1 &
+    done
+    wait
+    for recipe in yelp10k_lstm_vae dailydialog_lite_hred dailydialog_lite_kgcvae; do
+        tail -n 2 "$out/train_$recipe.log"
+        cp "$(ls -t runs/$recipe/logs/version_*/metrics.csv | head -n 1)" "$out/metrics_$recipe.csv"
+    done
+    "$python" benchmarks/yelp10k.py --vae runs/gpu_yelp10k_lstm_vae/export --device cuda \
+        --json "$out/yelp10k_gpu_trained.json" 2>&1 | tee "$out/yelp10k_gpu_trained.log" | tail -n 16
+    "$python" benchmarks/dailydialog_lite.py --models hred=runs/gpu_dailydialog_lite_hred/export \
+        kgcvae=runs/gpu_dailydialog_lite_kgcvae/export --contexts 1000 --device cuda \
+        --json "$out/dailydialog_lite_gpu_trained.json" 2>&1 | tee "$out/dailydialog_lite_gpu_trained.log" | tail -n 4
+else
+    echo "usage: benchmarks/gpu.sh check|train OUT" >&2
+    exit 2
+fi
