@@ -148,3 +148,26 @@ def test_logged_elbo_of_kgcvae_is_the_bound_the_evaluation_reports(tiny_data, tm
     assert float(logged["val/elbo"]) == pytest.approx(-float(bound), rel=1e-6)
     assert float(logged["val/act_nll"]) == pytest.approx(float(out.act_nll.mean()), rel=1e-6)
     assert float(logged["val/kl"]) == pytest.approx(float(out.kl.sum(-1).mean()), rel=1e-6)
+
+
+def test_mixed_precision_training_clips_gradients_with_an_unfused_adam(tmp_path):
+    """Lightning's mixed precision refuses to clip a fused optimizer's gradients: the system then uses a plain Adam
+    (fused otherwise). A Transformer VAE, as the CPU's oneDNN has no bf16 LSTM on every processor."""
+    import pytorch_lightning as pl
+
+    from textvae.lightning import TextVAESystem
+    from textvae.models import SentenceVAE
+
+    torch.manual_seed(0)
+    model = SentenceVAE(vocab_size=20, architecture="transformer", embed_dim=16, hidden_dim=16, latent_dim=4,
+                        num_heads=2)
+    assert TextVAESystem(model).configure_optimizers().defaults["fused"]  # no trainer: full precision
+    batches = [collate_sentences([SentenceExample([4 + (i + j) % 16 for j in range(5)], None, i) for i in range(8)])]
+    system = TextVAESystem(model)
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = pl.Trainer(accelerator="cpu", precision="bf16-mixed", max_steps=2, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=tmp_path)
+    trainer.fit(system, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    assert not trainer.optimizers[0].defaults["fused"]
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
