@@ -3,15 +3,17 @@
 #
 #   benchmarks/gpu.sh check OUT   # the CUDA tests, then speed and figures of the CPU-trained exports on the GPU
 #   benchmarks/gpu.sh train OUT   # yelp10k LSTM-VAE, dailydialog-lite HRED and kgCVAE trained on the GPU, evaluated
+#   benchmarks/gpu.sh precision OUT  # the yelp10k LSTM-VAE trained alone in fp32, then in bf16-mixed, timed, evaluated
 #
 # Needs data/yelp10k and data/dailydialog-lite (textvae-corpus prepare ...), and for `check` the exports
 # runs/yelp10k_lstm_vae/export and runs/dailydialog_lite_kgcvae/export and the act tagger
 # runs/dailydialog_lite_act_tagger (benchmarks/dailydialog_lite.py). Logs and JSON go to OUT.
-# TEXTVAE_GPU_MINUTES (default 5) caps each training run of `train`; the three run side by side on the GPU,
-# logging where their recipes say (runs/RECIPE/logs) and exporting to runs/gpu_RECIPE/export.
+# TEXTVAE_GPU_MINUTES (default 5, whole minutes) caps each training run of `train` and `precision`; the three
+# of `train` run side by side on the GPU. Runs log where their recipes say (runs/RECIPE/logs) and export to
+# runs/gpu_RECIPE/export (`precision`: runs/gpu_PRECISION/export).
 set -uo pipefail
-stage=${1:?usage: benchmarks/gpu.sh check|train OUT}
-out=${2:?usage: benchmarks/gpu.sh check|train OUT}
+stage=${1:?usage: benchmarks/gpu.sh check|train|precision OUT}
+out=${2:?usage: benchmarks/gpu.sh check|train|precision OUT}
 mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 python=${PYTHON:-python3}
@@ -51,7 +53,20 @@ elif [ "$stage" = train ]; then
     "$python" benchmarks/dailydialog_lite.py --models hred=runs/gpu_dailydialog_lite_hred/export \
         kgcvae=runs/gpu_dailydialog_lite_kgcvae/export --contexts 1000 --device cuda \
         --json "$out/dailydialog_lite_gpu_trained.json" 2>&1 | tee "$out/dailydialog_lite_gpu_trained.log" | tail -n 4
+elif [ "$stage" = precision ]; then
+    minutes=${TEXTVAE_GPU_MINUTES:-5}
+    cap=$(printf "00:00:%02d:00" "$minutes")
+    for precision in 32-true bf16-mixed; do
+        start=$SECONDS
+        "$python" -m tools.train fit --config recipes/yelp10k_lstm_vae.yaml --trainer.accelerator gpu \
+            --trainer.precision $precision --trainer.max_time "$cap" --trainer.enable_progress_bar false \
+            --export "runs/gpu_$precision/export" >"$out/train_$precision.log" 2>&1
+        echo "$precision: $((SECONDS - start)) s from launch to export" | tee -a "$out/precision.txt"
+        cp "$(ls -t runs/yelp10k_lstm_vae/logs/version_*/metrics.csv | head -n 1)" "$out/metrics_$precision.csv"
+        "$python" benchmarks/yelp10k.py --vae "runs/gpu_$precision/export" --device cuda --train-steps 20 \
+            --json "$out/yelp10k_$precision.json" 2>&1 | grep -E "IW-NLL|KL|MI|speed" | tee -a "$out/precision.txt"
+    done
 else
-    echo "usage: benchmarks/gpu.sh check|train OUT" >&2
+    echo "usage: benchmarks/gpu.sh check|train|precision OUT" >&2
     exit 2
 fi
