@@ -125,8 +125,9 @@ def test_importance_weighted_evaluation_on_cuda(tmp_path):
     assert on_gpu.sentences == on_cpu.sentences == 40 and on_gpu.tokens == on_cpu.tokens
     assert on_gpu.kl == pytest.approx(on_cpu.kl, rel=1e-4)  # closed form: the same on both
     assert on_gpu.recon_bleu == pytest.approx(on_cpu.recon_bleu)  # greedy from the posterior mean
-    # the K draws differ between devices; the two estimates of log p(x) agree to sampling noise
-    assert on_gpu.iw_nll == pytest.approx(on_cpu.iw_nll, abs=0.05)
+    # the importance samples' noise is drawn on the CPU: both devices estimate with the same K draws
+    assert on_gpu.iw_nll == pytest.approx(on_cpu.iw_nll, abs=1e-3)
+    assert on_gpu.mi == pytest.approx(on_cpu.mi, abs=1e-3)
     assert on_gpu.iw_nll <= -on_gpu.elbo + 1e-4  # the IW bound is at least as tight as the ELBO
     assert on_gpu.active_units == on_cpu.active_units
 

@@ -53,7 +53,6 @@ from textvae.objectives import (
     importance_weighted_nll,
     log_normal,
     log_standard_normal,
-    reparameterize,
 )
 
 AU_THRESHOLD = 0.01
@@ -147,15 +146,17 @@ def _sentence_seed(seed: int, index: int) -> int:
 
 
 def posterior_samples(mu: Tensor, logvar: Tensor, index: Tensor, k: int, seed: int) -> Tensor:
-    """K samples from q(z|x) per sentence, sentence ``index[b]`` drawing from its own generator seeded by
-    ``(seed, index[b])``: mu, logvar (B, Z), index (B,) -> z (K, B, Z). The first K' < K of them are the
-    samples a run with K' would draw."""
-    generator = torch.Generator(device=mu.device)
-    out = []
-    for b, i in enumerate(index.tolist()):
+    """K samples from q(z|x) per sentence, sentence ``index[b]`` drawing its noise from its own CPU generator
+    seeded by ``(seed, index[b])``: mu, logvar (B, Z), index (B,) -> z (K, B, Z). The first K' < K of them
+    are the samples a run with K' would draw, and a GPU run draws the same noise as a CPU run (one copy
+    to the device per batch, not B small launches)."""
+    generator = torch.Generator()
+    eps = []
+    for i in index.tolist():
         generator.manual_seed(_sentence_seed(seed, i))
-        out.append(reparameterize(mu[b], logvar[b], k=k, generator=generator))  # (K, Z)
-    return torch.stack(out, dim=1)  # (K, B, Z)
+        eps.append(torch.randn(k, mu.shape[-1], generator=generator))  # (K, Z)
+    eps = torch.stack(eps, dim=1).to(device=mu.device, dtype=mu.dtype)  # (K, B, Z)
+    return mu.unsqueeze(0) + torch.exp(0.5 * logvar).unsqueeze(0) * eps
 
 
 def importance_samples(model: TextModel, batch: SentenceBatch, k: int, *, seed: int,
