@@ -171,3 +171,23 @@ def test_mixed_precision_training_clips_gradients_with_an_unfused_adam(tmp_path)
     trainer.fit(system, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
     assert not trainer.optimizers[0].defaults["fused"]
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_bf16_mixed_training_of_recurrent_models_on_the_cpu(tiny_data, tmp_path):
+    """oneDNN has no bf16 LSTM/GRU on most processors: under CPU autocast the RNNs run in float32."""
+    from textvae.models.modules import run_rnn
+
+    rnn = torch.nn.LSTM(4, 3, batch_first=True)
+    x = torch.randn(2, 5, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, (h, c) = run_rnn(rnn, x)
+    assert out.dtype == torch.float32 and torch.equal(out, rnn(x)[0])
+    for recipe, data in (("quickstart.yaml", "sentences"), ("synthetic_dialogue_quickstart.yaml", "dialogues")):
+        export = tmp_path / recipe / "export"
+        train.main(["fit", "--config", str(ROOT / "recipes" / recipe), "--trainer.precision", "bf16-mixed",
+                    "--trainer.max_steps", "3", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+                    "--trainer.enable_checkpointing", "false", "--trainer.default_root_dir", str(tmp_path / recipe),
+                    "--data.train", str(tiny_data[data]), "--data.valid", str(tiny_data[data]),
+                    "--data.test", str(tiny_data[data]), "--data.cache_dir", str(tmp_path / "cache"),
+                    "--export", str(export)])
+        assert all(torch.isfinite(p).all() for p in load_export(export).model.parameters())

@@ -28,6 +28,17 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from textvae.data.tokenizers import PAD_ID
 
 
+def run_rnn(rnn: nn.RNNBase, x, hidden=None):
+    """``rnn(x, hidden)``; under CPU autocast (``--trainer.precision bf16-mixed`` on the CPU) in float32, as
+    oneDNN has no bfloat16 LSTM/GRU on most processors. ``x``: a tensor or a PackedSequence."""
+    if torch.is_autocast_enabled("cpu") and x.data.device.type == "cpu":
+        with torch.autocast("cpu", enabled=False):
+            if hidden is not None:
+                hidden = tuple(h.float() for h in hidden) if isinstance(hidden, tuple) else hidden.float()
+            return rnn(x.float(), hidden)
+    return rnn(x, hidden)
+
+
 class ModelOutput(NamedTuple):
     """What every model's ``forward(batch)`` returns; the training system combines the terms."""
 
@@ -91,7 +102,7 @@ class RNNEncoder(nn.Module):
         batch_size = tokens.shape[0]
         x = self.dropout(self.embedding(tokens))  # (B, T, E)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, hidden = self.rnn(packed)  # (layers * directions, B, H), back in the input order
+        _, hidden = run_rnn(self.rnn, packed)  # (layers * directions, B, H), back in the input order
         h = hidden[0] if isinstance(hidden, tuple) else hidden  # LSTM: (h, c); keep h
         h = h.view(self.num_layers, self.directions, batch_size, self.hidden_dim)[-1]  # (directions, B, H)
         return h.transpose(0, 1).reshape(batch_size, self.output_dim)  # (B, directions * H)
@@ -291,7 +302,7 @@ class ContextEncoder(nn.Module):
         turns[real] = vectors
         x = torch.cat([self.dropout(turns), F.one_hot(floor.clamp(0, 1), 2).to(turns.dtype)], dim=-1)  # (B, U, H_u + 2)
         packed = pack_padded_sequence(x, context_turns.cpu(), batch_first=True, enforce_sorted=False)
-        _, hidden = self.context_rnn(packed)  # (layers, B, H), back in the input order
+        _, hidden = run_rnn(self.context_rnn, packed)  # (layers, B, H), back in the input order
         h = hidden[0] if isinstance(hidden, tuple) else hidden  # LSTM: (h, c); keep h
         return self.dropout(h[-1])  # (B, H)
 
@@ -390,7 +401,7 @@ class RNNDecoder(nn.Module):
         """(B, T) decoder inputs -> (B, T, H) states before the output layer."""
         self._check_z(z)
         x = self._embed(inputs, z)
-        out, _ = self.rnn(x, self._initial_hidden(z, inputs.shape[0], x))  # (B, T, H)
+        out, _ = run_rnn(self.rnn, x, self._initial_hidden(z, inputs.shape[0], x))  # (B, T, H)
         return self._out(out)
 
     def project(self, h: Tensor) -> Tensor:
@@ -409,7 +420,7 @@ class RNNDecoder(nn.Module):
 
     def step(self, tokens: Tensor, state: RNNState) -> tuple[Tensor, RNNState]:
         x = self._embed(tokens.unsqueeze(1), state.z)  # (B, 1, E [+ Z])
-        out, hidden = self.rnn(x, state.hidden)  # (B, 1, H)
+        out, hidden = run_rnn(self.rnn, x, state.hidden)  # (B, 1, H)
         return self.project(self._out(out[:, 0])), RNNState(hidden, state.z)  # (B, V)
 
     def reorder(self, state: RNNState, index: Tensor) -> RNNState:
