@@ -32,7 +32,8 @@ class Terminal:
     """textvae-respond running on the far side of a pseudo-terminal: type lines, read what the screen shows."""
 
     def __init__(self, args: list[str]):
-        env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "OMP_NUM_THREADS": "1"}
+        path = os.pathsep.join([str(ROOT), str(ROOT / "tests"), *filter(None, [os.environ.get("PYTHONPATH")])])
+        env = os.environ | {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: becomes the tool, its stdin/stdout/stderr the terminal
             os.execve(sys.executable, [sys.executable, "-c", LAUNCH, *args], env)

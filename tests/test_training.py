@@ -109,7 +109,9 @@ def test_train_cli_reports_bad_data_in_one_line(tmp_path, capsys):
 
 
 def test_ddp_two_cpu_processes_end_with_identical_weights(tiny_data, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    # keep the caller's PYTHONPATH (packages installed there), the repository first
+    path = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, str(ROOT / "tests" / "ddp_train.py"), str(tiny_data["sentences"]),
                              str(tmp_path)], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
