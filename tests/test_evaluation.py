@@ -164,6 +164,7 @@ def test_table_and_json(vae, dataset):
     result.prior = prior_sample_metrics(vae.model, vae.tokenizer, 12, generator=torch.Generator().manual_seed(0))
     lines = result.table().splitlines()
     assert any(line.startswith("IW-NLL (K=5)") for line in lines)
+    assert any(line.startswith("MI") and "per batch of 32" in line for line in lines)  # MI depends on it
     rows = [re.match(r"^( {0,2}\S(?:\S| (?! ))*) {2,}(\S.*)$", line) for line in lines]
     assert all(rows) and len({row.start(2) for row in rows}) == 1  # the values form one aligned column
     data = json.loads(result.to_json())

@@ -122,7 +122,7 @@ class EvalResult(JSONResult):
             ("ELBO", na if self.elbo is None else f"{self.elbo:.2f} nats/sentence"),
             ("  reconstruction", na if self.reconstruction is None else f"{self.reconstruction:.2f}"),
             ("  KL", na if self.kl is None else f"{self.kl:.2f}"),
-            ("MI", na if self.mi is None else f"{self.mi:.3f} nats"),
+            ("MI", na if self.mi is None else f"{self.mi:.3f} nats (per batch of {self.batch_size}, as He et al.)"),
             ("active units", na if self.active_units is None else f"{self.active_units} / {self.latent_dim}"),
             ("recon BLEU", na if self.recon_bleu is None else f"{self.recon_bleu:.2f} (greedy from the mean)"),
             ("speed", f"{self.sentences_per_second:,.1f} sentences/s ({self.seconds:.2f} s, batch {self.batch_size})"),

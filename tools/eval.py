@@ -64,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="prepared JSONL split: sentences for a sentence model, dialogues for a dialogue model")
     parser.add_argument("--batch-size", type=count(1), default=32, metavar="N",
                         help="sentences (dialogues: contexts) per batch; K x N sequences (N x responses) are decoded "
-                             "together (default 32)")
+                             "together (default 32). MI is estimated per batch (He et al. 2019): compare it at one "
+                             "batch size")
     parser.add_argument("--max-sentences", type=count(1), metavar="N",
                         help="evaluate only the first N sentences (dialogues: context-response pairs)")
     parser.add_argument("--no-bleu", action="store_true",
