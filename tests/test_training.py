@@ -193,3 +193,20 @@ def test_bf16_mixed_training_of_recurrent_models_on_the_cpu(tiny_data, tmp_path)
                     "--data.test", str(tiny_data[data]), "--data.cache_dir", str(tmp_path / "cache"),
                     "--export", str(export)])
         assert all(torch.isfinite(p).all() for p in load_export(export).model.parameters())
+
+
+def test_a_run_logs_to_one_csv_and_one_tensorboard_version(tiny_data, tmp_path, monkeypatch):
+    """The recipes' CSV and TensorBoard loggers write to sibling folders, so one run is logs/version_N (metrics,
+    config, checkpoints) and tensorboard/version_N, not two versions of one folder."""
+    monkeypatch.chdir(tmp_path)  # the recipe's relative runs/quickstart lands here
+    data = str(tiny_data["sentences"])
+    for _ in range(2):
+        train.main(["fit", "--config", str(ROOT / "recipes" / "quickstart.yaml"), "--trainer.max_steps", "2",
+                    "--trainer.enable_progress_bar", "false", "--data.train", data, "--data.valid", data,
+                    "--data.test", data, "--data.cache_dir", str(tmp_path / "cache")])
+    run = tmp_path / "runs" / "quickstart"
+    assert sorted(p.name for p in (run / "logs").iterdir()) == ["version_0", "version_1"]
+    assert sorted(p.name for p in (run / "tensorboard").iterdir()) == ["version_0", "version_1"]
+    for version in ("version_0", "version_1"):
+        assert (run / "logs" / version / "metrics.csv").is_file()
+        assert any((run / "tensorboard" / version).glob("events.out.tfevents.*"))
