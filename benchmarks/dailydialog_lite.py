@@ -29,10 +29,11 @@ from pathlib import Path
 import torch
 
 from textvae.act_tagger import load_act_tagger
-from textvae.data.batching import BucketBatchSampler, collate_dialogues
+from textvae.data.batching import BucketBatchSampler, batch_to, collate_dialogues
 from textvae.data.datasets import DialogueDataset, Vocab, load_records
-from textvae.dialogue import batch_to, default_method, generate_responses
+from textvae.dialogue import default_method, generate_responses
 from textvae.dialogue_eval import evaluate_dialogues
+from textvae.evaluation import device_name, synchronize
 from textvae.export import load_export
 from textvae.lightning import TextVAESystem
 
@@ -44,11 +45,6 @@ def dataset_for(export, records) -> DialogueDataset:
     return DialogueDataset(records, export.tokenizer, max_context=export.info["max_context"],
                            max_len=export.info["max_len"], acts=Vocab(names["acts"]),
                            emotions=Vocab(names["emotions"]), topics=Vocab(names["topics"]), source="benchmark")
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def training_throughput(export, dataset: DialogueDataset, steps: int, device: torch.device) -> dict[str, float]:
@@ -124,10 +120,6 @@ def markdown(results: dict) -> str:
         ]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
-
-
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def main() -> None:

@@ -19,18 +19,13 @@ import time
 
 import torch
 
-from textvae.data.batching import BucketBatchSampler, collate_sentences
+from textvae.data.batching import BucketBatchSampler, batch_to, collate_sentences
 from textvae.data.datasets import SentenceDataset, load_records
 from textvae.decoding import greedy
-from textvae.evaluation import evaluate
+from textvae.evaluation import device_name, evaluate, synchronize
 from textvae.export import load_export
 from textvae.lightning import TextVAESystem
 from textvae.objectives import free_bits_kl
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def training_throughput(export, train_file: str, cache_dir: str, steps: int,
@@ -46,8 +41,7 @@ def training_throughput(export, train_file: str, cache_dir: str, steps: int,
         if step == 10:
             synchronize(device)
             start = time.perf_counter()
-        batch = batch._replace(tokens=batch.tokens.to(device), lengths=batch.lengths.to(device),
-                               index=batch.index.to(device))
+        batch = batch_to(batch, device)
         out = model(batch)
         loss = out.reconstruction.mean() + (free_bits_kl(out.kl) if out.kl is not None else 0)
         optimizer.zero_grad()
@@ -72,10 +66,6 @@ def sampling_throughput(export, device: torch.device, n: int = 1000) -> float:
         greedy(model, z, 50, batch_size=100)
     synchronize(device)
     return n // 100 * 100 / (time.perf_counter() - start)
-
-
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def main() -> None:

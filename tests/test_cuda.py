@@ -11,15 +11,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_dialogue_models import build  # the tiny dialogue models, as those tests build them
 
-from textvae.data.batching import SentenceExample, collate_sentences
+from textvae.data.batching import SentenceExample, batch_to, collate_sentences
 from textvae.data.records import write_jsonl
 from textvae.data.synthetic import generate_dialogues, generate_sentences
 from textvae.decoding import beam_search, greedy, sample
-from textvae.dialogue import batch_to, generate_responses
+from textvae.dialogue import generate_responses
 from textvae.evaluation import evaluate
 from textvae.export import load_export
-from textvae.models import CVAE, HRED, VHRED, LanguageModel, SentenceVAE
+from textvae.models import LanguageModel, SentenceVAE
 from textvae.objectives import gaussian_kl, importance_weighted_nll
 from tools import eval as eval_tool
 from tools import respond, train
@@ -38,7 +39,6 @@ SENTENCE_MODELS = {
     "bn-vae": lambda: SentenceVAE(vocab_size=VOCAB, embed_dim=16, hidden_dim=32, latent_dim=4, mu_batchnorm=0.5),
     "lm": lambda: LanguageModel(vocab_size=VOCAB, embed_dim=16, hidden_dim=32),
 }
-SMALL = dict(embed_dim=16, utterance_dim=12, context_dim=20, decoder_dim=18)
 
 
 @pytest.fixture(autouse=True)
@@ -73,12 +73,12 @@ def test_sentence_models_compute_the_same_on_cuda(name):
             mu_g, logvar_g = gpu.encode(batch.tokens.to(CUDA), batch.lengths.to(CUDA))
             assert close(mu, mu_g) and close(logvar, logvar_g)
             z = torch.randn(3, batch.tokens.shape[0], cpu.latent_dim)  # (K, B, Z)
-            assert close(cpu.log_px_given_z(batch, z), gpu.log_px_given_z(_sentences_to(batch), z.to(CUDA)))
+            assert close(cpu.log_px_given_z(batch, z), gpu.log_px_given_z(batch_to(batch, CUDA), z.to(CUDA)))
         else:
-            assert close(cpu(batch).reconstruction, gpu(_sentences_to(batch)).reconstruction)
+            assert close(cpu(batch).reconstruction, gpu(batch_to(batch, CUDA)).reconstruction)
     # one SGD step from the same weights lands on the same weights (a deterministic loss: the posterior mean
     # for z, as the devices draw different noise; the default models have no dropout)
-    for model, data in ((cpu, batch), (gpu, _sentences_to(batch))):
+    for model, data in ((cpu, batch), (gpu, batch_to(batch, CUDA))):
         model.train()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         if model.latent_dim:
@@ -92,10 +92,6 @@ def test_sentence_models_compute_the_same_on_cuda(name):
     for (key, a), b in zip(cpu.state_dict().items(), gpu.state_dict().values(), strict=True):
         if a.is_floating_point():
             assert close(a, b, 1e-3), key
-
-
-def _sentences_to(batch):
-    return batch._replace(tokens=batch.tokens.to(CUDA), lengths=batch.lengths.to(CUDA), index=batch.index.to(CUDA))
 
 
 def test_decoding_on_cuda_matches_the_cpu_and_honours_banned_tokens():
@@ -138,7 +134,7 @@ def test_iw_bound_terms_do_not_leave_the_gpu():
     from textvae.evaluation import importance_samples
 
     with torch.no_grad():
-        terms, mu, _ = importance_samples(model, _sentences_to(sentence_batch()), 7, seed=0)
+        terms, mu, _ = importance_samples(model, batch_to(sentence_batch(), CUDA), 7, seed=0)
     assert all(t.device.type == "cuda" and t.shape == (7, 12) for t in terms) and mu.device.type == "cuda"
     assert torch.isfinite(importance_weighted_nll(*terms)).all()
 
@@ -155,25 +151,12 @@ def dialogue_data(tmp_path_factory):
     return tokenizer, DialogueDataset(records, tokenizer, max_context=3)
 
 
-def dialogue_model(name: str, tokenizer, dataset):
-    v = tokenizer.vocab_size
-    torch.manual_seed(0)
-    return {
-        "hred": lambda: HRED(vocab_size=v, **SMALL),
-        "vhred": lambda: VHRED(vocab_size=v, latent_dim=6, network_dim=10, **SMALL),
-        "cvae": lambda: CVAE(vocab_size=v, latent_dim=6, prior_dim=10, mlp_dim=10, **SMALL),
-        "kgcvae": lambda: CVAE(vocab_size=v, latent_dim=6, prior_dim=10, mlp_dim=10, knowledge=True,
-                               num_acts=len(dataset.acts), act_dim=5, num_topics=len(dataset.topics), topic_dim=4,
-                               **SMALL),
-    }[name]()
-
-
 @pytest.mark.parametrize("name", ["hred", "vhred", "cvae", "kgcvae"])
 def test_dialogue_models_compute_the_same_on_cuda(name, dialogue_data):
     from textvae.data.batching import collate_dialogues
 
-    tokenizer, dataset = dialogue_data
-    cpu = dialogue_model(name, tokenizer, dataset).eval()
+    _, dataset = dialogue_data
+    cpu = build(name, dialogue_data).eval()
     gpu = copy.deepcopy(cpu).to(CUDA)
     batch = collate_dialogues([dataset[i] for i in range(7)])
     batch_gpu = batch_to(batch, CUDA)

@@ -58,10 +58,6 @@ def responder_floor(speakers: Sequence[str]) -> list[int]:
     return [int(s != speakers[-1]) for s in speakers]
 
 
-def batch_to(batch: DialogueBatch, device: torch.device | str) -> DialogueBatch:
-    return DialogueBatch(*(t.to(device) if isinstance(t, Tensor) else t for t in batch))
-
-
 class Responses(NamedTuple):
     ids: list[list[list[int]]]  # [b][s] token ids of sample s for context b, without BOS/EOS
     acts: list[list[int]] | None  # [b][s] act id the decoder was conditioned on (kgCVAE), else None

@@ -46,11 +46,11 @@ from typing import Any
 import torch
 
 from textvae.act_tagger import ActTagger
-from textvae.data.batching import BucketBatchSampler, collate_dialogues
+from textvae.data.batching import BucketBatchSampler, batch_to, collate_dialogues
 from textvae.data.datasets import DialogueDataset
 from textvae.data.tokenizers import Tokenizer
 from textvae.data.word_vectors import WordVectors
-from textvae.dialogue import Method, batch_to, default_method, describe_method, generate_responses
+from textvae.dialogue import Method, default_method, describe_method, generate_responses
 from textvae.evaluation import JSONResult
 from textvae.metrics import (
     bleu_recall_precision,

@@ -35,7 +35,13 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from textvae.data.batching import BucketBatchSampler, SentenceBatch, SentenceExample, collate_sentences
+from textvae.data.batching import (
+    BucketBatchSampler,
+    SentenceBatch,
+    SentenceExample,
+    batch_to,
+    collate_sentences,
+)
 from textvae.data.tokenizers import Tokenizer
 from textvae.decoding import greedy
 from textvae.latent import decode_latents
@@ -170,14 +176,15 @@ def importance_samples(model: TextModel, batch: SentenceBatch, k: int, *, seed: 
     return terms, mu, logvar
 
 
-def _to(batch: SentenceBatch, device: torch.device) -> SentenceBatch:
-    return SentenceBatch(tokens=batch.tokens.to(device), lengths=batch.lengths.to(device),
-                         labels=None if batch.labels is None else batch.labels.to(device), index=batch.index.to(device))
-
-
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (before reading a clock around GPU work); nothing on the CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def device_name(device: torch.device) -> str:
+    """What a timing ran on, for a benchmark's record: the GPU's name, or "cpu"."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 @contextmanager
@@ -230,7 +237,7 @@ def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: in
     try:
         for indices in BucketBatchSampler(dataset.lengths, batch_size, shuffle=False):
             examples: list[SentenceExample] = [dataset[i] for i in indices]
-            batch = _to(collate_sentences(examples), device)
+            batch = batch_to(collate_sentences(examples), device)
             start = time.perf_counter()
             if has_latent:
                 terms, mu, logvar = importance_samples(model, batch, samples, seed=seed, chunk=chunk)
@@ -240,7 +247,7 @@ def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: in
             else:
                 nll = model(batch).reconstruction  # (B,) exact -log p(x)
             total_nll += float(nll.sum())
-            _synchronize(device)
+            synchronize(device)
             seconds += time.perf_counter() - start
             sentences += len(examples)
             tokens += batch.num_targets

@@ -39,13 +39,12 @@ from typing import BinaryIO, NamedTuple, TextIO
 
 import torch
 
-from textvae.data.batching import DialogueExample, collate_dialogues
+from textvae.data.batching import DialogueExample, batch_to, collate_dialogues
 from textvae.data.datasets import DEFAULT_MAX_CONTEXT
 from textvae.data.profiles import caller_profiles, example_profile
 from textvae.data.records import DataError, DataWarning, iter_text_lines
 from textvae.data.tokenizers import UNK_ID
 from textvae.dialogue import (
-    batch_to,
     describe_method,
     generate_responses,
     responder_floor,

@@ -108,6 +108,11 @@ class DialogueExample(NamedTuple):
     profile: list[float] | None = None  # the responder's and the other caller's features (textvae.data.profiles)
 
 
+def batch_to(batch: SentenceBatch | DialogueBatch, device: torch.device | str) -> SentenceBatch | DialogueBatch:
+    """The same batch with every tensor on ``device`` (None and other fields as they are)."""
+    return type(batch)(*(t.to(device) if isinstance(t, Tensor) else t for t in batch))
+
+
 def collate_sentences(examples: Sequence[SentenceExample]) -> SentenceBatch:
     tokens, lengths = pad([with_bos_eos(e.ids) for e in examples])
     return SentenceBatch(tokens=tokens, lengths=lengths, labels=_ids_or_none([e.label for e in examples]),

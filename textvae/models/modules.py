@@ -31,7 +31,7 @@ from textvae.data.tokenizers import PAD_ID
 def run_rnn(rnn: nn.RNNBase, x, hidden=None):
     """``rnn(x, hidden)``; under CPU autocast (``--trainer.precision bf16-mixed`` on the CPU) in float32, as
     oneDNN has no bfloat16 LSTM/GRU on most processors. ``x``: a tensor or a PackedSequence."""
-    if torch.is_autocast_enabled("cpu") and x.data.device.type == "cpu":
+    if torch.is_autocast_enabled("cpu"):
         with torch.autocast("cpu", enabled=False):
             if hidden is not None:
                 hidden = tuple(h.float() for h in hidden) if isinstance(hidden, tuple) else hidden.float()
