@@ -16,13 +16,17 @@ sampler's responses/s (``--responses`` per context, ``--speed-contexts`` context
 textvae-respond --input decodes them) and training tokens/s (``--train-steps`` optimiser steps of a fresh
 model of the same configuration, batch 32, after 10 warm-up steps). ``--hred-temperatures`` adds HRED
 rows sampled at those temperatures (HRED's diversity/precision trade-off, next to the latent models');
+``--prior-scales`` adds rows for each latent model whose responses decode z drawn with the prior network's
+standard deviation multiplied by each scale (a "z temperature"; PPL and KL still use the model's own prior);
 ``--models`` takes the four names or ``NAME=EXPORT_DIR`` for a variant. ``--device cuda`` runs it on a GPU
 (timings synchronise the device); ``--speed-only`` measures only the two throughputs. Prints a Markdown
 table for BENCHMARKS.md and writes JSON.
 """
 
 import argparse
+import contextlib
 import json
+import math
 import time
 from pathlib import Path
 
@@ -91,6 +95,30 @@ def sampler_throughput(export, dataset: DialogueDataset, contexts: int, response
     return len(indices) * responses / (time.perf_counter() - start)
 
 
+@contextlib.contextmanager
+def prior_scaled(model, scale: float):
+    """While in the block, responses draw z from the prior network with its standard deviation times
+    ``scale``; the model's forward pass (NLL, KL) keeps its own prior."""
+    prior, respond = model.prior, model.response_condition
+
+    def scaled_prior(c):
+        mu, logvar = prior(c)
+        return mu, logvar + 2 * math.log(scale)
+
+    def response_condition(*args, **kwargs):
+        model.prior = scaled_prior
+        try:
+            return respond(*args, **kwargs)
+        finally:
+            del model.prior
+
+    model.response_condition = response_condition
+    try:
+        yield
+    finally:
+        del model.response_condition
+
+
 def _or_dash(value, form: str) -> str:
     return "–" if value is None else format(value, form)
 
@@ -116,7 +144,7 @@ def markdown(results: dict) -> str:
             f"{tagged['match_recall']:.3f} / {tagged['match_precision']:.3f}" if tagged else "–",
             f"{control['conditioned']:.3f} vs {control['unconditioned']:.3f}" if control else "–",
             _or_dash(r.get("train_tokens_per_s"), ",.0f"),
-            f"{r['responses_per_s']:,.0f}",
+            _or_dash(r.get("responses_per_s"), ",.0f"),
         ]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
@@ -129,6 +157,8 @@ def main() -> None:
                         help="hred, vhred, cvae, kgcvae (runs/dailydialog_lite_NAME/export) or NAME=EXPORT_DIR")
     parser.add_argument("--hred-temperatures", nargs="*", type=float, default=[],
                         help="also evaluate HRED sampling at these temperatures")
+    parser.add_argument("--prior-scales", nargs="*", type=float, default=[],
+                        help="also evaluate each latent model with its prior's standard deviation times these scales")
     parser.add_argument("--allow-unk", action="store_true", help="let responses contain <unk> (default: never)")
     parser.add_argument("--train", default="data/dailydialog-lite/train.jsonl")
     parser.add_argument("--test", default="data/dailydialog-lite/test.jsonl")
@@ -150,20 +180,31 @@ def main() -> None:
     def export_dir(name: str) -> Path:
         return Path(args.runs) / f"dailydialog_lite_{name}" / "export"
 
-    runs = [(n.partition("=")[0], Path(n.partition("=")[2]) if "=" in n else export_dir(n), None) for n in args.models]
-    runs += [(f"hred, T {t:g}", export_dir("hred"), t) for t in args.hred_temperatures]
-    for name, path, temperature in runs:
+    if any(scale <= 0 for scale in args.prior_scales):
+        parser.error("--prior-scales must be > 0")
+    models = [(n.partition("=")[0], Path(n.partition("=")[2]) if "=" in n else export_dir(n)) for n in args.models]
+    runs = [(name, path, None, None) for name, path in models]
+    runs += [(f"hred, T {t:g}", export_dir("hred"), t, None) for t in args.hred_temperatures]
+    runs += [(f"{name}, prior sd x{scale:g}", path, None, scale)
+             for name, path in models for scale in ([] if args.speed_only else args.prior_scales)]
+    for name, path, temperature, scale in runs:
         export = load_export(path)
+        if scale is not None and export.model.latent_dim == 0:
+            continue  # HRED: no prior to scale
         dataset = dataset_for(export, test)
         options = {"method": "sample", "temperature": temperature} if temperature is not None else {}
         options["allow_unk"] = args.allow_unk
         row = {}
         if not args.speed_only:
-            result = evaluate_dialogues(export.model, dataset, export.tokenizer, responses=args.responses, seed=0,
-                                        max_contexts=args.contexts, act_tagger=tagger,
-                                        act_tagger_source=args.act_tagger, device=device, **options)
+            with prior_scaled(export.model, scale) if scale is not None else contextlib.nullcontext():
+                result = evaluate_dialogues(export.model, dataset, export.tokenizer, responses=args.responses,
+                                            seed=0, max_contexts=args.contexts, act_tagger=tagger,
+                                            act_tagger_source=args.act_tagger, device=device, **options)
             print(f"== {name}\n{result.table()}", flush=True)
             row = result.to_dict()
+        if scale is not None:  # the same model and decoder as its own row: same speed
+            results[name] = row
+            continue
         row["responses_per_s"] = sampler_throughput(export, dataset, args.speed_contexts, args.responses, device,
                                                     temperature or 1.0, args.allow_unk)
         if temperature is None:  # the same model as the hred row
