@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from tests.test_dialogue_models import batch, build, data  # noqa: F401 (fixtures)
+from test_dialogue_models import batch, build, data  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
 

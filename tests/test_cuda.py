@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from test_dialogue_models import build  # the tiny dialogue models, as those tests build them
+from test_dialogue_models import data as dialogue_data  # noqa: F401 (their data: a fixture)
 
 from textvae.data.batching import SentenceExample, batch_to, collate_sentences
 from textvae.data.records import write_jsonl
@@ -139,20 +140,8 @@ def test_iw_bound_terms_do_not_leave_the_gpu():
     assert torch.isfinite(importance_weighted_nll(*terms)).all()
 
 
-@pytest.fixture(scope="module")
-def dialogue_data(tmp_path_factory):
-    from textvae.data.datasets import DialogueDataset, load_records, texts_of
-    from textvae.data.tokenizers import WordTokenizer
-
-    folder = tmp_path_factory.mktemp("dialogues")
-    write_jsonl(folder / "d.jsonl", generate_dialogues(6, seed=3))
-    records = load_records(folder / "d.jsonl", cache_dir=folder / "cache")
-    tokenizer = WordTokenizer.train(texts_of(records, "dialogues"))
-    return tokenizer, DialogueDataset(records, tokenizer, max_context=3)
-
-
 @pytest.mark.parametrize("name", ["hred", "vhred", "cvae", "kgcvae"])
-def test_dialogue_models_compute_the_same_on_cuda(name, dialogue_data):
+def test_dialogue_models_compute_the_same_on_cuda(name, dialogue_data):  # noqa: F811
     from textvae.data.batching import collate_dialogues
 
     _, dataset = dialogue_data
