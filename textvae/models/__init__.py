@@ -26,6 +26,7 @@ class TextModel(Protocol):
     """
 
     latent_dim: int
+    max_words: int | None  # the longest input (tokens, BOS and EOS aside) the model reads; None: no limit of its own
 
     def forward(self, batch: Any) -> ModelOutput: ...
 
@@ -44,15 +45,19 @@ class DialogueModel(TextModel, Protocol):
     ``response_condition`` encodes the contexts and draws ``num_samples`` latents per context, from the
     prior network (``z_source="prior"``, what generation uses) or the recognition network
     (``"posterior"``, which needs ``batch.response``). ``acts`` (B,) forces the act of kgCVAE; otherwise
-    kgCVAE predicts it from (c, z). Generation is then any :mod:`textvae.decoding` function called with
-    ``condition`` in place of ``z``.
+    kgCVAE predicts it from (c, z). ``prior_scale`` multiplies the prior's standard deviation when z is
+    drawn for generation (a "z temperature"; the training objective keeps the prior as it is). Generation is
+    then any :mod:`textvae.decoding` function called with ``condition`` in place of ``z``.
+    ``num_topics`` / ``profile_dim`` > 0 when the model reads a topic / speaker profiles.
     """
 
     num_acts: int
+    num_topics: int
+    profile_dim: int
 
     def response_condition(self, batch: Any, *, num_samples: int = 1,
                            z_source: Literal["prior", "posterior"] = "prior", acts: Tensor | None = None,
-                           generator: Any = None) -> ResponseCondition: ...
+                           generator: Any = None, prior_scale: float = 1.0) -> ResponseCondition: ...
 
 
 __all__ = ["CVAE", "HRED", "VHRED", "DecoderState", "DialogueModel", "ImportanceSamples", "LanguageModel",

@@ -33,6 +33,7 @@ N samples per context.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -110,7 +111,8 @@ class CVAE(nn.Module):
                              f"{profile_dim}, {bow_weight}, {act_weight}")
         if not 0.0 <= word_dropout <= 1.0:
             raise ValueError(f"word_dropout must be in [0, 1], got {word_dropout}")
-        self.latent_dim, self.profile_dim = latent_dim, profile_dim
+        self.latent_dim, self.profile_dim, self.num_topics = latent_dim, profile_dim, num_topics
+        self.max_words = None  # turns are cut by the data's max_len, not by the model
         self.num_acts = num_acts if knowledge else 0  # the contract: > 0 only when the decoder is act-conditioned
         self.bow_weight, self.act_weight, self.word_dropout = bow_weight, act_weight, word_dropout
         self.context_encoder = ContextEncoder(
@@ -217,13 +219,15 @@ class CVAE(nn.Module):
 
     def response_condition(self, batch: DialogueBatch, *, num_samples: int = 1,
                            z_source: Literal["prior", "posterior"] = "prior", acts: Tensor | None = None,
-                           generator: torch.Generator | None = None) -> ResponseCondition:
+                           generator: torch.Generator | None = None, prior_scale: float = 1.0) -> ResponseCondition:
         """The decoder condition for ``num_samples`` z per context, from the prior network (generation) or
         the recognition network (reconstruction, needs ``batch.response``); kgCVAE: for the given
         ``acts`` (B,) or the acts it predicts from (c, z). Rows sample-major."""
         check_response_request(z_source, acts, self.num_acts, batch.context.shape[0], num_samples)
         c = self.encode_context(batch)  # (B, C)
         mu, logvar = self.prior(c) if z_source == "prior" else self.posterior(c, batch)  # (B, Z) x2
+        if z_source == "prior" and prior_scale != 1.0:  # a wider (or narrower) prior: its sd times the scale
+            logvar = logvar + 2.0 * math.log(prior_scale)
         z = reparameterize(mu, logvar, k=num_samples, generator=generator).flatten(0, 1)  # (N * B, Z)
         forced = None if acts is None else acts.to(c.device).repeat(num_samples)  # (N * B,)
         condition, used = self.decoder_condition(c.repeat(num_samples, 1), z, forced)

@@ -53,6 +53,9 @@ class HRED(nn.Module):
 
     latent_dim = 0
     num_acts = 0
+    num_topics = 0
+    profile_dim = 0
+    max_words = None  # turns are cut by the data's max_len, not by the model
 
     def __init__(self, *, vocab_size: int, cell: Literal["lstm", "gru"] = "gru", embed_dim: int = 200,
                  utterance_dim: int = 300, bidirectional: bool = True, context_dim: int = 600, decoder_dim: int = 400,
@@ -93,7 +96,7 @@ class HRED(nn.Module):
 
     def response_condition(self, batch: DialogueBatch, *, num_samples: int = 1,
                            z_source: Literal["prior", "posterior"] = "prior", acts: Tensor | None = None,
-                           generator: torch.Generator | None = None) -> ResponseCondition:
+                           generator: torch.Generator | None = None, prior_scale: float = 1.0) -> ResponseCondition:
         """The context encoding, repeated ``num_samples`` times (sample-major); HRED has no latent, so
         both ``z_source`` values give the same condition and samples differ only by decoding."""
         check_response_request(z_source, acts, self.num_acts, batch.context.shape[0], num_samples)

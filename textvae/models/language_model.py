@@ -49,6 +49,7 @@ class LanguageModel(nn.Module):
         if not 0.0 <= word_dropout <= 1.0:
             raise ValueError(f"word_dropout must be in [0, 1], got {word_dropout}")
         self.word_dropout = word_dropout
+        self.max_words = max_len - 2  # the longest input it reads, BOS and EOS aside (the tools' limit)
         self.decoder: RNNDecoder | TransformerDecoder
         if architecture == "transformer":
             self.decoder = TransformerDecoder(

@@ -86,6 +86,7 @@ class SentenceVAE(nn.Module):
             raise ValueError(f"word_dropout must be in [0, 1], got {word_dropout}")
         self.latent_dim = latent_dim
         self.word_dropout = word_dropout
+        self.max_words = max_len - 2  # the longest input it reads, BOS and EOS aside (the tools' limit)
         self.encoder: RNNEncoder | TransformerEncoder
         self.decoder: RNNDecoder | TransformerDecoder
         if architecture == "transformer":

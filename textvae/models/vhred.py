@@ -19,6 +19,7 @@ Notation: B batch, U context turns, T tokens, C context, Z latent, V vocab, N sa
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -60,6 +61,9 @@ class VHRED(nn.Module):
     """
 
     num_acts = 0
+    num_topics = 0
+    profile_dim = 0
+    max_words = None  # turns are cut by the data's max_len, not by the model
 
     def __init__(self, *, vocab_size: int, cell: Literal["lstm", "gru"] = "gru", embed_dim: int = 200,
                  utterance_dim: int = 300, bidirectional: bool = True, context_dim: int = 600, latent_dim: int = 100,
@@ -127,12 +131,14 @@ class VHRED(nn.Module):
 
     def response_condition(self, batch: DialogueBatch, *, num_samples: int = 1,
                            z_source: Literal["prior", "posterior"] = "prior", acts: Tensor | None = None,
-                           generator: torch.Generator | None = None) -> ResponseCondition:
+                           generator: torch.Generator | None = None, prior_scale: float = 1.0) -> ResponseCondition:
         """[c, z] for ``num_samples`` z per context from the prior network (generation) or the
         recognition network (reconstruction, needs ``batch.response``); rows sample-major."""
         check_response_request(z_source, acts, self.num_acts, batch.context.shape[0], num_samples)
         c = self.encode_context(batch)  # (B, C)
         mu, logvar = self.prior(c) if z_source == "prior" else self.posterior(c, batch)  # (B, Z) x2
+        if z_source == "prior" and prior_scale != 1.0:  # a wider (or narrower) prior: its sd times the scale
+            logvar = logvar + 2.0 * math.log(prior_scale)
         z = reparameterize(mu, logvar, k=num_samples, generator=generator).flatten(0, 1)  # (N * B, Z)
         condition = torch.cat([c.repeat(num_samples, 1), z], dim=-1)  # (N * B, C + Z)
         return ResponseCondition(condition=condition, z=z, acts=None)
