@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from textvae.evaluation import evaluate
 from textvae.export import load_export
 from textvae.models import LanguageModel, SentenceVAE
 from textvae.objectives import gaussian_kl, importance_weighted_nll
+from textvae.posteriors import BatchNormGaussian
 from tools import eval as eval_tool
 from tools import respond, train
 
@@ -37,7 +39,8 @@ SENTENCE_MODELS = {
                                               architecture="gru", bidirectional=True, z_to_every_input=True),
     "transformer": lambda: SentenceVAE(vocab_size=VOCAB, embed_dim=16, hidden_dim=32, latent_dim=4,
                                        architecture="transformer", num_layers=2, num_heads=2),
-    "bn-vae": lambda: SentenceVAE(vocab_size=VOCAB, embed_dim=16, hidden_dim=32, latent_dim=4, mu_batchnorm=0.5),
+    "bn-vae": lambda: SentenceVAE(vocab_size=VOCAB, embed_dim=16, hidden_dim=32, latent_dim=4,
+                                 posterior=partial(BatchNormGaussian, gamma=0.5)),
     "lm": lambda: LanguageModel(vocab_size=VOCAB, embed_dim=16, hidden_dim=32),
 }
 

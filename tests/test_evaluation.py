@@ -121,7 +121,7 @@ def test_batched_iw_nll_equals_a_per_sentence_loop(vae, dataset):
     examples = [dataset[i] for i in range(8)]  # different lengths: the batch is padded
     assert len({len(e.ids) for e in examples}) > 1
     with torch.inference_mode():
-        terms, _, _ = importance_samples(model, collate_sentences(examples), k, seed=0)
+        terms, _ = importance_samples(model, collate_sentences(examples), k, seed=0)
         batched = importance_weighted_nll(*terms)  # (8,)
         one_by_one = torch.cat([importance_weighted_nll(*importance_samples(model, collate_sentences([e]), k, seed=0)[0])
                                 for e in examples])
@@ -131,6 +131,7 @@ def test_batched_iw_nll_equals_a_per_sentence_loop(vae, dataset):
     large = evaluate(model, dataset, samples=k, batch_size=64, bleu=False)
     assert small.iw_nll == pytest.approx(large.iw_nll, rel=1e-5)
     assert small.reconstruction == pytest.approx(large.reconstruction, rel=1e-5)
+    assert small.mi == pytest.approx(large.mi, rel=1e-5)
 
 
 def test_latent_usage_in_range(vae, dataset):
@@ -138,9 +139,10 @@ def test_latent_usage_in_range(vae, dataset):
     assert 1 <= result.active_units <= 4
     mu = encode_texts(vae.model, vae.tokenizer, dataset.texts).mu
     assert result.active_units == active_units(mu, threshold=0.01)[0]
-    # He et al.'s estimate is at most log(batch size) and about at most the KL, up to sampling noise (which
-    # can also take it a little below 0)
-    assert -0.5 < result.mi <= min(math.log(16), result.kl) + 0.5
+    # the estimate is at most log(group size) and about at most the KL, up to sampling noise (which can also
+    # take it a little below 0)
+    assert result.mi_group == len(dataset)
+    assert -0.5 < result.mi <= min(math.log(result.mi_group), result.kl) + 0.5
     assert 0.0 <= result.recon_bleu <= 100.0
     assert result.sentences_per_second > 0
 
@@ -164,7 +166,8 @@ def test_table_and_json(vae, dataset):
     result.prior = prior_sample_metrics(vae.model, vae.tokenizer, 12, generator=torch.Generator().manual_seed(0))
     lines = result.table().splitlines()
     assert any(line.startswith("IW-NLL (K=5)") for line in lines)
-    assert any(line.startswith("MI") and "per batch of 32" in line for line in lines)  # MI depends on it
+    assert any(line.startswith("MI") and f"aggregate posterior of {result.mi_group} sentences" in line
+               for line in lines)  # MI depends on it
     rows = [re.match(r"^( {0,2}\S(?:\S| (?! ))*) {2,}(\S.*)$", line) for line in lines]
     assert all(rows) and len({row.start(2) for row in rows}) == 1  # the values form one aligned column
     data = json.loads(result.to_json())

@@ -1,5 +1,6 @@
 import json
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -8,8 +9,10 @@ import torch.nn.functional as F
 from textvae.data.batching import SentenceBatch, SentenceExample, collate_sentences
 from textvae.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from textvae.decoding import greedy
+from textvae.inference import importance_samples
 from textvae.models import LanguageModel, ModelOutput, SentenceVAE, TextModel
 from textvae.objectives import gaussian_kl, importance_weighted_nll
+from textvae.posteriors import BatchNormGaussian
 
 VOCAB = 30
 
@@ -155,7 +158,7 @@ def test_importance_samples_bound_and_chunking(config):
     model = train(tiny_vae(config), batch, steps=60, beta=0.02).eval()  # KL a few nats: q is informative
     k = 32
     with torch.no_grad():
-        samples = model.importance_samples(batch, k, generator=torch.Generator().manual_seed(0))
+        samples = importance_samples(model, batch, k, generator=torch.Generator().manual_seed(0))
         for term in samples:
             assert term.shape == (k, 8)
         iw_nll = importance_weighted_nll(*samples)  # (B,)
@@ -175,8 +178,8 @@ def test_importance_samples_are_reproducible_with_a_generator():
     model = tiny_vae("gru").eval()
     batch = make_batch(sentences())
     with torch.no_grad():
-        a = model.importance_samples(batch, 4, generator=torch.Generator().manual_seed(1))
-        b = model.importance_samples(batch, 4, generator=torch.Generator().manual_seed(1))
+        a = importance_samples(model, batch, 4, generator=torch.Generator().manual_seed(1))
+        b = importance_samples(model, batch, 4, generator=torch.Generator().manual_seed(1))
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
@@ -204,7 +207,7 @@ def test_training_step_changes_weights_and_eval_forward_does_not(config):
     model.eval()
     with torch.no_grad():
         model(batch)
-    model.importance_samples(batch, 3)
+    importance_samples(model, batch, 3)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     train(model, batch, steps=1)
     changed = {k for k, v in model.state_dict().items() if not torch.equal(before[k], v)}
@@ -284,7 +287,7 @@ def test_init_args_rebuild_the_same_model(model):
 
 def test_bn_vae_keeps_informative_kl_per_dimension_and_eval_is_batch_independent():
     gamma = 0.6
-    model = tiny_vae("lstm", mu_batchnorm=gamma).train()
+    model = tiny_vae("lstm", posterior=partial(BatchNormGaussian, gamma=gamma)).train()
     with torch.no_grad():  # a fresh tiny encoder's mu hardly varies (~1e-6), below BatchNorm's eps
         model.posterior.to_mu.weight.mul_(100.0)
     batch = make_batch(sentences(16))
@@ -302,5 +305,5 @@ def test_bn_vae_keeps_informative_kl_per_dimension_and_eval_is_batch_independent
         first = make_batch(sents[:3])
         mu_few, _ = model.encode(first.tokens, first.lengths)
     assert torch.allclose(mu_all[:3], mu_few, atol=1e-6)
-    with pytest.raises(ValueError, match="mu_batchnorm"):
-        tiny_vae("lstm", mu_batchnorm=-1.0)
+    with pytest.raises(ValueError, match="gamma"):
+        tiny_vae("lstm", posterior=partial(BatchNormGaussian, gamma=-1.0))

@@ -7,15 +7,21 @@
 * **PPL** = exp(total NLL / total target tokens), the targets being each sentence's words *and* its EOS
   (Bowman et al. 2016; He et al. 2019). ``ppl_words`` divides by the words alone (EOS predicted, not counted).
 * **ELBO** = -(reconstruction + KL): reconstruction -E_q[log p(x|z)] averaged over the same K samples,
-  KL(q(z|x) || N(0, I)) in closed form, both nats per sentence.
-* **MI** (He et al. 2019, ``calc_mi``) per batch, averaged with batch-size weights; **AU** (Burda et al.
-  2016): dimensions whose posterior mean varies across the data by more than 0.01.
+  KL(q(z|x) || p(z)) in closed form for a Gaussian posterior and prior, else the Monte-Carlo estimate over
+  the same K samples (the table says which), both nats per sentence.
+* **MI** I(x; z) under q with the aggregate posterior of random groups of ``mi_group`` sentences
+  (:func:`textvae.inference.mutual_information`: He et al. 2019's estimator, valid for flow posteriors
+  too; at most log(group) nats); **AU** (Burda et al. 2016): dimensions whose posterior mean (a flow's
+  code) varies across the data by more than 0.01.
 * **recon BLEU**: greedy decoding of the posterior mean against the input (sacrebleu corpus BLEU,
   ``tokenize="none"``: both sides are the tokenizer's tokens).
+* With ``svi_steps`` N: the ELBO after N semi-amortised refinement steps of each sentence's posterior
+  (Kim et al. 2018) and Cremer et al. (2018)'s gaps: amortisation gap = ELBO after SVI - ELBO of q;
+  approximation gap = log p(x) estimate (-IW-NLL) - ELBO after SVI.
 
 Reproducibility: sentence i's K samples come from a generator seeded by ``(seed, i)``, so its estimate
 depends neither on the batch size nor on which sentences share its batch; the same seed gives the same
-numbers. The prior is N(0, I), as in every sentence model here.
+numbers. Any posterior and prior component works (:mod:`textvae.inference`).
 
 Notation: B batch, T tokens, Z latent, K importance samples.
 """
@@ -44,22 +50,19 @@ from textvae.data.batching import (
 )
 from textvae.data.tokenizers import Tokenizer
 from textvae.decoding import greedy
+from textvae.distributions import DiagonalGaussian, kl_divergence
+from textvae.inference import concatenate, elbo, mutual_information, refine
+from textvae.inference import importance_samples as model_importance_samples
 from textvae.latent import decode_latents
 from textvae.metrics import (
     active_units,
     corpus_bleu,
-    dataset_mutual_information,
     distinct_n,
     perplexity,
     self_bleu,
 )
-from textvae.models import ImportanceSamples, TextModel
-from textvae.objectives import (
-    gaussian_kl,
-    importance_weighted_nll,
-    log_normal,
-    log_standard_normal,
-)
+from textvae.models import ImportanceSamples, Inference, TextModel
+from textvae.objectives import importance_weighted_nll
 
 AU_THRESHOLD = 0.01
 RECONSTRUCTION_SLACK = 10  # reconstructions may run this many tokens past the longest input of their batch
@@ -105,14 +108,21 @@ class EvalResult(JSONResult):
     ppl_words: float  # exp(total NLL / words), EOS predicted but not counted
     elbo: float | None  # per sentence, = -(reconstruction + kl)
     reconstruction: float | None  # -E_q[log p(x|z)] per sentence, over the K samples
-    kl: float | None  # KL(q(z|x) || p(z)) per sentence, closed form
-    mi: float | None  # I(x; z) under q (He et al. 2019), batch-size weighted mean over the batches
+    kl: float | None  # KL(q(z|x) || p(z)) per sentence, closed form or Monte Carlo (kl_estimate)
+    mi: float | None  # I(x; z) under q, aggregate posterior over groups of mi_group sentences
     active_units: int | None  # of latent_dim, at threshold 0.01
     recon_bleu: float | None  # greedy reconstruction from the posterior mean vs the input, 0-100
     batch_size: int
     seconds: float  # wall time of the NLL computation (encoding + K x B decoder passes)
     sentences_per_second: float
     prior: PriorSampleMetrics | None = None
+    kl_estimate: str | None = None  # "closed form" or "Monte Carlo (K samples)"
+    mi_group: int | None = None  # sentences per aggregate posterior of the MI estimate
+    svi_steps: int = 0  # semi-amortised refinement steps (0: none)
+    svi_lr: float | None = None
+    elbo_svi: float | None = None  # ELBO after the refinement, per sentence
+    amortization_gap: float | None = None  # elbo_svi - elbo (Cremer et al. 2018)
+    approximation_gap: float | None = None  # -iw_nll - elbo_svi
 
     def table(self) -> str:
         """Aligned, human-readable lines."""
@@ -127,12 +137,19 @@ class EvalResult(JSONResult):
             ("PPL (words only)", f"{self.ppl_words:.2f} (exp(NLL / words))"),
             ("ELBO", na if self.elbo is None else f"{self.elbo:.2f} nats/sentence"),
             ("  reconstruction", na if self.reconstruction is None else f"{self.reconstruction:.2f}"),
-            ("  KL", na if self.kl is None else f"{self.kl:.2f}"),
-            ("MI", na if self.mi is None else f"{self.mi:.3f} nats (per batch of {self.batch_size}, as He et al.)"),
+            ("  KL", na if self.kl is None else f"{self.kl:.2f} ({self.kl_estimate})"),
+            ("MI", na if self.mi is None else f"{self.mi:.3f} nats (aggregate posterior of {self.mi_group} sentences, "
+                                              f"at most {math.log(self.mi_group):.2f})"),
             ("active units", na if self.active_units is None else f"{self.active_units} / {self.latent_dim}"),
             ("recon BLEU", na if self.recon_bleu is None else f"{self.recon_bleu:.2f} (greedy from the mean)"),
             ("speed", f"{self.sentences_per_second:,.1f} sentences/s ({self.seconds:.2f} s, batch {self.batch_size})"),
         ]
+        if self.svi_steps:
+            rows += [
+                (f"ELBO after SVI ({self.svi_steps} steps, lr {self.svi_lr:g})", f"{self.elbo_svi:.2f} nats/sentence"),
+                ("  amortisation gap", f"{self.amortization_gap:.2f} (ELBO after SVI - ELBO)"),
+                ("  approximation gap", f"{self.approximation_gap:.2f} (-IW-NLL - ELBO after SVI)"),
+            ]
         if self.prior is not None:
             p = self.prior
             rows += [
@@ -151,29 +168,27 @@ def _sentence_seed(seed: int, index: int) -> int:
     return (seed * 1_000_003 + index) % (2**63)
 
 
-def posterior_samples(mu: Tensor, logvar: Tensor, index: Tensor, k: int, seed: int) -> Tensor:
-    """K samples from q(z|x) per sentence, sentence ``index[b]`` drawing its noise from its own CPU generator
-    seeded by ``(seed, index[b])``: mu, logvar (B, Z), index (B,) -> z (K, B, Z). The first K' < K of them
-    are the samples a run with K' would draw, and a GPU run draws the same noise as a CPU run (one copy
-    to the device per batch, not B small launches)."""
+def sentence_noise(index: Tensor, k: int, latent_dim: int, seed: int) -> Tensor:
+    """Standard-normal noise for K samples per sentence, sentence ``index[b]`` drawing from its own CPU
+    generator seeded by ``(seed, index[b])``: index (B,) -> (K, B, Z) on the CPU. The first K' < K are the
+    draws a run with K' would make, and a GPU run uses the same noise as a CPU run (one copy to the device
+    per batch, not B small launches)."""
     generator = torch.Generator()
     eps = []
     for i in index.tolist():
         generator.manual_seed(_sentence_seed(seed, i))
-        eps.append(torch.randn(k, mu.shape[-1], generator=generator))  # (K, Z)
-    eps = torch.stack(eps, dim=1).to(device=mu.device, dtype=mu.dtype)  # (K, B, Z)
-    return mu.unsqueeze(0) + torch.exp(0.5 * logvar).unsqueeze(0) * eps
+        eps.append(torch.randn(k, latent_dim, generator=generator))  # (K, Z)
+    return torch.stack(eps, dim=1)  # (K, B, Z)
 
 
 def importance_samples(model: TextModel, batch: SentenceBatch, k: int, *, seed: int,
-                       chunk: int | None = None) -> tuple[ImportanceSamples, Tensor, Tensor]:
+                       chunk: int | None = None) -> tuple[ImportanceSamples, Inference]:
     """The three (K, B) terms of the IW bound with per-sentence seeded samples (see the module doc), and
-    the posterior (mu, logvar), each (B, Z). Needs ``encode`` and ``log_px_given_z`` (a SentenceVAE)."""
-    mu, logvar = model.encode(batch.tokens, batch.lengths)  # (B, Z) x2
-    z = posterior_samples(mu, logvar, batch.index, k, seed)  # (K, B, Z)
-    terms = ImportanceSamples(log_px_given_z=model.log_px_given_z(batch, z, chunk=chunk),
-                              log_pz=log_standard_normal(z), log_qz=log_normal(z, mu, logvar))  # (K, B) x3
-    return terms, mu, logvar
+    what the model inferred (q, p). Any :class:`~textvae.models.LatentModel`."""
+    inference = model.infer(batch)
+    mu = inference.q.params[0]
+    noise = sentence_noise(batch.index, k, mu.shape[-1], seed).to(device=mu.device, dtype=mu.dtype)  # (K, B, Z)
+    return model_importance_samples(model, batch, k, inference=inference, noise=noise, chunk=chunk), inference
 
 
 def synchronize(device: torch.device) -> None:
@@ -203,10 +218,11 @@ def _text(ids: Sequence[int], tokenizer: Tokenizer | None) -> str:
     return tokenizer.decode(ids) if tokenizer is not None else " ".join(map(str, ids))
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference mode: semi-amortised steps take gradients inside
 def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: int = 500, batch_size: int = 32,
              seed: int = 0, bleu: bool = True, tokenizer: Tokenizer | None = None,
-             device: str | torch.device | None = None, chunk: int | None = None) -> EvalResult:
+             device: str | torch.device | None = None, chunk: int | None = None, mi_group: int = 1000,
+             svi_steps: int = 0, svi_lr: float = 1.0) -> EvalResult:
     """Evaluate ``model`` on a :class:`~textvae.data.datasets.SentenceDataset` (see the module doc).
 
     Batches are length-bucketed, in a fixed order (no shuffle); the model is in eval mode for the call.
@@ -215,11 +231,15 @@ def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: in
     decode reconstructions and inputs to text for BLEU (without it, BLEU compares token ids, which is the
     same for a word tokenizer). ``device``: where to run (default: where the model is; the model is moved).
     ``chunk``: importance samples per decoder pass (None: as many as fit the model's logits budget).
+    ``mi_group``: sentences per aggregate posterior of the MI (all of them if fewer). ``svi_steps``,
+    ``svi_lr``: semi-amortised refinement of each posterior, for the ELBO after it and the two gaps.
     """
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if mi_group < 2 or svi_steps < 0 or svi_lr <= 0:
+        raise ValueError(f"need mi_group >= 2, svi_steps >= 0, svi_lr > 0, got {mi_group}, {svi_steps}, {svi_lr}")
     if len(dataset) == 0:
         raise ValueError("the evaluation data set is empty")
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -228,22 +248,31 @@ def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: in
     was_training = model.training
     model.eval()
 
-    total_nll = total_rec = total_kl = 0.0
+    total_nll = total_rec = total_kl = total_svi = 0.0
     sentences = tokens = 0
     seconds = 0.0
-    posteriors: list[tuple[Tensor, Tensor]] = []  # (mu, logvar) per batch, each (B, Z), on the CPU
+    closed_form = True
+    posteriors: list = []  # q(z|x) per batch, on the CPU
+    codes: list[Tensor] = []
+    order: list[Tensor] = []  # the sentences' indices, batch by batch
     hypotheses: list[str] = []
     references: list[str] = []
+    svi_generator = torch.Generator(device).manual_seed(seed)
     try:
         for indices in BucketBatchSampler(dataset.lengths, batch_size, shuffle=False):
             examples: list[SentenceExample] = [dataset[i] for i in indices]
             batch = batch_to(collate_sentences(examples), device)
             start = time.perf_counter()
             if has_latent:
-                terms, mu, logvar = importance_samples(model, batch, samples, seed=seed, chunk=chunk)
+                terms, inference = importance_samples(model, batch, samples, seed=seed, chunk=chunk)
                 nll = importance_weighted_nll(*terms)  # (B,)
                 total_rec += float(-terms.log_px_given_z.mean(0).sum())
-                total_kl += float(gaussian_kl(mu, logvar).sum())
+                q, p = inference.q, inference.p
+                if q.gaussian is not None and isinstance(p, DiagonalGaussian):
+                    total_kl += float(kl_divergence(q, p, None, None).value.sum())
+                else:
+                    closed_form = False
+                    total_kl += float((terms.log_qz - terms.log_pz).mean(0).sum())
             else:
                 nll = model(batch).reconstruction  # (B,) exact -log p(x)
             total_nll += float(nll.sum())
@@ -252,32 +281,48 @@ def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: in
             sentences += len(examples)
             tokens += batch.num_targets
             if has_latent:
-                posteriors.append((mu.float().cpu(), logvar.float().cpu()))
+                code = q.code
+                posteriors.append(q.to("cpu"))
+                order.append(batch.index.cpu())
+                codes.append(code.float().cpu())
+                if svi_steps:
+                    refined = refine(model, batch, inference, steps=svi_steps, lr=svi_lr, generator=svi_generator)
+                    noise = sentence_noise(batch.index, samples, code.shape[-1], seed).to(code)  # (K, B, Z)
+                    total_svi += float(elbo(model, batch, refined, noise, chunk=chunk).sum())
                 if bleu:
                     max_len = int(batch.lengths.max()) - 1 + RECONSTRUCTION_SLACK
-                    hypotheses += [_text(ids, tokenizer) for ids in greedy(model, mu, max_len)]
+                    hypotheses += [_text(ids, tokenizer) for ids in greedy(model, code, max_len)]
                     references += [_text(e.ids, tokenizer) for e in examples]
     finally:
         model.train(was_training)
 
     words = tokens - sentences
-    mi = au = elbo = rec = kl = recon_bleu = None
-    if has_latent:
-        rec, kl = total_rec / sentences, total_kl / sentences
-        elbo = -(rec + kl)
-        mi = dataset_mutual_information(posteriors, generator=torch.Generator().manual_seed(seed))
-        if sentences >= 2:
-            au, _ = active_units(torch.cat([mu for mu, _ in posteriors]), threshold=AU_THRESHOLD)
-        if bleu:
-            with _quiet_sacrebleu():
-                recon_bleu = corpus_bleu(hypotheses, references, tokenize="none")
-    return EvalResult(
+    result = EvalResult(
         model=type(model).__name__, latent_dim=model.latent_dim, sentences=sentences, tokens=tokens,
         samples=samples if has_latent else None, iw_nll=total_nll / sentences, ppl=perplexity(total_nll, tokens),
-        ppl_words=perplexity(total_nll, words) if words else math.inf, elbo=elbo, reconstruction=rec, kl=kl, mi=mi,
-        active_units=au, recon_bleu=recon_bleu, batch_size=batch_size, seconds=seconds,
+        ppl_words=perplexity(total_nll, words) if words else math.inf, elbo=None, reconstruction=None, kl=None,
+        mi=None, active_units=None, recon_bleu=None, batch_size=batch_size, seconds=seconds,
         sentences_per_second=sentences / seconds if seconds > 0 else math.inf,
     )
+    if not has_latent:
+        return result
+    result.reconstruction, result.kl = total_rec / sentences, total_kl / sentences
+    result.elbo = -(result.reconstruction + result.kl)
+    result.kl_estimate = "closed form" if closed_form else f"Monte Carlo, {samples} samples"
+    if sentences >= 2:
+        result.mi_group = min(mi_group, sentences)
+        in_order = concatenate(posteriors).rows(torch.cat(order).argsort())  # the data set's order: no batch effect
+        result.mi = mutual_information(in_order, group_size=result.mi_group, generator=torch.Generator().manual_seed(seed))
+        result.active_units, _ = active_units(torch.cat(codes), threshold=AU_THRESHOLD)
+    if bleu:
+        with _quiet_sacrebleu():
+            result.recon_bleu = corpus_bleu(hypotheses, references, tokenize="none")
+    if svi_steps:
+        result.svi_steps, result.svi_lr = svi_steps, svi_lr
+        result.elbo_svi = total_svi / sentences
+        result.amortization_gap = result.elbo_svi - result.elbo
+        result.approximation_gap = -result.iw_nll - result.elbo_svi
+    return result
 
 
 @torch.inference_mode()

@@ -1,8 +1,9 @@
 """Lightning glue: one thin LightningModule over any textvae model, and a LightningDataModule.
 
-The model (a plain ``nn.Module``) says how to compute the reconstruction term, the per-dimension KL
-and any auxiliary loss of a batch; the system (``TextVAESystem``) owns what is optimised around them:
-β from a KL schedule, free bits, a KL capacity, the optimiser, and the logged metrics. Logged "kl"
+The model (a plain ``nn.Module``) says how to compute the reconstruction term, the KL and any auxiliary
+loss of a batch; the system (``TextVAESystem``) owns what is optimised around them: the objective (the
+ELBO with free bits and a capacity, or IWAE), β from a KL schedule, the training procedures (aggressive
+inference, AE pretraining, semi-amortised steps), the optimiser, and the logged metrics. Logged "kl"
 and "elbo" are always the true KL and ELBO, never the weighted or free-bits-clamped training loss; for
 kgCVAE the ELBO also counts -log p(act | c, z) (``ModelOutput.act_nll``, logged as "act_nll"), the bound
 ``textvae-eval`` reports, so the checkpoint chosen by ``val/elbo`` is the best by that same bound.
@@ -10,6 +11,7 @@ kgCVAE the ELBO also counts -log p(act | c, z) (``ModelOutput.act_nll``, logged 
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Literal
 
@@ -17,7 +19,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from textvae.data.batching import BucketBatchSampler, collate_dialogues, collate_sentences
+from textvae.data.batching import BucketBatchSampler, batch_to, collate_dialogues, collate_sentences
 from textvae.data.datasets import (
     DEFAULT_MAX_CONTEXT,
     DialogueDataset,
@@ -29,9 +31,10 @@ from textvae.data.datasets import (
 from textvae.data.profiles import PROFILE_DIM, callers_of
 from textvae.data.records import DataError, detect_kind
 from textvae.data.tokenizers import load_tokenizer, train_tokenizer
+from textvae.inference import concatenate, mutual_information
 from textvae.metrics import active_units
-from textvae.objectives import free_bits_kl, kl_term
 from textvae.schedules import KLSchedule
+from textvae.training_objectives import ELBO, SVI, Objective
 
 
 class TextDataModule(pl.LightningDataModule):
@@ -134,60 +137,203 @@ class TextDataModule(pl.LightningDataModule):
         return self._loader("test", train=False)
 
 
-class TextVAESystem(pl.LightningModule):
-    """Trains any textvae model: loss = reconstruction + aux + β(step) · KL term (free bits, capacity)."""
+class AggressiveInference:
+    """He et al. (2019)'s aggressive training of the inference network ("Lagging Inference Networks and
+    Posterior Collapse in Variational Autoencoders", Algorithm 1 and their code): while active, each training
+    batch first runs an inner loop of encoder-only updates on fresh batches (the first is the batch itself),
+    stopped when the loss averaged over the last 15 of them no longer decreases (at most ``max_inner_steps``);
+    then the decoder alone takes its step. After each validation the rule :meth:`after_validation` ends the
+    aggressive phase for good once the validation MI decreases."""
 
-    def __init__(self, model: nn.Module, *, kl_schedule: KLSchedule | None = None,
-                 free_bits_per_dim: float = 0.0, free_bits_per_sentence: float = 0.0, capacity: float = 0.0,
-                 lr: float = 1e-3, weight_decay: float = 0.0, grad_clip_norm: float | None = 5.0):
+    CHECK_EVERY = 15  # inner steps per loss comparison (He et al.)
+
+    def __init__(self, max_inner_steps: int = 100):
+        self.max_inner_steps = max_inner_steps
+        self.active = True
+        self.last_mi = -math.inf  # He et al. start at 0; -inf: the first validation never ends the phase
+
+    def after_validation(self, mi: float) -> None:
+        if self.active and mi < self.last_mi:
+            self.active = False
+        self.last_mi = mi
+
+    def inner_losses(self):
+        """A coroutine for the inner loop: send each step's (summed loss, examples); it yields whether to
+        stop. Stops when the mean loss of a window of ``CHECK_EVERY`` steps exceeds the previous window's."""
+        previous, total, count, step = math.inf, 0.0, 0, 0
+        stop = False
+        while True:
+            loss, size = yield stop
+            step += 1
+            total, count = total + loss, count + size
+            stop = step >= self.max_inner_steps
+            if step % self.CHECK_EVERY == 0:
+                current = total / max(count, 1)
+                if current > previous:
+                    stop = True
+                previous, total, count = current, 0.0, 0
+
+    def state_dict(self) -> dict:
+        return {"active": self.active, "last_mi": self.last_mi}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.active, self.last_mi = bool(state["active"]), float(state["last_mi"])
+
+
+class TextVAESystem(pl.LightningModule):
+    """Trains any textvae model with an objective (:mod:`textvae.training_objectives`: the ELBO with free
+    bits and a capacity, or IWAE), β from a KL schedule, and the training procedures of the text-VAE
+    literature as options:
+
+    Args:
+        model: any textvae model (``textvae.models``).
+        objective: what is optimised; default the ELBO.
+        kl_schedule: β over steps.
+        lr, weight_decay, grad_clip_norm: the optimiser's settings (clipping by global norm).
+        optimizer: Adam, or plain SGD (He et al. 2019 and Li et al. 2019 train with SGD, lr 1).
+        aggressive: He et al. (2019)'s aggressive inference-network updates until the validation MI stops
+            rising (:class:`AggressiveInference`); ``aggressive_max_inner_steps`` bounds each inner loop.
+        ae_pretrain_epochs: Li et al. (2019): train as an autoencoder (β = 0) for this many epochs, then
+            re-initialise the decoder and its optimiser state and start the KL schedule (and the objective's
+            free bits) from there. Those epochs do not count for early stopping.
+        svi_steps, svi_lr: Kim et al. (2018)'s semi-amortised training: the ELBO at each posterior after
+            this many differentiable gradient steps of size ``svi_lr`` from the encoder's output.
+    """
+
+    def __init__(self, model: nn.Module, *, objective: Objective | None = None, kl_schedule: KLSchedule | None = None,
+                 lr: float = 1e-3, weight_decay: float = 0.0, grad_clip_norm: float | None = 5.0,
+                 optimizer: Literal["adam", "sgd"] = "adam", aggressive: bool = False,
+                 aggressive_max_inner_steps: int = 100, ae_pretrain_epochs: int = 0, svi_steps: int = 0,
+                 svi_lr: float = 1.0):
         super().__init__()
+        if min(ae_pretrain_epochs, svi_steps) < 0 or aggressive_max_inner_steps < 1 or svi_lr <= 0:
+            raise ValueError(f"need ae_pretrain_epochs >= 0, svi_steps >= 0, svi_lr > 0 and "
+                             f"aggressive_max_inner_steps >= 1, got {ae_pretrain_epochs}, {svi_steps}, {svi_lr}, "
+                             f"{aggressive_max_inner_steps}")
+        latent = getattr(model, "latent_dim", 0) > 0
+        if (aggressive or ae_pretrain_epochs or svi_steps) and not latent:
+            raise ValueError("aggressive training, AE pretraining and semi-amortised steps need a latent-variable "
+                             f"model; {type(model).__name__} has no z")
         self.model = model
+        self.objective = objective or ELBO()
         self.kl_schedule = kl_schedule or KLSchedule(kind="constant", max_beta=1.0)
-        self.free_bits_per_dim, self.free_bits_per_sentence = free_bits_per_dim, free_bits_per_sentence
-        self.capacity = capacity
-        self.lr, self.weight_decay, self.grad_clip_norm = lr, weight_decay, grad_clip_norm
-        self.save_hyperparameters(ignore=["model"])
-        self._val_mu: list[torch.Tensor] = []
+        self.lr, self.weight_decay, self.grad_clip_norm, self.optimizer_name = lr, weight_decay, grad_clip_norm, optimizer
+        self.aggressive = AggressiveInference(aggressive_max_inner_steps) if aggressive else None
+        self.ae_pretrain_epochs = ae_pretrain_epochs
+        self.svi = SVI(svi_steps, svi_lr) if svi_steps else None
+        # aggressive training steps two optimisers by hand (encoder alone, then decoder)
+        self.automatic_optimization = not aggressive
+        # the KL schedule's clock, in training batches, and where it restarted (after AE pretraining); kept in
+        # the checkpoint by on_save_checkpoint (not in the state dict: checkpoints from before still load)
+        self.batches_seen = 0
+        self.schedule_start = 0
+        self.save_hyperparameters(ignore=["model", "objective"])
+        self._val_codes: list[torch.Tensor] = []
+        self._val_posteriors: list = []
+        self._burn_batches = None
+
+    @property
+    def pretraining(self) -> bool:
+        """In Li et al. (2019)'s autoencoder phase: β = 0."""
+        return self.current_epoch < self.ae_pretrain_epochs
 
     @property
     def beta(self) -> float:
-        return self.kl_schedule(self.global_step)
+        if self.pretraining:
+            return 0.0
+        return self.kl_schedule(self.batches_seen - self.schedule_start)
 
     def _step(self, batch, stage: str) -> torch.Tensor:
-        out = self.model(batch)
-        reconstruction = out.reconstruction.mean()
-        aux = out.aux_loss.mean()
+        svi = self.svi if stage == "train" else None
+        terms = self.objective(self.model, batch, beta=self.beta, svi=svi)
         size = batch.index.shape[0]
-        metrics = {"reconstruction": reconstruction}
-        bound = reconstruction  # -ELBO: reconstruction (+ act NLL) (+ KL)
-        if out.act_nll is not None:
-            metrics["act_nll"] = out.act_nll.mean()
-            bound = bound + metrics["act_nll"]
-        if out.kl is not None:
-            kl = out.kl.sum(-1).mean()  # the true KL, whatever is optimised
-            optimised = free_bits_kl(out.kl, per_dim=self.free_bits_per_dim,
-                                     per_sentence=self.free_bits_per_sentence)
-            loss = reconstruction + aux + kl_term(optimised, self.beta, self.capacity)
-            metrics |= {"kl": kl, "elbo": -(bound + kl)}
-            if stage == "val" and out.mu is not None:
-                self._val_mu.append(out.mu.detach())
-        else:
-            loss = reconstruction + aux
-            metrics |= {"elbo": -bound}
-        if out.aux_loss.abs().sum() > 0:
-            metrics["aux"] = aux
-        metrics["loss"] = loss
+        metrics = terms.metrics | {"loss": terms.loss}
+        if stage == "val" and terms.code is not None:
+            self._val_codes.append(terms.code.detach())
+            self._val_posteriors.append(terms.posterior)
         self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, batch_size=size,
                       sync_dist=stage != "train", on_step=stage == "train", on_epoch=True)
         if stage == "train":  # a short progress bar: loss, KL, beta
-            self.log_dict({"loss": loss, "kl": metrics.get("kl", 0.0)}, batch_size=size, prog_bar=True,
+            self.log_dict({"loss": terms.loss, "kl": metrics.get("kl", 0.0)}, batch_size=size, prog_bar=True,
                           logger=False)
-        if stage == "train":
             self.log("train/beta", self.beta, on_step=True, on_epoch=False, prog_bar=True)
-        return loss
+        return terms.loss
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
+        if self.automatic_optimization:
+            loss = self._step(batch, "train")
+        else:
+            loss = self._aggressive_step(batch)
+        self.batches_seen += 1
+        return loss
+
+    def _aggressive_step(self, batch) -> torch.Tensor:
+        encoder_optimizer, decoder_optimizer = self.optimizers()
+        if self.aggressive.active:
+            rule = self.aggressive.inner_losses()
+            next(rule)
+            inner = batch
+            while True:
+                terms = self.objective(self.model, inner, beta=self.beta, svi=self.svi)
+                encoder_optimizer.zero_grad()
+                decoder_optimizer.zero_grad()
+                self.manual_backward(terms.loss)
+                self._clip(encoder_optimizer)
+                encoder_optimizer.step()
+                size = inner.index.shape[0]
+                if rule.send((float(terms.loss) * size, size)):
+                    break
+                inner = self._fresh_batch()
+        loss = self._step(batch, "train")
+        encoder_optimizer.zero_grad()
+        decoder_optimizer.zero_grad()
+        self.manual_backward(loss)
+        self._clip(encoder_optimizer)
+        self._clip(decoder_optimizer)
+        if not self.aggressive.active:  # in the aggressive phase the encoder has had its updates
+            encoder_optimizer.step()
+        decoder_optimizer.step()
+        self.log("train/aggressive", float(self.aggressive.active), on_step=False, on_epoch=True)
+        return loss.detach()
+
+    def _fresh_batch(self):
+        """Another training batch for the inner loop, drawn from this rank's own shuffled loader."""
+        if self._burn_batches is None:
+            def cycle():
+                while True:
+                    yield from self.trainer.datamodule.train_dataloader()
+            self._burn_batches = cycle()
+        return batch_to(next(self._burn_batches), self.device)
+
+    def _clip(self, optimizer) -> None:
+        if self.grad_clip_norm:
+            self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip_norm, gradient_clip_algorithm="norm")
+
+    def on_train_epoch_start(self):
+        if self.ae_pretrain_epochs and self.current_epoch == self.ae_pretrain_epochs and not self._reset_done():
+            self._end_pretraining()
+
+    def _reset_done(self) -> bool:
+        return self.schedule_start > 0
+
+    def _end_pretraining(self) -> None:
+        """Li et al. (2019): keep the pretrained encoder, re-initialise the decoder and what the optimiser
+        remembers of it, and start the KL schedule from here."""
+        self.model.reset_decoder()
+        inference = {id(p) for p in self.model.inference_parameters()}
+        optimizers = self.optimizers()
+        for optimizer in optimizers if isinstance(optimizers, list) else [optimizers]:
+            for group in optimizer.param_groups:
+                for parameter in group["params"]:
+                    if id(parameter) not in inference:
+                        optimizer.state.pop(parameter, None)
+        self.schedule_start = max(self.batches_seen, 1)
+        for callback in self.trainer.callbacks:  # the autoencoder's validation scores are no yardstick
+            if isinstance(callback, pl.callbacks.EarlyStopping):
+                callback.wait_count = 0
+                callback.best_score = torch.tensor(math.inf if callback.mode == "min" else -math.inf)
+        print(f"textvae-train: autoencoder pretraining done after {self.ae_pretrain_epochs} epochs: decoder "
+              "re-initialised, KL schedule starts")
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
@@ -196,20 +342,54 @@ class TextVAESystem(pl.LightningModule):
         self._step(batch, "test")
 
     def on_validation_epoch_end(self):
-        if sum(len(m) for m in self._val_mu) > 1:
-            mu = torch.cat(self._val_mu)
-            if self.trainer.world_size > 1:
-                mu = self.all_gather(mu).reshape(-1, mu.shape[-1])
-            units, _ = active_units(mu)
-            self.log("val/active_units", float(units), sync_dist=False, rank_zero_only=True)
-        self._val_mu.clear()
+        codes, posteriors = self._val_codes, self._val_posteriors
+        self._val_codes, self._val_posteriors = [], []
+        if self.trainer.sanity_checking or sum(len(c) for c in codes) < 2:
+            return
+        code = torch.cat(codes)
+        if self.trainer.world_size > 1:
+            code = self.all_gather(code).reshape(-1, code.shape[-1])
+        units, _ = active_units(code)
+        self.log("val/active_units", float(units), sync_dist=False, rank_zero_only=True)
+        if self.aggressive is not None:
+            # every rank computes the MI of its own validation shard and follows rank 0's decision
+            mi = mutual_information(concatenate(posteriors), generator=torch.Generator().manual_seed(0))
+            mi = float(self.trainer.strategy.broadcast(torch.tensor(mi), src=0))
+            self.aggressive.after_validation(mi)
+            self.log("val/mi", mi, sync_dist=False, rank_zero_only=True)
+        if self.pretraining:  # autoencoder epochs do not count for early stopping
+            for callback in self.trainer.callbacks:
+                if isinstance(callback, pl.callbacks.EarlyStopping):
+                    callback.wait_count = 0
 
-    def configure_optimizers(self):
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["textvae"] = {"batches_seen": self.batches_seen, "schedule_start": self.schedule_start}
+        if self.aggressive is not None:
+            checkpoint["textvae"]["aggressive"] = self.aggressive.state_dict()
+
+    def on_load_checkpoint(self, checkpoint):
+        state = checkpoint.get("textvae", {})
+        # a checkpoint from before the clock was kept: one optimiser step per batch
+        self.batches_seen = int(state.get("batches_seen", checkpoint.get("global_step", 0)))
+        self.schedule_start = int(state.get("schedule_start", 0))
+        if self.aggressive is not None and "aggressive" in state:
+            self.aggressive.load_state_dict(state["aggressive"])
+
+    def _optimizer(self, parameters):
+        if self.optimizer_name == "sgd":
+            return torch.optim.SGD(parameters, lr=self.lr, weight_decay=self.weight_decay)
         # The fused kernel takes the Adam step from ~40% of a CPU training step to a few percent. Lightning's
         # mixed precision (16-mixed, bf16-mixed) refuses to clip the gradients of a fused optimizer.
         mixed = self._trainer is not None and str(self._trainer.precision).endswith("-mixed")
         fused = not mixed and all(p.device.type in ("cpu", "cuda") for p in self.parameters())
-        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay, fused=fused)
+        return torch.optim.Adam(parameters, lr=self.lr, weight_decay=self.weight_decay, fused=fused)
+
+    def configure_optimizers(self):
+        if self.aggressive is None:
+            return self._optimizer(self.parameters())
+        inference = list(self.model.inference_parameters())
+        ids = {id(p) for p in inference}
+        return [self._optimizer(inference), self._optimizer([p for p in self.parameters() if id(p) not in ids])]
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         clip = gradient_clip_val if gradient_clip_val is not None else self.grad_clip_norm

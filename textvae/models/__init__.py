@@ -5,15 +5,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from textvae.models.cvae import CVAE
 from textvae.models.hred import HRED
 from textvae.models.language_model import LanguageModel
-from textvae.models.modules import DecoderState, ModelOutput, ResponseCondition
-from textvae.models.sentence_vae import ImportanceSamples, SentenceVAE
+from textvae.models.modules import DecoderState, ImportanceSamples, Inference, ModelOutput, ResponseCondition
+from textvae.models.sentence_vae import SentenceVAE
 from textvae.models.vhred import VHRED
 
 
@@ -35,6 +36,29 @@ class TextModel(Protocol):
     def decoder_step(self, tokens: Tensor, state: Any) -> tuple[Tensor, Any]: ...
 
     def decoder_reorder(self, state: Any, index: Tensor) -> Any: ...
+
+
+@runtime_checkable
+class LatentModel(TextModel, Protocol):
+    """A model with a latent z (SentenceVAE, VHRED, CVAE/kgCVAE): its posterior and prior are components
+    (:mod:`textvae.posteriors`, :mod:`textvae.priors`), and what the inference families need is written
+    once on top of this contract (:mod:`textvae.inference`, :mod:`textvae.training_objectives`,
+    :mod:`textvae.evaluation`):
+
+    * ``infer(batch)``: q(z | x[, c]), p(z[ | c]) and the condition the decoder reads besides z;
+    * ``log_px_given_z(batch, z, chunk, condition)``: log p(x | z_k[, c]) for z (K, B, Z) -> (K, B)
+      (kgCVAE: log p(x, y | c, z_k) with its gold act y);
+    * ``inference_parameters()``: the inference network (aggressive training updates it alone);
+    * ``reset_decoder()``: re-initialise the decoder (after AE pretraining).
+    """
+
+    def infer(self, batch: Any) -> Inference: ...
+
+    def log_px_given_z(self, batch: Any, z: Tensor, chunk: int | None = None, condition: Any = None) -> Tensor: ...
+
+    def inference_parameters(self) -> Iterator[nn.Parameter]: ...
+
+    def reset_decoder(self) -> None: ...
 
 
 @runtime_checkable
@@ -60,5 +84,5 @@ class DialogueModel(TextModel, Protocol):
                            generator: Any = None, prior_scale: float = 1.0) -> ResponseCondition: ...
 
 
-__all__ = ["CVAE", "HRED", "VHRED", "DecoderState", "DialogueModel", "ImportanceSamples", "LanguageModel",
-           "ModelOutput", "ResponseCondition", "SentenceVAE", "TextModel"]
+__all__ = ["CVAE", "HRED", "VHRED", "DecoderState", "DialogueModel", "ImportanceSamples", "Inference",
+           "LanguageModel", "LatentModel", "ModelOutput", "ResponseCondition", "SentenceVAE", "TextModel"]

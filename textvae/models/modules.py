@@ -18,7 +18,7 @@ A decoder built with ``latent_dim=0`` has no latent input: that is the language 
 from __future__ import annotations
 
 import math
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,10 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from textvae.data.tokenizers import PAD_ID
+from textvae.distributions import DiagonalGaussian, FlowDistribution, GaussianMixture
+
+# Logits kept in memory at once by chunked_log_likelihood when chunk is None: 2**25 floats = 128 MiB.
+LOGITS_BUDGET = 2**25
 
 
 def run_rnn(rnn: nn.RNNBase, x, hidden=None):
@@ -50,6 +54,25 @@ class ModelOutput(NamedTuple):
     # (B,) -log p(y | c, z) of an observed act y that the decoder is conditioned on (kgCVAE): part of the
     # bound on -log p(x | c), which the evaluation adds to the NLL (its share of aux_loss is a training weight)
     act_nll: Tensor | None = None
+    # kl is the closed form per dimension (B, Z); False: a one-sample Monte-Carlo estimate (B, 1) (a flow
+    # posterior or a mixture prior), which free bits per dimension cannot act on
+    kl_closed_form: bool = True
+    posterior: DiagonalGaussian | FlowDistribution | None = None  # q(z | .) of the batch, for the MI estimate
+
+
+class Inference(NamedTuple):
+    """What a latent model infers for a batch (``model.infer(batch)``): everything the objectives, the
+    importance-weighted bound, semi-amortised refinement and the evaluation need besides the decoder."""
+
+    q: DiagonalGaussian | FlowDistribution  # q(z | x[, c]), rows (B,)
+    p: DiagonalGaussian | GaussianMixture  # p(z[ | c]), rows (B,)
+    condition: Any  # what log_px_given_z needs besides z (a dialogue model's context encoding); None for sentences
+
+
+class ImportanceSamples(NamedTuple):
+    log_px_given_z: Tensor  # (K, B) log p(x | z_k)
+    log_pz: Tensor  # (K, B) log p(z_k)
+    log_qz: Tensor  # (K, B) log q(z_k | x)
 
 
 class ResponseCondition(NamedTuple):
@@ -74,6 +97,25 @@ def sequence_nll(decoder: RNNDecoder | TransformerDecoder, inputs: Tensor, targe
     logits = decoder.project(hidden[mask])  # (N, V) with N real targets
     token_nll = F.cross_entropy(logits.float(), targets[mask], reduction="none")  # (N,)
     return token_nll.new_zeros(mask.shape).masked_scatter(mask, token_nll).sum(-1)  # (B,)
+
+
+def chunked_log_likelihood(decoder: RNNDecoder | TransformerDecoder, inputs: Tensor, targets: Tensor, z: Tensor,
+                           *, chunk: int | None = None) -> Tensor:
+    """log p(targets | inputs, z_k) for z (K, B, Z') -> (K, B): K x B sequences decoded together, ``chunk``
+    samples per pass (None: as many as keep the logits under ``LOGITS_BUDGET`` floats). ``z`` is whatever
+    the decoder reads (a dialogue model's [c, z])."""
+    k, b, _ = z.shape
+    if chunk is not None and chunk < 1:
+        raise ValueError(f"chunk must be >= 1 samples per pass, got {chunk}")
+    if chunk is None:
+        per_sample = int((targets != PAD_ID).sum()) * decoder.output.out_features
+        chunk = max(1, LOGITS_BUDGET // max(per_sample, 1))
+    out = []
+    for z_chunk in z.split(chunk, dim=0):  # (k', B, Z')
+        n = z_chunk.shape[0]
+        nll = sequence_nll(decoder, inputs.repeat(n, 1), targets.repeat(n, 1), z_chunk.reshape(n * b, -1))
+        out.append(-nll.view(n, b))  # sample-major, like z_chunk
+    return torch.cat(out, dim=0)  # (K, B)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -374,6 +416,15 @@ class RNNDecoder(nn.Module):
             self.output.weight = self.embedding.weight
         self.dropout = nn.Dropout(dropout)
 
+    def reset_parameters(self) -> None:
+        """A fresh initialisation, as at construction (AE pretraining resets the decoder, Li et al. 2019)."""
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        with torch.no_grad():
+            self.embedding.weight[PAD_ID].zero_()
+
     def _check_z(self, z: Tensor | None) -> None:
         if (z is None) != (self.latent_to_hidden is None):
             raise ValueError("this decoder needs z (B, Z)" if z is None else "this decoder has no latent: pass z=None")
@@ -463,6 +514,13 @@ class TransformerDecoder(nn.Module):
         _init_transformer(self)
         if tie_embeddings:
             self.output.weight = self.embedding.weight
+
+    def reset_parameters(self) -> None:
+        """A fresh initialisation, as at construction (AE pretraining resets the decoder, Li et al. 2019)."""
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        _init_transformer(self)
 
     def _latent(self, z: Tensor | None) -> Tensor | None:
         if (z is None) != (self.latent_to_embedding is None):

@@ -1,50 +1,52 @@
 """Sentence VAE: Bowman et al. (2016), "Generating Sentences from a Continuous Space".
 
-Generative story: z ~ N(0, I); x ~ p(x|z), an autoregressive decoder (LSTM, GRU or Transformer) that
-sees z through its initial state (RNN; optionally also at every input) or added to every input
-embedding (Transformer). Inference: q(z|x) = N(mu, diag(exp(logvar))) from a sentence encoder.
+Generative story: z ~ p(z), the prior component (N(0, I) by default, or a learned mixture,
+:mod:`textvae.priors`); x ~ p(x|z), an autoregressive decoder (LSTM, GRU or Transformer) that sees z
+through its initial state (RNN; optionally also at every input) or added to every input embedding
+(Transformer). Inference: q(z|x), the posterior component (:mod:`textvae.posteriors`: a diagonal
+Gaussian by default, BN-VAE's, or a Gaussian followed by a normalizing flow) on a sentence encoder.
 
-Objective (assembled by the training system from :class:`ModelOutput`): the negative ELBO
-``reconstruction + beta * kl`` with ``reconstruction = -log p(x|z)``, z ~ q(z|x) by reparameterisation
-(one sample), and ``kl = KL(q(z|x) || N(0, I))`` in closed form per dimension (free bits, annealing and
-capacity act on it there). Word dropout (Bowman et al., section 3.3) replaces decoder *inputs* by UNK
-during training so the decoder has to lean on z.
+Objective (assembled by the training system's objective, :mod:`textvae.training_objectives`, from
+:class:`ModelOutput`): the negative ELBO ``reconstruction + beta * kl`` with ``reconstruction =
+-log p(x|z)``, z ~ q(z|x) by reparameterisation (one sample), and ``kl = KL(q(z|x) || p(z))``, in closed
+form per dimension for a Gaussian pair, else a one-sample Monte-Carlo estimate (free bits, annealing and
+capacity act on it there); or the importance-weighted bound (:func:`textvae.inference.importance_samples`).
+Word dropout (Bowman et al., section 3.3) replaces decoder *inputs* by UNK during training so the decoder
+has to lean on z.
 
-Evaluation: :meth:`SentenceVAE.importance_samples` gives the three (K, B) terms of the importance-weighted
-bound on -log p(x) (Burda et al. 2016), batched over sentences *and* samples.
+Evaluation: :func:`textvae.inference.importance_samples` gives the three (K, B) terms of the
+importance-weighted bound on -log p(x) (Burda et al. 2016), batched over sentences *and* samples, from
+:meth:`SentenceVAE.infer` and :meth:`SentenceVAE.log_px_given_z`.
 
 Notation: B batch, T tokens, Z latent, K importance samples.
 """
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
+from textvae import components
 from textvae.data.batching import SentenceBatch
 from textvae.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from textvae.distributions import kl_divergence, standard_noise
 from textvae.models.modules import (
     DecoderState,
-    GaussianHead,
+    Inference,
     ModelOutput,
     RNNDecoder,
     RNNEncoder,
     TransformerDecoder,
     TransformerEncoder,
+    chunked_log_likelihood,
     sequence_nll,
 )
-from textvae.objectives import gaussian_kl, log_normal, log_standard_normal, reparameterize, word_dropout
-
-# Logits kept in memory at once by log_px_given_z when chunk is None: 2**25 floats = 128 MiB.
-LOGITS_BUDGET = 2**25
-
-
-class ImportanceSamples(NamedTuple):
-    log_px_given_z: Tensor  # (K, B) log p(x | z_k)
-    log_pz: Tensor  # (K, B) log p(z_k)
-    log_qz: Tensor  # (K, B) log q(z_k | x)
+from textvae.objectives import word_dropout
+from textvae.posteriors import GaussianPosterior, Posterior
+from textvae.priors import Prior, StandardNormalPrior
 
 
 class SentenceVAE(nn.Module):
@@ -66,8 +68,11 @@ class SentenceVAE(nn.Module):
         max_len: Transformer: longest sequence (positions), BOS and EOS included.
         positions: Transformer: learned or sinusoidal position embeddings.
         pooling: Transformer encoder: mean over the tokens or the output at BOS.
-        mu_batchnorm: BN-VAE's gamma (Zhu et al. 2020): batch-normalise the posterior mean with this fixed
-            scale, which keeps at least gamma^2 / 2 nats of informative KL per dimension; 0 disables it.
+        posterior: q(z|x) from the encoder's vector, a :class:`~textvae.posteriors.Posterior` built for
+            (encoder size, latent_dim): a class, a callable, or a spec dict (:mod:`textvae.components`);
+            default :class:`~textvae.posteriors.GaussianPosterior`. BN-VAE is
+            :class:`~textvae.posteriors.BatchNormGaussian`.
+        prior: p(z), a :class:`~textvae.priors.Prior` built for (0, latent_dim); default N(0, I).
     """
 
     def __init__(self, *, vocab_size: int, architecture: Literal["lstm", "gru", "transformer"] = "lstm",
@@ -75,7 +80,8 @@ class SentenceVAE(nn.Module):
                  bidirectional: bool = False, num_heads: int = 4, dropout: float = 0.0, word_dropout: float = 0.0,
                  z_to_every_input: bool = False, tie_embeddings: bool = False, max_len: int = 512,
                  positions: Literal["learned", "sinusoidal"] = "learned", pooling: Literal["mean", "first"] = "mean",
-                 mu_batchnorm: float = 0.0):
+                 posterior: Callable[[int, int], Posterior] | None = None,
+                 prior: Callable[[int, int], Prior] | None = None):
         # the constructor arguments, exactly: textvae.export writes them to config.json to rebuild the model
         init_args = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
         super().__init__()
@@ -109,14 +115,32 @@ class SentenceVAE(nn.Module):
                 dropout=dropout, tie_embeddings=tie_embeddings)
         else:
             raise ValueError(f"architecture must be 'lstm', 'gru' or 'transformer', got {architecture!r}")
-        self.posterior = GaussianHead(input_dim=self.encoder.output_dim, latent_dim=latent_dim,
-                                      mu_batchnorm=mu_batchnorm)
+        self.posterior = components.build(posterior or GaussianPosterior, Posterior, self.encoder.output_dim,
+                                          latent_dim)
+        self.prior = components.build(prior or StandardNormalPrior, Prior, 0, latent_dim)
+        init_args |= {"posterior": components.spec(self.posterior), "prior": components.spec(self.prior)}
 
     # -- inference network ---------------------------------------------------------------------------
 
+    def infer(self, batch: SentenceBatch) -> Inference:
+        """q(z|x) from the encoder and p(z), for the sentences of ``batch``."""
+        q = self.posterior(self.encoder(batch.tokens, batch.lengths))
+        return Inference(q=q, p=self.prior(None, batch.tokens.shape[0]), condition=None)
+
     def encode(self, tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """q(z|x): tokens (B, T) BOS .. EOS, lengths (B,) -> (mu, logvar), each (B, Z)."""
-        return self.posterior(self.encoder(tokens, lengths))
+        """A code for each sentence: tokens (B, T) BOS .. EOS, lengths (B,) -> (code, logvar), each (B, Z):
+        the posterior mean (a flow posterior: its base mean pushed through the flow) and the base log-variance."""
+        q = self.posterior(self.encoder(tokens, lengths))
+        return q.code, q.params[1]
+
+    def inference_parameters(self) -> Iterator[nn.Parameter]:
+        """The inference network's parameters (encoder and posterior): what aggressive training updates alone."""
+        yield from self.encoder.parameters()
+        yield from self.posterior.parameters()
+
+    def reset_decoder(self) -> None:
+        """Re-initialise the decoder, as after AE pretraining (Li et al. 2019)."""
+        self.decoder.reset_parameters()
 
     # -- training ------------------------------------------------------------------------------------
 
@@ -127,46 +151,28 @@ class SentenceVAE(nn.Module):
         return word_dropout(inputs, self.word_dropout, unk_id=UNK_ID, protected=(PAD_ID, BOS_ID, EOS_ID))
 
     def forward(self, batch: SentenceBatch) -> ModelOutput:
-        mu, logvar = self.encode(batch.tokens, batch.lengths)  # (B, Z) x2
-        z = reparameterize(mu, logvar)  # (B, Z), one sample in training and evaluation alike
+        inference = self.infer(batch)
+        q = inference.q
+        z, log_q = q.rsample_with_log_prob(standard_noise(q.params[0]))  # (B, Z), (B,): one sample
+        kl = kl_divergence(q, inference.p, z, log_q)
         reconstruction = sequence_nll(self.decoder, self.decoder_inputs(batch.inputs), batch.targets, z)  # (B,)
-        return ModelOutput(reconstruction=reconstruction, kl=gaussian_kl(mu, logvar), mu=mu, logvar=logvar,
-                           aux_loss=reconstruction.new_zeros(reconstruction.shape))
+        return ModelOutput(reconstruction=reconstruction, kl=kl.value, mu=q.code, logvar=q.params[1],
+                           aux_loss=reconstruction.new_zeros(reconstruction.shape), kl_closed_form=kl.closed_form,
+                           posterior=q)
 
     # -- evaluation ----------------------------------------------------------------------------------
 
-    def log_px_given_z(self, batch: SentenceBatch, z: Tensor, chunk: int | None = None) -> Tensor:
+    def log_px_given_z(self, batch: SentenceBatch, z: Tensor, chunk: int | None = None,
+                       condition: Any = None) -> Tensor:
         """log p(x | z_k) for z (K, B, Z) -> (K, B), decoding K x B sequences at once, ``chunk`` samples per
-        pass (None: as many as keep the logits under ``LOGITS_BUDGET`` floats). No word dropout; call
-        ``eval()`` (and ``torch.no_grad()``) first to switch dropout off and save memory."""
-        k, b, _ = z.shape
-        if chunk is not None and chunk < 1:
-            raise ValueError(f"chunk must be >= 1 samples per pass, got {chunk}")
-        if chunk is None:
-            per_sample = int(batch.target_mask.sum()) * self.decoder.output.out_features
-            chunk = max(1, LOGITS_BUDGET // max(per_sample, 1))
-        inputs, targets = batch.inputs, batch.targets  # (B, T)
-        out = []
-        for z_chunk in z.split(chunk, dim=0):  # (k', B, Z)
-            n = z_chunk.shape[0]
-            nll = sequence_nll(self.decoder, inputs.repeat(n, 1), targets.repeat(n, 1),
-                               z_chunk.reshape(n * b, -1))  # (k' * B,), sample-major like z_chunk
-            out.append(-nll.view(n, b))
-        return torch.cat(out, dim=0)  # (K, B)
+        pass (None: as many as keep the logits under a memory budget). Word dropout applies in training
+        mode only; call ``eval()`` (and ``torch.no_grad()``) to evaluate. ``condition``: unused (no context)."""
+        return chunked_log_likelihood(self.decoder, self.decoder_inputs(batch.inputs), batch.targets, z,
+                                      chunk=chunk)
 
-    def importance_samples(self, batch: SentenceBatch, k: int, chunk: int | None = None,
-                           generator: torch.Generator | None = None) -> ImportanceSamples:
-        """K samples z_k ~ q(z|x) per sentence and the three (K, B) log densities of the importance-weighted
-        bound; pass them to :func:`textvae.objectives.importance_weighted_nll`."""
-        mu, logvar = self.encode(batch.tokens, batch.lengths)  # (B, Z) x2
-        z = reparameterize(mu, logvar, k=k, generator=generator)  # (K, B, Z)
-        return ImportanceSamples(log_px_given_z=self.log_px_given_z(batch, z, chunk=chunk),
-                                 log_pz=log_standard_normal(z), log_qz=log_normal(z, mu, logvar))
-
-    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """z ~ N(0, I): (n, Z) on the model's device."""
-        weight = self.posterior.to_mu.weight
-        return torch.randn(n, self.latent_dim, generator=generator, device=weight.device, dtype=weight.dtype)
+    def sample_prior(self, n: int, generator: torch.Generator | None = None, scale: float = 1.0) -> Tensor:
+        """z ~ p(z): (n, Z) on the model's device; ``scale`` multiplies the prior's standard deviation."""
+        return self.prior(None, n).sample(generator=generator, scale=scale)
 
     # -- incremental decoding (textvae.decoding) -----------------------------------------------------
 

@@ -1,0 +1,88 @@
+"""Prior components p(z | .): from the model's condition (B, C) (a dialogue context; nothing for a sentence
+model, ``condition_dim=0``) to a distribution over z.
+
+* :class:`StandardNormalPrior`: N(0, I) (Bowman et al. 2016), whatever the condition.
+* :class:`ConditionalGaussianPrior`: a prior network N(mu(c), diag(exp(logvar(c)))) from a tanh MLP on
+  the condition (VHRED, Serban et al. 2017; CVAE, Zhao et al. 2017).
+* :class:`MixturePrior`: a mixture of C Gaussians with learned means, variances and (optionally) weights
+  (Dilokthanakul et al. 2016; VaDE, Jiang et al. 2017): ``responsibilities`` give p(c | z) for clustering.
+
+Against a Gaussian posterior the first two give a closed-form KL; the mixture a Monte-Carlo one.
+
+Notation: B batch, C condition, Z latent, K mixture components.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from textvae.distributions import DiagonalGaussian, GaussianMixture
+
+
+class Prior(nn.Module):
+    """p(z | condition). Subclasses keep their own settings in ``init_args`` (the export)."""
+
+    def __init__(self, condition_dim: int, latent_dim: int):
+        super().__init__()
+        if condition_dim < 0 or latent_dim < 1:
+            raise ValueError(f"a prior needs condition_dim >= 0 and latent_dim >= 1, got {condition_dim}, {latent_dim}")
+        self.condition_dim, self.latent_dim = condition_dim, latent_dim
+        self.init_args: dict = {}
+        self.register_buffer("_anchor", torch.zeros(()), persistent=False)  # the device and dtype of z
+
+    def forward(self, condition: Tensor | None, batch_size: int) -> DiagonalGaussian | GaussianMixture:
+        raise NotImplementedError
+
+
+class StandardNormalPrior(Prior):
+    """p(z) = N(0, I)."""
+
+    def forward(self, condition: Tensor | None, batch_size: int) -> DiagonalGaussian:
+        zeros = self._anchor.new_zeros(batch_size, self.latent_dim)  # (B, Z)
+        return DiagonalGaussian(zeros, zeros)
+
+
+class ConditionalGaussianPrior(Prior):
+    """p(z | c) = N(mu(c), diag(exp(logvar(c)))) from ``num_hidden`` tanh layers of ``hidden_dim`` on c."""
+
+    def __init__(self, condition_dim: int, latent_dim: int, *, hidden_dim: int = 300, num_hidden: int = 1):
+        super().__init__(condition_dim, latent_dim)
+        if condition_dim < 1:
+            raise ValueError("ConditionalGaussianPrior needs a condition (a dialogue model's context); "
+                             "a sentence model has none: use StandardNormalPrior or MixturePrior")
+        if num_hidden < 0 or (num_hidden > 0 and hidden_dim < 1):
+            raise ValueError(f"need num_hidden >= 0 and hidden_dim >= 1 with hidden layers, got "
+                             f"num_hidden={num_hidden}, hidden_dim={hidden_dim}")
+        self.init_args = {"hidden_dim": hidden_dim, "num_hidden": num_hidden}
+        layers: list[nn.Module] = []
+        for i in range(num_hidden):
+            layers += [nn.Linear(condition_dim if i == 0 else hidden_dim, hidden_dim), nn.Tanh()]
+        self.hidden = nn.Sequential(*layers)
+        width = hidden_dim if num_hidden else condition_dim
+        self.to_mu = nn.Linear(width, latent_dim)
+        self.to_logvar = nn.Linear(width, latent_dim)
+
+    def forward(self, condition: Tensor | None, batch_size: int) -> DiagonalGaussian:
+        if condition is None:
+            raise ValueError("ConditionalGaussianPrior needs the condition c (B, C)")
+        h = self.hidden(condition)  # (B, H)
+        return DiagonalGaussian(self.to_mu(h), self.to_logvar(h))  # (B, Z) x2
+
+
+class MixturePrior(Prior):
+    """p(z) = sum_k pi_k N(z; mu_k, diag(exp(logvar_k))), K = ``num_components``. Means start at N(0, I)
+    draws, variances at ``init_std``^2; ``learn_weights=False`` keeps pi uniform (as VaDE's often is)."""
+
+    def __init__(self, condition_dim: int, latent_dim: int, *, num_components: int = 10, learn_weights: bool = True,
+                 init_std: float = 0.5):
+        super().__init__(condition_dim, latent_dim)
+        if num_components < 1 or init_std <= 0:
+            raise ValueError(f"MixturePrior needs num_components >= 1 and init_std > 0, got {num_components}, {init_std}")
+        self.init_args = {"num_components": num_components, "learn_weights": learn_weights, "init_std": init_std}
+        self.mu = nn.Parameter(torch.randn(num_components, latent_dim))
+        self.logvar = nn.Parameter(torch.full((num_components, latent_dim), 2 * float(torch.tensor(init_std).log())))
+        self.logits = nn.Parameter(torch.zeros(num_components), requires_grad=learn_weights)
+
+    def forward(self, condition: Tensor | None, batch_size: int) -> GaussianMixture:
+        return GaussianMixture(self.logits, self.mu, self.logvar, batch_size)

@@ -1,0 +1,140 @@
+"""Training objectives: what the training system optimises from a latent model's terms, chosen in a recipe
+by ``class_path`` (``model.objective``). The math is :mod:`textvae.objectives`; the sampling
+:mod:`textvae.inference`.
+
+* :class:`ELBO`: ``reconstruction + aux + beta * KL term`` (Bowman et al. 2016), the KL term with free
+  bits per dimension (Kingma et al. 2016) or per sentence (Li et al. 2019) and a capacity
+  (Burgess et al. 2018); optionally at a posterior refined by semi-amortised steps (Kim et al. 2018).
+* :class:`IWAE`: the importance-weighted bound with k samples (Burda et al. 2016), the prior-to-posterior
+  ratio of every sample weighted by the same annealed beta (beta = 1 is the IWAE bound).
+
+Both report the same metrics, the *true* ones (never the weighted or clamped loss): reconstruction,
+KL (closed form where one exists, else the Monte-Carlo estimate; ``kl_closed_form`` says which), ELBO,
+kgCVAE's act NLL, aux; IWAE adds ``iw_bound``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from textvae.distributions import DiagonalGaussian, kl_divergence, standard_noise
+from textvae.inference import importance_samples, refine
+from textvae.objectives import free_bits_kl, kl_term
+
+
+class SVI(NamedTuple):
+    """Semi-amortised training: ``steps`` refinement steps of size ``lr`` on each example's posterior."""
+
+    steps: int
+    lr: float
+
+
+class LossTerms(NamedTuple):
+    loss: Tensor  # () what is optimised
+    metrics: dict[str, Tensor]  # () each: reconstruction, kl, elbo, ... (true values, batch means)
+    code: Tensor | None  # (B, Z) posterior codes (means), for active units
+    posterior: Any  # q(z | x) of the batch (detached by the caller), for the mutual information; None without z
+
+
+class Objective:
+    """``objective(model, batch, beta=..., svi=...) -> LossTerms``."""
+
+    def __call__(self, model: Any, batch: Any, *, beta: float, svi: SVI | None = None) -> LossTerms:
+        raise NotImplementedError
+
+
+class ELBO(Objective):
+    """The negative ELBO with β (from the KL schedule), free bits and a capacity (all in nats).
+
+    Args:
+        free_bits_per_dim: Kingma et al. (2016): each latent dimension's batch-mean KL is floored at this.
+        free_bits_per_sentence: Li et al. (2019): each sentence's KL is floored at this target.
+        capacity: Burgess et al. (2018): optimise beta * |KL - C| instead of beta * KL.
+    """
+
+    def __init__(self, *, free_bits_per_dim: float = 0.0, free_bits_per_sentence: float = 0.0, capacity: float = 0.0):
+        if min(free_bits_per_dim, free_bits_per_sentence, capacity) < 0:
+            raise ValueError(f"free bits and capacity must be >= 0 nats, got {free_bits_per_dim}, "
+                             f"{free_bits_per_sentence}, {capacity}")
+        if free_bits_per_dim > 0 and free_bits_per_sentence > 0:
+            raise ValueError("give free_bits_per_dim (Kingma et al. 2016) or free_bits_per_sentence (Li et al. 2019), "
+                             "not both")
+        self.free_bits_per_dim, self.free_bits_per_sentence = free_bits_per_dim, free_bits_per_sentence
+        self.capacity = capacity
+
+    def __call__(self, model: Any, batch: Any, *, beta: float, svi: SVI | None = None) -> LossTerms:
+        if svi is not None:
+            return self._semi_amortised(model, batch, beta, svi)
+        out = model(batch)
+        reconstruction = out.reconstruction.mean()
+        aux = out.aux_loss.mean()
+        metrics = {"reconstruction": reconstruction}
+        bound = reconstruction  # -ELBO: reconstruction (+ act NLL) (+ KL)
+        if out.act_nll is not None:
+            metrics["act_nll"] = out.act_nll.mean()
+            bound = bound + metrics["act_nll"]
+        if out.kl is None:
+            metrics["elbo"] = -bound
+            return LossTerms(reconstruction + aux, self._with_aux(metrics, out.aux_loss, aux), None, None)
+        loss = reconstruction + aux + self._kl_term(out.kl, out.kl_closed_form, beta)
+        kl = out.kl.sum(-1).mean()  # the true KL, whatever is optimised
+        metrics |= {"kl": kl, "elbo": -(bound + kl)}
+        return LossTerms(loss, self._with_aux(metrics, out.aux_loss, aux), out.mu, out.posterior)
+
+    def _kl_term(self, kl: Tensor, closed_form: bool, beta: float) -> Tensor:
+        if self.free_bits_per_dim > 0 and not closed_form:
+            raise ValueError("free_bits_per_dim needs a KL per dimension (closed form: Gaussian posterior and "
+                             "Gaussian prior); with a flow posterior or a mixture prior use free_bits_per_sentence")
+        optimised = free_bits_kl(kl, per_dim=self.free_bits_per_dim, per_sentence=self.free_bits_per_sentence)
+        return kl_term(optimised, beta, self.capacity)
+
+    @staticmethod
+    def _with_aux(metrics: dict[str, Tensor], aux_loss: Tensor, aux: Tensor) -> dict[str, Tensor]:
+        return metrics | {"aux": aux} if aux_loss.abs().sum() > 0 else metrics
+
+    def _semi_amortised(self, model: Any, batch: Any, beta: float, svi: SVI) -> LossTerms:
+        """SA-VAE (Kim et al. 2018): the ELBO at the posterior after ``svi.steps`` differentiable refinement
+        steps from the encoder's output, so the decoder trains on the refined posterior and the encoder
+        through the steps. The models' auxiliary losses are not added here."""
+        inference = refine(model, batch, model.infer(batch), steps=svi.steps, lr=svi.lr, differentiable=True)
+        q = inference.q
+        z, log_q = q.rsample_with_log_prob(standard_noise(q.params[0], 1))  # (1, B, Z), (1, B)
+        reconstruction = -model.log_px_given_z(batch, z, condition=inference.condition)[0].mean()
+        kl = kl_divergence(q, inference.p, z, log_q)
+        loss = reconstruction + self._kl_term(kl.value, kl.closed_form, beta)
+        true_kl = kl.value.sum(-1).mean()
+        metrics = {"reconstruction": reconstruction, "kl": true_kl, "elbo": -(reconstruction + true_kl)}
+        return LossTerms(loss, metrics, q.code, q)
+
+
+class IWAE(Objective):
+    """The importance-weighted bound with ``k`` samples (Burda et al. 2016):
+    ``-E[log 1/k sum_i p(x | z_i) (p(z_i) / q(z_i | x))^beta]``, beta from the same KL schedule (1: the bound).
+    k = 1 is the one-sample ELBO. The models' auxiliary losses (bag-of-words, kgCVAE's act) are not added."""
+
+    def __init__(self, *, k: int = 5):
+        if k < 1:
+            raise ValueError(f"IWAE needs k >= 1 samples, got {k}")
+        self.k = k
+
+    def __call__(self, model: Any, batch: Any, *, beta: float, svi: SVI | None = None) -> LossTerms:
+        if svi is not None:
+            raise ValueError("semi-amortised steps (svi_steps) train with the ELBO objective, not IWAE")
+        inference = model.infer(batch)
+        terms = importance_samples(model, batch, self.k, inference=inference)  # (K, B) x3
+        log_ratio = terms.log_pz - terms.log_qz  # (K, B)
+        annealed = torch.logsumexp(terms.log_px_given_z + beta * log_ratio, dim=0) - math.log(self.k)  # (B,)
+        bound = torch.logsumexp(terms.log_px_given_z + log_ratio, dim=0) - math.log(self.k)  # (B,)
+        reconstruction = -terms.log_px_given_z.mean()
+        q, p = inference.q, inference.p
+        if q.gaussian is not None and isinstance(p, DiagonalGaussian):
+            kl = kl_divergence(q, p, None, None).value.sum(-1).mean()  # closed form
+        else:
+            kl = -log_ratio.mean()
+        metrics = {"reconstruction": reconstruction, "kl": kl, "elbo": -(reconstruction + kl),
+                   "iw_bound": bound.mean()}
+        return LossTerms(-annealed.mean(), metrics, q.code, q)
