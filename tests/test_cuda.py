@@ -156,8 +156,8 @@ def test_dialogue_models_compute_the_same_on_cuda(name, dialogue_data):  # noqa:
         c, c_gpu = cpu.encode_context(batch), gpu.encode_context(batch_gpu)
         assert close(c, c_gpu)
         if name != "hred":
-            for a, b in zip((*cpu.prior(c), *cpu.posterior(c, batch)),
-                            (*gpu.prior(c_gpu), *gpu.posterior(c_gpu, batch_gpu)), strict=True):
+            on_cpu, on_gpu = cpu.infer(batch), gpu.infer(batch_gpu)
+            for a, b in zip((*on_cpu.p.params, *on_cpu.q.params), (*on_gpu.p.params, *on_gpu.q.params), strict=True):
                 assert close(a, b)
         condition = cpu.response_condition(batch, num_samples=2, generator=torch.Generator().manual_seed(0))
         # the same condition (z drawn on the CPU) gives the same logits and greedy responses on the GPU

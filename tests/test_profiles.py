@@ -99,7 +99,7 @@ def test_cvae_reads_the_profiles_in_its_condition(switchboard, tmp_path):
         assert c.shape[1] == model.context_encoder.output_dim + PROFILE_DIM
         assert torch.equal(c[:, -PROFILE_DIM:], batch.profiles)
         swapped = batch._replace(profiles=batch.profiles.flip(0))
-        assert not torch.allclose(model.prior(c)[0], model.prior(model.encode_context(swapped))[0])
+        assert not torch.allclose(model.prior(c, len(c)).mu, model.infer(swapped).p.mu)
         unknown = model.encode_context(batch._replace(profiles=None))  # read as zeros
         assert torch.equal(unknown, model.encode_context(batch._replace(profiles=torch.zeros_like(batch.profiles))))
         with pytest.raises(ValueError, match="reads 8 speaker profile features"):

@@ -3,19 +3,20 @@ Conditional Variational Autoencoders". kgCVAE is this model with ``knowledge=Tru
 
 Generative story: c = [the hierarchical context encoding (utterance encoder shared across turns, context
 RNN over the turn vectors and floor), the topic embedding (``num_topics`` > 0), the speaker profiles
-(``profile_dim`` > 0: the responder's and the other caller's, :mod:`textvae.data.profiles`)]; z ~ p(z | c) =
-N(mu_p, diag(exp(logvar_p))) from the prior network (one tanh layer); kgCVAE only: a dialog act
+(``profile_dim`` > 0: the responder's and the other caller's, :mod:`textvae.data.profiles`)]; z ~ p(z | c),
+the prior component (the paper's prior network by default: N(mu_p, diag(exp(logvar_p))) from one tanh
+layer, :class:`~textvae.priors.ConditionalGaussianPrior`); kgCVAE only: a dialog act
 y ~ p(y | c, z) from an MLP; the response x ~ p(x | c, z[, y]), an RNN decoder whose initial state is a
 linear function of [c, z(, y's embedding)] and which, for kgCVAE, also reads y's embedding at every
 step, so a response can be generated for a chosen act; with ``condition_every_input`` it reads all of
-[c, z(, y's embedding)] at every step (as HRED and VHRED here), which the paper does not. Inference: the recognition network
-q(z | c, x[, y]) is linear in [c, the response's vector from the shared utterance encoder(, tanh of
-y's embedding)].
+[c, z(, y's embedding)] at every step (as HRED and VHRED here), which the paper does not. Inference: the
+posterior component q(z | c, x[, y]) (a diagonal Gaussian linear in its input by default, the paper's
+recognition network) on [c, the response's vector from the shared utterance encoder(, tanh of y's embedding)].
 
 Objective (assembled by the training system from :class:`ModelOutput`): the negative ELBO
 ``reconstruction + beta * kl`` with ``reconstruction = -log p(x | c, z[, y])``, z ~ q(z | c, x[, y])
-(one reparameterised sample), ``kl = KL(q || p(z | c))`` in closed form per dimension between the two
-Gaussians, beta annealed linearly over steps; plus ``aux_loss`` = ``bow_weight`` x the bag-of-words
+(one reparameterised sample), ``kl = KL(q || p(z | c))`` in closed form per dimension between two
+Gaussians (else a Monte-Carlo estimate), beta annealed linearly over steps; plus ``aux_loss`` = ``bow_weight`` x the bag-of-words
 loss -log p(x_bow | c, z) (every response word from one softmax on [c, z]) and, for kgCVAE,
 ``act_weight`` x the act cross-entropy -log p(y | c, z) on the gold act (examples without an act are
 ignored). In training the decoder sees the gold act where known (else the predicted one); at test
@@ -33,26 +34,33 @@ N samples per context.
 
 from __future__ import annotations
 
-import math
-from typing import Literal
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from textvae import components
 from textvae.data.batching import DialogueBatch
 from textvae.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from textvae.distributions import kl_divergence, standard_noise
 from textvae.models.modules import (
     ContextEncoder,
-    GaussianMLP,
+    Inference,
     ModelOutput,
     ResponseCondition,
     RNNDecoder,
     RNNState,
     check_response_request,
+    chunked_log_likelihood,
+    keep_legacy_keys,
     sequence_nll,
 )
-from textvae.objectives import bag_of_words_nll, gaussian_kl_between, reparameterize, word_dropout
+from textvae.objectives import bag_of_words_nll, word_dropout
+from textvae.posteriors import GaussianPosterior, Posterior
+from textvae.priors import ConditionalGaussianPrior, Prior
 
 
 def _mlp(input_dim: int, hidden_dim: int, output_dim: int, dropout: float) -> nn.Sequential:
@@ -72,7 +80,7 @@ class CVAE(nn.Module):
         bidirectional: bidirectional utterance encoder.
         context_dim: context RNN state size.
         latent_dim: size of z.
-        prior_dim: hidden size of the prior network (the paper: max(2 latent_dim, 100)).
+        prior_dim: hidden size of the default prior network (the paper: max(2 latent_dim, 100)).
         decoder_dim: decoder RNN state size.
         num_layers: layers of the context RNN and of the decoder.
         num_topics: topic ids of the corpus (linked from the data); 0 uses no topic.
@@ -90,6 +98,10 @@ class CVAE(nn.Module):
         share_embeddings: one word embedding for the utterance encoder and the decoder (as the paper).
         condition_every_input: feed the whole condition [c, z(, act)] to every decoder step, not only
             to its initial state (the paper: off; kgCVAE's act embedding is fed to every step either way).
+        posterior: q(z | c, x[, y]) on [c, x(, y)], a :class:`~textvae.posteriors.Posterior` (class,
+            callable or spec dict); default a diagonal Gaussian linear in it (the paper's recognition network).
+        prior: p(z | c), a :class:`~textvae.priors.Prior` built for (size of c, latent_dim); default the
+            paper's prior network, ``ConditionalGaussianPrior(hidden_dim=prior_dim, num_hidden=1)``.
     """
 
     def __init__(self, *, vocab_size: int, cell: Literal["lstm", "gru"] = "gru", embed_dim: int = 200,
@@ -97,7 +109,9 @@ class CVAE(nn.Module):
                  prior_dim: int = 400, decoder_dim: int = 400, num_layers: int = 1, num_topics: int = 0,
                  topic_dim: int = 30, profile_dim: int = 0, knowledge: bool = False, num_acts: int = 0, act_dim: int = 30,
                  mlp_dim: int = 400, bow_weight: float = 1.0, act_weight: float = 1.0, dropout: float = 0.0,
-                 word_dropout: float = 0.0, share_embeddings: bool = True, condition_every_input: bool = False):
+                 word_dropout: float = 0.0, share_embeddings: bool = True, condition_every_input: bool = False,
+                 posterior: Callable[[int, int], Posterior] | None = None,
+                 prior: Callable[[int, int], Prior] | None = None):
         # the constructor arguments, exactly: textvae.export writes them to config.json to rebuild the model
         init_args = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
         super().__init__()
@@ -126,8 +140,10 @@ class CVAE(nn.Module):
             self.act_embedding = nn.Embedding(num_acts, act_dim)
             self.act_to_recognition = nn.Sequential(nn.Linear(act_dim, act_dim), nn.Tanh())
             self.act_network = _mlp(c + latent_dim, mlp_dim, num_acts, dropout)  # p(y | c, z)
-        self.recognition_network = GaussianMLP(input_dim=c + x + a, latent_dim=latent_dim, num_hidden=0)
-        self.prior_network = GaussianMLP(input_dim=c, latent_dim=latent_dim, hidden_dim=prior_dim, num_hidden=1)
+        self.posterior = components.build(posterior or GaussianPosterior, Posterior, c + x + a, latent_dim)
+        self.prior = components.build(prior or partial(ConditionalGaussianPrior, hidden_dim=prior_dim, num_hidden=1),
+                                      Prior, c, latent_dim)
+        init_args |= {"posterior": components.spec(self.posterior), "prior": components.spec(self.prior)}
         self.bow_network = _mlp(c + latent_dim, mlp_dim, vocab_size, dropout) if bow_weight > 0 else None
         self.decoder = RNNDecoder(
             vocab_size=vocab_size, cell=cell, embed_dim=embed_dim, hidden_dim=decoder_dim,
@@ -135,6 +151,9 @@ class CVAE(nn.Module):
             every_input_dim=0 if condition_every_input else a, dropout=dropout)
         if share_embeddings:
             self.decoder.embedding = self.context_encoder.utterance.embedding
+        # exports and checkpoints from before the components: the prior and recognition networks' old names
+        keep_legacy_keys(self, {"prior_network.hidden.": "prior.hidden.", "prior_network.head.": "prior.",
+                                "recognition_network.head.": "posterior."})
 
     # -- condition, prior and posterior ---------------------------------------------------------------
 
@@ -156,13 +175,9 @@ class CVAE(nn.Module):
             parts.append(profiles.to(parts[0].dtype))  # (B, P)
         return torch.cat(parts, dim=-1)  # (B, C)
 
-    def prior(self, c: Tensor) -> tuple[Tensor, Tensor]:
-        """p(z | c): (B, C) -> (mu, logvar), each (B, Z)."""
-        return self.prior_network(c)
-
-    def posterior(self, c: Tensor, batch: DialogueBatch) -> tuple[Tensor, Tensor]:
-        """q(z | c, x[, y]): (B, C), the response (B, T) and, for kgCVAE, its gold act -> (mu, logvar) (B, Z) x2.
-        A response without a known act gets a zero act feature."""
+    def recognize(self, c: Tensor, batch: DialogueBatch):
+        """q(z | c, x[, y]): (B, C), the response (B, T) and, for kgCVAE, its gold act -> the posterior's
+        distribution over (B, Z). A response without a known act gets a zero act feature."""
         if batch.response is None:
             raise ValueError("the recognition network q(z | c, x) needs the response: batch.response is None")
         parts = [c, self.context_encoder.utterances(batch.response, batch.response_lengths)]  # (B, C), (B, H_x)
@@ -170,7 +185,30 @@ class CVAE(nn.Module):
             gold = self._gold_acts(batch, c)  # (B,)
             feature = self.act_to_recognition(self.act_embedding(gold.clamp_min(0)))  # (B, A)
             parts.append(feature * (gold >= 0).unsqueeze(-1))
-        return self.recognition_network(torch.cat(parts, dim=-1))
+        return self.posterior(torch.cat(parts, dim=-1))
+
+    def infer(self, batch: DialogueBatch) -> Inference:
+        """q(z | c, x[, y]), p(z | c) and c (what the decoder and the act network read besides z)."""
+        c = self.encode_context(batch)  # (B, C)
+        return Inference(q=self.recognize(c, batch), p=self.prior(c, c.shape[0]), condition=c)
+
+    def inference_parameters(self) -> Iterator[nn.Parameter]:
+        """The recognition side: the utterance encoder (it reads the response), the act feature and the
+        posterior. The context RNN and the prior feed the decoder too, so they count as generative."""
+        yield from self.context_encoder.utterance.parameters()
+        if self.num_acts:
+            yield from self.act_to_recognition.parameters()
+        yield from self.posterior.parameters()
+
+    def reset_decoder(self) -> None:
+        """Re-initialise the decoder (not an embedding it shares with the encoder)."""
+        embedding = self.decoder.embedding
+        shared = embedding is self.context_encoder.utterance.embedding
+        saved = embedding.weight.detach().clone() if shared else None
+        self.decoder.reset_parameters()
+        if saved is not None:
+            with torch.no_grad():
+                embedding.weight.copy_(saved)
 
     def _gold_acts(self, batch: DialogueBatch, like: Tensor) -> Tensor:
         if batch.acts is None:
@@ -196,10 +234,10 @@ class CVAE(nn.Module):
         return word_dropout(inputs, self.word_dropout, unk_id=UNK_ID, protected=(PAD_ID, BOS_ID, EOS_ID))
 
     def forward(self, batch: DialogueBatch) -> ModelOutput:
-        c = self.encode_context(batch)  # (B, C)
-        mu_p, logvar_p = self.prior(c)  # (B, Z) x2
-        mu, logvar = self.posterior(c, batch)  # (B, Z) x2
-        z = reparameterize(mu, logvar)  # (B, Z), from the recognition network in training and evaluation
+        inference = self.infer(batch)
+        q, c = inference.q, inference.condition
+        z, log_q = q.rsample_with_log_prob(standard_noise(q.params[0]))  # (B, Z), from q in training and evaluation
+        kl = kl_divergence(q, inference.p, z, log_q)
         generation = torch.cat([c, z], dim=-1)  # (B, C + Z)
         aux = c.new_zeros(c.shape[0])  # (B,)
         if self.bow_network is not None:
@@ -212,8 +250,27 @@ class CVAE(nn.Module):
             aux = aux + self.act_weight * act_nll
         condition, _ = self.decoder_condition(c, z, gold)  # (B, C + Z [+ A])
         reconstruction = sequence_nll(self.decoder, self.decoder_inputs(batch.inputs), batch.targets, condition)
-        return ModelOutput(reconstruction=reconstruction, kl=gaussian_kl_between(mu, logvar, mu_p, logvar_p),
-                           mu=mu, logvar=logvar, aux_loss=aux, act_nll=act_nll)
+        return ModelOutput(reconstruction=reconstruction, kl=kl.value, mu=q.code, logvar=q.params[1], aux_loss=aux,
+                           act_nll=act_nll, kl_closed_form=kl.closed_form, posterior=q)
+
+    def log_px_given_z(self, batch: DialogueBatch, z: Tensor, chunk: int | None = None, condition: Any = None) -> Tensor:
+        """log p(x | c, z_k) for z (K, B, Z) -> (K, B); kgCVAE: log p(x, y | c, z_k) = log p(x | c, z_k, y) +
+        log p(y | c, z_k) with the gold act y where known (elsewhere the decoder reads the predicted act and
+        no act term is added), the joint whose bound the evaluation reports. ``condition``: c (B, C) from
+        :meth:`infer` (computed when None)."""
+        c = condition if condition is not None else self.encode_context(batch)
+        k, b, _ = z.shape
+        generation = torch.cat([c.expand(k, -1, -1), z], dim=-1)  # (K, B, C + Z)
+        gold = self._gold_acts(batch, c)  # (B,)
+        full, _ = self.decoder_condition(generation[..., :c.shape[-1]].reshape(k * b, -1), z.reshape(k * b, -1),
+                                         gold.repeat(k))  # (K * B, C + Z [+ A]), sample-major
+        log_px = chunked_log_likelihood(self.decoder, self.decoder_inputs(batch.inputs), batch.targets,
+                                        full.view(k, b, -1), chunk=chunk)  # (K, B)
+        if self.num_acts:
+            log_py = torch.log_softmax(self.act_network(generation).float(), dim=-1)  # (K, B, num_acts)
+            picked = log_py.gather(-1, gold.clamp_min(0).expand(k, -1).unsqueeze(-1)).squeeze(-1)  # (K, B)
+            log_px = log_px + picked * (gold >= 0)
+        return log_px
 
     # -- generation ----------------------------------------------------------------------------------
 
@@ -225,10 +282,11 @@ class CVAE(nn.Module):
         ``acts`` (B,) or the acts it predicts from (c, z). Rows sample-major."""
         check_response_request(z_source, acts, self.num_acts, batch.context.shape[0], num_samples)
         c = self.encode_context(batch)  # (B, C)
-        mu, logvar = self.prior(c) if z_source == "prior" else self.posterior(c, batch)  # (B, Z) x2
-        if z_source == "prior" and prior_scale != 1.0:  # a wider (or narrower) prior: its sd times the scale
-            logvar = logvar + 2.0 * math.log(prior_scale)
-        z = reparameterize(mu, logvar, k=num_samples, generator=generator).flatten(0, 1)  # (N * B, Z)
+        if z_source == "prior":  # prior_scale: a wider (or narrower) prior, its sd times the scale
+            z = self.prior(c, c.shape[0]).sample(num_samples, generator, scale=prior_scale)  # (N, B, Z)
+        else:
+            z = self.recognize(c, batch).sample(num_samples, generator)
+        z = z.flatten(0, 1)  # (N * B, Z)
         forced = None if acts is None else acts.to(c.device).repeat(num_samples)  # (N * B,)
         condition, used = self.decoder_condition(c.repeat(num_samples, 1), z, forced)
         return ResponseCondition(condition=condition, z=z, acts=used)

@@ -259,52 +259,26 @@ class TransformerEncoder(nn.Module):
         return (x * weights).sum(1) / weights.sum(1).clamp_min(1.0)  # (B, E)
 
 
-class GaussianHead(nn.Module):
-    """Diagonal Gaussian q(z|x) = N(mu, diag(exp(logvar))) from a sentence vector: (B, D) -> (B, Z) x2.
-
-    ``mu_batchnorm = gamma > 0``: BN-VAE (Zhu et al. 2020, "A Batch Normalized Inference Network Keeps the
-    KL Vanishing Away"): mu goes through batch normalisation with a *fixed* scale gamma and a learned
-    shift. Across a batch every dimension of mu then has variance gamma^2, so the expected KL per
-    dimension is at least gamma^2 / 2 and, unlike free bits, that KL is spent on means that differ
-    between sentences, i.e. on information about x (posterior collapse cannot happen). In eval mode the
-    running statistics are used, so a sentence's posterior does not depend on its batch.
-    """
-
-    def __init__(self, *, input_dim: int, latent_dim: int, mu_batchnorm: float = 0.0):
-        super().__init__()
-        if mu_batchnorm < 0:
-            raise ValueError(f"mu_batchnorm (BN-VAE's gamma) must be >= 0, got {mu_batchnorm}")
-        self.to_mu = nn.Linear(input_dim, latent_dim)
-        self.to_logvar = nn.Linear(input_dim, latent_dim)
-        self.gamma = mu_batchnorm
-        self.mu_norm = nn.BatchNorm1d(latent_dim, affine=False) if mu_batchnorm > 0 else None
-        self.mu_shift = nn.Parameter(torch.zeros(latent_dim)) if mu_batchnorm > 0 else None
-
-    def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        mu = self.to_mu(h)  # (B, Z)
-        if self.mu_norm is not None:
-            mu = self.gamma * self.mu_norm(mu) + self.mu_shift
-        return mu, self.to_logvar(h)
+def tanh_mlp(input_dim: int, hidden_dim: int, num_hidden: int) -> nn.Sequential:
+    """``num_hidden`` tanh layers of ``hidden_dim`` (an empty Sequential for 0): (B, D) -> (B, H)."""
+    layers: list[nn.Module] = []
+    for i in range(num_hidden):
+        layers += [nn.Linear(input_dim if i == 0 else hidden_dim, hidden_dim), nn.Tanh()]
+    return nn.Sequential(*layers)
 
 
-class GaussianMLP(nn.Module):
-    """A diagonal Gaussian from an MLP: ``num_hidden`` tanh layers of ``hidden_dim``, then a
-    :class:`GaussianHead`; (B, D) -> (B, Z) x2. The prior network p(z | c) of CVAE (one hidden layer)
-    and VHRED (two); ``num_hidden=0`` is a linear head (CVAE's recognition network)."""
+def keep_legacy_keys(model: nn.Module, renames: dict[str, str]) -> None:
+    """Let ``model.load_state_dict`` read weights saved under older parameter names: each key starting with
+    an old prefix is renamed to the new one before loading (exports and checkpoints stay loadable when a
+    module moves)."""
+    def rename(module, state_dict, prefix, *args):
+        for key in list(state_dict):
+            for old, new in renames.items():
+                if key.startswith(prefix + old):
+                    state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
+                    break
 
-    def __init__(self, *, input_dim: int, latent_dim: int, hidden_dim: int = 0, num_hidden: int = 1):
-        super().__init__()
-        if num_hidden < 0 or (num_hidden > 0 and hidden_dim < 1):
-            raise ValueError(f"need num_hidden >= 0 and hidden_dim >= 1 with hidden layers, got "
-                             f"num_hidden={num_hidden}, hidden_dim={hidden_dim}")
-        layers: list[nn.Module] = []
-        for i in range(num_hidden):
-            layers += [nn.Linear(input_dim if i == 0 else hidden_dim, hidden_dim), nn.Tanh()]
-        self.hidden = nn.Sequential(*layers)
-        self.head = GaussianHead(input_dim=hidden_dim if num_hidden else input_dim, latent_dim=latent_dim)
-
-    def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        return self.head(self.hidden(h))  # (B, Z) x2
+    model._register_load_state_dict_pre_hook(rename, with_module=True)
 
 
 # ---------------------------------------------------------------------------------------------------
