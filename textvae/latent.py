@@ -30,13 +30,6 @@ def require_latent(model: TextModel, what: str) -> None:
                          f"this export is a {type(model).__name__}, which has no latent z")
 
 
-def max_words(model: TextModel) -> int | None:
-    """The longest input (tokens without BOS/EOS) the model can read: its position table less BOS and EOS
-    (Transformer; RNN exports keep the same argument), or None if it does not say."""
-    limit = getattr(model, "init_args", {}).get("max_len")
-    return int(limit) - 2 if isinstance(limit, int) else None
-
-
 def _device(model: TextModel) -> torch.device:
     return next(model.parameters()).device
 
@@ -46,7 +39,7 @@ class EncodedTexts(NamedTuple):
     logvar: Tensor  # (N, Z)
     tokens: int  # tokens read, without BOS/EOS
     unknown: int  # of those, how many are not in the vocabulary (read as <unk>)
-    truncated: int  # texts cut to ``max_words(model)`` tokens
+    truncated: int  # texts cut to ``model.max_words`` tokens
 
 
 @torch.inference_mode()
@@ -56,7 +49,7 @@ def encode_texts(model: TextModel, tokenizer: Tokenizer, texts: Sequence[str], *
     require_latent(model, "encoding sentences")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    limit = max_words(model)
+    limit = model.max_words
     ids = [tokenizer.encode(text) for text in texts]
     truncated = sum(limit is not None and len(x) > limit for x in ids)
     ids = [x[:limit] if limit is not None else x for x in ids]

@@ -39,7 +39,6 @@ from textvae.data.word_vectors import load_word_vectors
 from textvae.dialogue_eval import evaluate_dialogues
 from textvae.evaluation import evaluate, prior_sample_metrics
 from textvae.export import Export
-from textvae.latent import max_words
 from tools._cli import (
     add_response_decoding_arguments,
     count,
@@ -133,7 +132,7 @@ def _sentences(parser: argparse.ArgumentParser, args: argparse.Namespace, export
     names = export.categories.get("labels") or []
     data_labels = {v for v in records["label"] if v is not None}
     labels = Vocab(names) if names and data_labels <= set(names) else None
-    dataset = SentenceDataset(records, tokenizer, max_len=max_words(model), labels=labels, source=str(args.data))
+    dataset = SentenceDataset(records, tokenizer, max_len=model.max_words, labels=labels, source=str(args.data))
     result = evaluate(model, dataset, samples=args.samples or 500, batch_size=args.batch_size, seed=args.seed,
                       bleu=not args.no_bleu, tokenizer=tokenizer, device=args.device)
     prior_samples = 100 if args.prior_samples is None else args.prior_samples
@@ -168,7 +167,7 @@ def _dialogues(parser: argparse.ArgumentParser, args: argparse.Namespace, export
     tagger = load_act_tagger(args.act_tagger) if args.act_tagger is not None and not args.no_bleu else None
     records = _records(parser, args, "dialogues")
     max_context = args.max_context or export.info.get("max_context") or DEFAULT_MAX_CONTEXT
-    max_len = export.info.get("max_len") or max_words(model)
+    max_len = export.info.get("max_len") or model.max_words
     dataset = DialogueDataset(records, tokenizer, max_context=max_context, max_len=max_len,
                               acts=_category(export, "acts"), emotions=_category(export, "emotions"),
                               topics=_category(export, "topics"), source=str(args.data))

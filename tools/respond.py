@@ -50,7 +50,6 @@ from textvae.dialogue import (
     responder_floor,
 )
 from textvae.export import Export
-from textvae.latent import max_words
 from tools._cli import (
     add_response_decoding_arguments,
     count,
@@ -137,14 +136,11 @@ class Responder:
 
     @property
     def reads_topics(self) -> bool:
-        # num_topics is a CVAE argument linked from the data, not part of the DialogueModel contract: a model
-        # without it (HRED, VHRED) never reads topics
-        return self.export.model.init_args.get("num_topics", 0) > 0
+        return self.export.model.num_topics > 0
 
     @property
     def reads_profiles(self) -> bool:
-        # profile_dim, like num_topics, is a CVAE argument linked from the data (Switchboard's callers)
-        return self.export.model.init_args.get("profile_dim", 0) > 0
+        return self.export.model.profile_dim > 0
 
     def topic_id(self, name: str) -> int:
         """The id of topic ``name``; ValueError with the known names otherwise (or if the model reads none)."""
@@ -447,7 +443,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     responder = Responder(
         export=export, num_samples=args.num_samples, method=method, options=options | {"max_len": args.max_len},
         max_context=args.max_context or export.info.get("max_context") or DEFAULT_MAX_CONTEXT,
-        max_turn_len=args.max_turn_len or export.info.get("max_len") or max_words(model) or DEFAULT_TURN_LIMIT,
+        max_turn_len=args.max_turn_len or export.info.get("max_len") or model.max_words or DEFAULT_TURN_LIMIT,
         z_source=args.z_source, generator=torch.Generator(device=args.device).manual_seed(args.seed),
         device=args.device, batch_size=args.batch_size)
     act = None
