@@ -24,9 +24,7 @@ table for BENCHMARKS.md and writes JSON.
 """
 
 import argparse
-import contextlib
 import json
-import math
 import time
 from pathlib import Path
 
@@ -35,6 +33,7 @@ import torch
 from textvae.act_tagger import load_act_tagger
 from textvae.data.batching import BucketBatchSampler, batch_to, collate_dialogues
 from textvae.data.datasets import DialogueDataset, Vocab, load_records
+from textvae.decoding import Decoding
 from textvae.dialogue import default_method, generate_responses
 from textvae.dialogue_eval import evaluate_dialogues
 from textvae.evaluation import device_name, synchronize
@@ -82,41 +81,16 @@ def sampler_throughput(export, dataset: DialogueDataset, contexts: int, response
                        temperature: float = 1.0, allow_unk: bool = False) -> float:
     """Responses/s of N sampled responses per context, 32 contexts a batch, the model's default decoding."""
     model = export.model.to(device).eval()
-    method = default_method(model)
+    decoding = Decoding(default_method(model), temperature=temperature, allow_unk=allow_unk)
     generator = torch.Generator(device).manual_seed(0)
     indices = list(range(min(contexts, len(dataset))))
     synchronize(device)
     start = time.perf_counter()
     for first in range(0, len(indices), 32):
         batch = batch_to(collate_dialogues([dataset[i] for i in indices[first:first + 32]]), device)
-        generate_responses(model, batch, num_samples=responses, method=method, max_len=50, generator=generator,
-                           temperature=temperature, allow_unk=allow_unk)
+        generate_responses(model, batch, num_samples=responses, decoding=decoding, generator=generator)
     synchronize(device)
     return len(indices) * responses / (time.perf_counter() - start)
-
-
-@contextlib.contextmanager
-def prior_scaled(model, scale: float):
-    """While in the block, responses draw z from the prior network with its standard deviation times
-    ``scale``; the model's forward pass (NLL, KL) keeps its own prior."""
-    prior, respond = model.prior, model.response_condition
-
-    def scaled_prior(c):
-        mu, logvar = prior(c)
-        return mu, logvar + 2 * math.log(scale)
-
-    def response_condition(*args, **kwargs):
-        model.prior = scaled_prior
-        try:
-            return respond(*args, **kwargs)
-        finally:
-            del model.prior
-
-    model.response_condition = response_condition
-    try:
-        yield
-    finally:
-        del model.response_condition
 
 
 def _or_dash(value, form: str) -> str:
@@ -192,14 +166,13 @@ def main() -> None:
         if scale is not None and export.model.latent_dim == 0:
             continue  # HRED: no prior to scale
         dataset = dataset_for(export, test)
-        options = {"method": "sample", "temperature": temperature} if temperature is not None else {}
-        options["allow_unk"] = args.allow_unk
+        method = "sample" if temperature is not None else default_method(export.model)
+        decoding = Decoding(method, temperature=temperature or 1.0, allow_unk=args.allow_unk, prior_scale=scale or 1.0)
         row = {}
         if not args.speed_only:
-            with prior_scaled(export.model, scale) if scale is not None else contextlib.nullcontext():
-                result = evaluate_dialogues(export.model, dataset, export.tokenizer, responses=args.responses,
-                                            seed=0, max_contexts=args.contexts, act_tagger=tagger,
-                                            act_tagger_source=args.act_tagger, device=device, **options)
+            result = evaluate_dialogues(export.model, dataset, export.tokenizer, responses=args.responses, seed=0,
+                                        decoding=decoding, max_contexts=args.contexts, act_tagger=tagger,
+                                        act_tagger_source=args.act_tagger, device=device)
             print(f"== {name}\n{result.table()}", flush=True)
             row = result.to_dict()
         if scale is not None:  # the same model and decoder as its own row: same speed

@@ -1,11 +1,12 @@
+import dataclasses
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from textvae.data.tokenizers import BOS_ID, EOS_ID, PAD_ID
-from textvae.decoding import beam_search, filter_logits, generate, greedy, sample
+from textvae.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from textvae.decoding import Decoding, beam_search, filter_logits, generate, greedy, sample
 from textvae.models import LanguageModel, SentenceVAE
 
 VOCAB = 30
@@ -164,10 +165,11 @@ def test_language_model_with_every_method(architecture):
     model = LanguageModel(vocab_size=VOCAB, architecture=architecture, embed_dim=16, hidden_dim=32, num_heads=2)
     model.train()
     for method in ("greedy", "beam", "sample"):
-        out = generate(model, None, method, max_len=6, batch_size=3, generator=torch.Generator().manual_seed(0))
+        out = generate(model, None, Decoding(method, max_len=6), batch_size=3,
+                       generator=torch.Generator().manual_seed(0))
         check_outputs(out, 3, 6)
     assert model.training  # decoding switched dropout off and restored the mode
-    assert generate(model, None, "beam", max_len=6, batch_size=3, beam_size=1) == greedy(
+    assert generate(model, None, Decoding("beam", max_len=6, beam_size=1, allow_unk=True), batch_size=3) == greedy(
         model, None, 6, batch_size=3)
     with pytest.raises(ValueError):
         greedy(model, None, 6)
@@ -176,17 +178,33 @@ def test_language_model_with_every_method(architecture):
 def test_generate_dispatches_and_validates():
     model = tiny_vae("lstm")
     z = torch.randn(4, 4)
-    assert generate(model, z, "greedy", max_len=5) == greedy(model, z, 5)
-    assert generate(model, z, "beam", max_len=5, beam_size=3) == beam_search(model, z, 5, beam_size=3)
+    assert generate(model, z, Decoding("greedy", max_len=5, allow_unk=True)) == greedy(model, z, 5)
+    assert generate(model, z, Decoding("beam", max_len=5, beam_size=3, allow_unk=True)) == beam_search(
+        model, z, 5, beam_size=3)
     g = torch.Generator()
-    assert generate(model, z, "sample", max_len=5, generator=g.manual_seed(1)) == sample(
-        model, z, 5, generator=g.manual_seed(1))
-    with pytest.raises(ValueError):
-        generate(model, z, "nucleus")
+    nucleus = Decoding("sample", max_len=5, temperature=0.7, top_k=10, top_p=0.9, allow_unk=True)
+    assert generate(model, z, nucleus, generator=g.manual_seed(1)) == sample(
+        model, z, 5, temperature=0.7, top_k=10, top_p=0.9, generator=g.manual_seed(1))
+    assert generate(model, z, Decoding("greedy", max_len=5)) == greedy(model, z, 5, banned=[UNK_ID])  # the default
     with pytest.raises(ValueError):
         greedy(model, z, 0)
     with pytest.raises(ValueError):
         sample(model, z, 5, temperature=0.0)
+
+
+def test_decoding_defaults_and_checks():
+    assert Decoding("beam") == Decoding("beam", temperature=1.0, top_k=0, top_p=1.0, beam_size=5, max_len=50,
+                                        allow_unk=False, prior_scale=1.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Decoding("greedy").max_len = 3
+    bad = [({"method": "nucleus"}, "method"), ({"temperature": 0.0}, "temperature"),
+           ({"temperature": float("nan")}, "temperature"), ({"top_k": -1}, "top_k"), ({"top_k": 2.5}, "top_k"),
+           ({"top_p": 0.0}, "top_p"), ({"top_p": 1.5}, "top_p"), ({"beam_size": 0}, "beam_size"),
+           ({"max_len": 0}, "max_len"), ({"max_len": True}, "max_len"), ({"allow_unk": "no"}, "allow_unk"),
+           ({"prior_scale": 0.0}, "prior_scale"), ({"prior_scale": float("inf")}, "prior_scale")]
+    for change, name in bad:
+        with pytest.raises(ValueError, match=f"^{name} must"):
+            Decoding(**({"method": "sample"} | change))
 
 
 def test_beam_search_log_probability_is_at_least_greedys():
@@ -215,7 +233,14 @@ def test_banned_tokens_are_never_generated_by_any_method():
     assert beam_search(model, table_z(0, 2), max_len=6, beam_size=2, banned=[A]) == [[B], [C, D]]
     drawn = sample(model, table_z(*[0] * 20), max_len=6, banned=[A], generator=torch.Generator().manual_seed(0))
     assert drawn == [[B]] * 20
-    for method in ("greedy", "beam", "sample"):  # generate passes it on
-        assert generate(model, table_z(0), method, max_len=6, banned=[A]) == [[B]]
+    # <unk> is banned by a Decoding unless it allows it: from BOS, UNK (0.6) or B (0.4), then EOS
+    tables = torch.zeros(1, 8, 8)
+    tables[0, BOS_ID, UNK_ID], tables[0, BOS_ID, B] = 0.6, 0.4
+    tables[0, UNK_ID, EOS_ID] = tables[0, B, EOS_ID] = tables[0, PAD_ID, PAD_ID] = tables[0, EOS_ID, PAD_ID] = 1.0
+    unk_first = Markov(tables.tolist())
+    for method in ("greedy", "beam", "sample"):
+        assert generate(unk_first, table_z(0), Decoding(method, max_len=6)) == [[B]]
+    assert generate(unk_first, table_z(0), Decoding("greedy", max_len=6, allow_unk=True)) == [[UNK_ID]]
+    assert generate(unk_first, table_z(0), Decoding("beam", max_len=6, allow_unk=True)) == [[UNK_ID]]
     with pytest.raises(ValueError, match="EOS cannot be banned"):
         greedy(model, table_z(0), max_len=6, banned=[EOS_ID])

@@ -13,8 +13,14 @@ from textvae.data.batching import collate_dialogues
 from textvae.data.datasets import DialogueDataset, Vocab, load_records
 from textvae.data.tokenizers import UNK_ID
 from textvae.data.word_vectors import load_word_vectors
-from textvae.decoding import greedy
-from textvae.dialogue import default_method, describe_method, generate_responses, responder_floor
+from textvae.decoding import Decoding, greedy
+from textvae.dialogue import (
+    default_decoding,
+    default_method,
+    describe_method,
+    generate_responses,
+    responder_floor,
+)
 from textvae.dialogue_eval import evaluate_dialogues
 from textvae.export import load_export
 from textvae.models import DialogueModel
@@ -33,16 +39,18 @@ def test_exported_models_honour_the_contract(dialogue_exports, tmp_path):
     export, dataset = _load(dialogue_exports, "kgcvae", tmp_path)
     model = export.model
     assert isinstance(model, DialogueModel) and default_method(model) == "greedy"
+    assert default_decoding(model) == Decoding("greedy")
     batch = collate_dialogues([dataset[i] for i in range(5)])
-    out = generate_responses(model, batch, num_samples=3, method="greedy", max_len=12,
+    greedy_12 = Decoding("greedy", max_len=12)
+    out = generate_responses(model, batch, num_samples=3, decoding=greedy_12,
                              generator=torch.Generator().manual_seed(0))
     assert len(out.ids) == 5 and all(len(r) == 3 for r in out.ids) and len(out.acts[0]) == 3
-    forced = generate_responses(model, batch, num_samples=2, method="greedy", max_len=12,
-                                acts=torch.full((5,), 4), generator=torch.Generator().manual_seed(0))
+    forced = generate_responses(model, batch, num_samples=2, decoding=greedy_12, acts=torch.full((5,), 4),
+                                generator=torch.Generator().manual_seed(0))
     assert forced.acts == [[4, 4]] * 5
     hred = load_export(dialogue_exports.hred).model
-    assert default_method(hred) == "sample"
-    assert generate_responses(hred, batch, num_samples=2, method="greedy", max_len=12).acts is None
+    assert default_method(hred) == "sample" and default_decoding(hred) == Decoding("sample")
+    assert generate_responses(hred, batch, num_samples=2, decoding=greedy_12).acts is None
 
 
 @pytest.mark.parametrize("name", ["vhred", "cvae", "kgcvae"])
@@ -51,7 +59,7 @@ def test_latent_models_decode_each_sampled_z_greedily(name, dialogue_exports, tm
     model = export.model
     batch = collate_dialogues([dataset[i] for i in range(4)])
     method = default_method(model)
-    out = generate_responses(model, batch, num_samples=3, method=method, max_len=10,
+    out = generate_responses(model, batch, num_samples=3, decoding=Decoding(method, max_len=10),
                              generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         condition = model.response_condition(batch, num_samples=3, generator=torch.Generator().manual_seed(1))
@@ -68,13 +76,13 @@ def test_responses_never_say_unk_unless_allowed(method, dialogue_exports, tmp_pa
     batch = collate_dialogues([dataset[i] for i in range(4)])
 
     def words(**options):
-        out = generate_responses(model, batch, num_samples=2, method=method, max_len=6,
-                                 generator=torch.Generator().manual_seed(0), **options)
+        out = generate_responses(model, batch, num_samples=2, decoding=Decoding(method, max_len=6, **options),
+                                 generator=torch.Generator().manual_seed(0))
         return [ids for responses in out.ids for ids in responses]
 
     assert all(ids == [UNK_ID] * 6 for ids in words(allow_unk=True))
     assert all(ids and UNK_ID not in ids for ids in words())
-    assert describe_method(model, method, {"allow_unk": True, "temperature": 0.7}).endswith(
+    assert describe_method(model, Decoding(method, allow_unk=True, temperature=0.7)).endswith(
         {"greedy": "(<unk> allowed)", "beam": "(beam 5, <unk> allowed)", "sample": "(T 0.7, <unk> allowed)"}[method])
 
 
@@ -99,7 +107,7 @@ def test_hred_perplexity_is_exact_and_counts_eos(dialogue_exports, tmp_path):
 @pytest.mark.parametrize("name", ["vhred", "cvae"])
 def test_latent_model_reports_the_elbo_bound(name, dialogue_exports, tmp_path):
     export, dataset = _load(dialogue_exports, name, tmp_path)
-    result = evaluate_dialogues(export.model, dataset, export.tokenizer, responses=4, batch_size=4, max_len=15)
+    result = evaluate_dialogues(export.model, dataset, export.tokenizer, responses=4, batch_size=4)  # the default
     assert result.nll_is_bound and result.nll == pytest.approx(result.reconstruction + result.kl)
     assert result.act_nll is None
     assert result.kl > 0 and "upper bound: -ELBO with the recognition network" in result.table()
@@ -108,7 +116,8 @@ def test_latent_model_reports_the_elbo_bound(name, dialogue_exports, tmp_path):
         assert 0 <= p <= r <= 1
     assert all(0 <= v <= 1 for v in (result.distinct_1, result.distinct_2, result.distinct_1_within))
     assert result.act_accuracy is None and result.acts_scored is None
-    again = evaluate_dialogues(export.model, dataset, export.tokenizer, responses=4, batch_size=4, max_len=15)
+    again = evaluate_dialogues(export.model, dataset, export.tokenizer, responses=4, batch_size=4,
+                               decoding=Decoding("greedy"))
     timing = {"seconds", "contexts_per_second"}
     assert {k: v for k, v in result.to_dict().items() if k not in timing} == \
            {k: v for k, v in again.to_dict().items() if k not in timing}  # same seed, same numbers
@@ -117,7 +126,8 @@ def test_latent_model_reports_the_elbo_bound(name, dialogue_exports, tmp_path):
 
 def test_one_sample_makes_recall_equal_precision(dialogue_exports, tmp_path):
     export, dataset = _load(dialogue_exports, "hred", tmp_path)
-    result = evaluate_dialogues(export.model, dataset, export.tokenizer, responses=1, max_len=15)
+    result = evaluate_dialogues(export.model, dataset, export.tokenizer, responses=1,
+                                decoding=Decoding("sample", max_len=15))
     assert result.bleu_recall == pytest.approx(result.bleu_precision)
     assert result.decoding == "sample (T 1)"  # the temperature is part of the description
 
@@ -130,8 +140,9 @@ def test_kgcvae_act_accuracy_and_embeddings(dialogue_exports, tmp_path):
     vectors_file.write_text("".join(f"{w} " + " ".join(f"{x:.4f}" for x in torch.randn(5, generator=g).tolist()) + "\n"
                                     for w in words), encoding="utf-8")
     vectors = load_word_vectors(vectors_file)
-    result = evaluate_dialogues(export.model, dataset, export.tokenizer, responses=3, max_len=15,
-                                embeddings=vectors, embeddings_source=vectors_file.name)
+    result = evaluate_dialogues(export.model, dataset, export.tokenizer, responses=3,
+                                decoding=Decoding("greedy", max_len=15), embeddings=vectors,
+                                embeddings_source=vectors_file.name)
     assert result.acts_scored == 3 * len(dataset) and 0 <= result.act_accuracy <= 1
     # the decoder reads the gold act, so the bound is on -log p(x, y | c): the act's NLL is counted
     assert result.act_nll > 0 and result.nll == pytest.approx(result.reconstruction + result.kl + result.act_nll)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from textvae.decoding import Decoding
 from textvae.export import load_export
 from tools import respond
 
@@ -191,7 +192,7 @@ def test_topics_reach_the_models_trained_with_them(dialogue_exports, tmp_path, c
                                                           ["a taxi please ."]])
     out = tmp_path / "out.jsonl"
     export = load_export(dialogue_exports.cvae)
-    responder = respond.Responder(export=export, num_samples=2, method="greedy", options={"max_len": 8},
+    responder = respond.Responder(export=export, num_samples=2, decoding=Decoding("greedy", max_len=8),
                                   max_context=3, max_turn_len=30, z_source="prior",
                                   generator=torch.Generator().manual_seed(0), device="cpu")
     lines = respond.read_contexts(contexts, responder, act=None, topic=export.categories["topics"].index("taxi"))

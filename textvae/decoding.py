@@ -9,22 +9,67 @@ Each function returns one list of ids per row, without BOS and cut before EOS; `
 generated tokens (EOS included), so a row that never ends has ``max_len`` ids. Rows that have finished
 are fed PAD and ignored while the others continue. PAD and BOS are never generated, nor the ids in
 ``banned`` (e.g. ``(UNK_ID,)``: a response should not say "<unk>"). The model is put in eval mode for
-the call (dropout off) and restored after. Notation: B batch, V vocab, Z latent.
+the call (dropout off) and restored after. :class:`Decoding` holds a method and its options, with their
+defaults written once; :func:`generate` decodes with one. Notation: B batch, V vocab, Z latent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Literal
+from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
-from textvae.data.tokenizers import BOS_ID, EOS_ID, PAD_ID
+from textvae.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from textvae.models import TextModel
 
 NEVER_GENERATED = (PAD_ID, BOS_ID)
+Method = Literal["greedy", "beam", "sample"]
+
+
+def _whole(value: object, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """A decoding method and its options: what the tools' decoding flags build, and what :func:`generate`
+    and :func:`textvae.dialogue.generate_responses` take. Options of the other methods are ignored.
+
+    ``max_len`` bounds the generated tokens, EOS included; <unk> is never generated unless ``allow_unk``.
+    ``prior_scale`` multiplies the standard deviation of a latent dialogue model's prior network when z is
+    drawn for generation (a "z temperature"); a sentence model's z comes from the caller, so it ignores it.
+    """
+
+    method: Method
+    temperature: float = 1.0  # sample: softmax(logits / temperature)
+    top_k: int = 0  # sample among the top_k most likely tokens; 0: all
+    top_p: float = 1.0  # sample within the nucleus of probability top_p (Holtzman et al. 2020); 1: all
+    beam_size: int = 5
+    max_len: int = 50
+    allow_unk: bool = False
+    prior_scale: float = 1.0
+
+    def __post_init__(self):
+        if self.method not in get_args(Method):
+            raise ValueError(f"method must be 'greedy', 'beam' or 'sample', got {self.method!r}")
+        if not self.temperature > 0:  # NaN fails too
+            raise ValueError(f"temperature must be > 0 (use greedy for the limit 0), got {self.temperature}")
+        if not _whole(self.top_k, 0):
+            raise ValueError(f"top_k must be an integer >= 0, got {self.top_k!r}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not _whole(self.beam_size, 1):
+            raise ValueError(f"beam_size must be an integer >= 1, got {self.beam_size!r}")
+        if not _whole(self.max_len, 1):
+            raise ValueError(f"max_len must be an integer >= 1, got {self.max_len!r}")
+        if not isinstance(self.allow_unk, bool):
+            raise ValueError(f"allow_unk must be true or false, got {self.allow_unk!r}")
+        if not 0.0 < self.prior_scale < float("inf"):
+            raise ValueError(f"prior_scale must be a finite number > 0, got {self.prior_scale}")
 
 
 @contextmanager
@@ -188,17 +233,15 @@ def beam_search(model: TextModel, z: Tensor | None, max_len: int, *, beam_size: 
         return _to_lists(tokens[rows, best])
 
 
-def generate(model: TextModel, z: Tensor | None, method: Literal["greedy", "beam", "sample"] = "greedy", *,
-             max_len: int = 50, batch_size: int | None = None, beam_size: int = 5, length_penalty: float = 1.0,
-             temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-             generator: torch.Generator | None = None, banned: Sequence[int] = ()) -> list[list[int]]:
-    """Dispatch to :func:`greedy`, :func:`beam_search` or :func:`sample`; options of the other methods are ignored."""
-    if method == "greedy":
-        return greedy(model, z, max_len, batch_size=batch_size, banned=banned)
-    if method == "beam":
-        return beam_search(model, z, max_len, beam_size=beam_size, length_penalty=length_penalty,
-                           batch_size=batch_size, banned=banned)
-    if method == "sample":
-        return sample(model, z, max_len, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
-                      batch_size=batch_size, banned=banned)
-    raise ValueError(f"method must be 'greedy', 'beam' or 'sample', got {method!r}")
+def generate(model: TextModel, z: Tensor | None, decoding: Decoding, *, batch_size: int | None = None,
+             generator: torch.Generator | None = None) -> list[list[int]]:
+    """Decode with ``decoding``: :func:`greedy`, :func:`beam_search` or :func:`sample` with its options, <unk>
+    banned unless it allows it. ``generator`` draws the sampled words."""
+    banned = () if decoding.allow_unk else (UNK_ID,)
+    if decoding.method == "greedy":
+        return greedy(model, z, decoding.max_len, batch_size=batch_size, banned=banned)
+    if decoding.method == "beam":
+        return beam_search(model, z, decoding.max_len, beam_size=decoding.beam_size, batch_size=batch_size,
+                           banned=banned)
+    return sample(model, z, decoding.max_len, temperature=decoding.temperature, top_k=decoding.top_k,
+                  top_p=decoding.top_p, generator=generator, batch_size=batch_size, banned=banned)

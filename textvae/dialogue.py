@@ -6,28 +6,25 @@ condition, so any :mod:`textvae.decoding` method decodes all N x B responses in 
 
 Default decoding, as the papers generate: a latent model (VHRED, CVAE, kgCVAE) decodes each sampled z
 **greedily** (the diversity comes from z, Zhao et al. 2017); HRED, which has no z, **samples** its words at
-temperature 1 (Serban et al. 2016). Options override it. Responses never contain <unk> unless
-``allow_unk``: the decoder's <unk> stands for every rare word at once, so saying it tells the user
-nothing and repeats the same bigrams across responses (with it allowed, <unk> also matches the
-reference's <unk> in BLEU, a match of no word).
+temperature 1 (Serban et al. 2016); a :class:`~textvae.decoding.Decoding` overrides it. Responses never
+contain <unk> unless it has ``allow_unk``: the decoder's <unk> stands for every rare word at once, so
+saying it tells the user nothing and repeats the same bigrams across responses (with it allowed, <unk>
+also matches the reference's <unk> in BLEU, a match of no word).
 
 Notation: B contexts, N samples per context, U context turns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal, NamedTuple
+from collections.abc import Sequence
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
 from textvae.data.batching import DialogueBatch
-from textvae.data.tokenizers import UNK_ID
-from textvae.decoding import generate
+from textvae.decoding import Decoding, Method, generate
 from textvae.models import DialogueModel
-
-Method = Literal["greedy", "beam", "sample"]
 
 
 def default_method(model: DialogueModel) -> Method:
@@ -35,20 +32,25 @@ def default_method(model: DialogueModel) -> Method:
     return "greedy" if model.latent_dim > 0 else "sample"
 
 
-def describe_method(model: DialogueModel, method: Method, options: Mapping[str, Any] | None = None) -> str:
-    """E.g. "greedy per sampled z", "sample (T 0.7, top-p 0.9)", "beam per sampled z (beam 5, <unk> allowed)";
-    ``options`` as given to :func:`generate_responses` (others ignored)."""
-    options = options or {}
+def default_decoding(model: DialogueModel) -> Decoding:
+    """The model's :func:`default_method` with every option at its default."""
+    return Decoding(default_method(model))
+
+
+def describe_method(model: DialogueModel, decoding: Decoding) -> str:
+    """How the words are decoded, e.g. "greedy per sampled z", "sample (T 0.7, top-p 0.9)", "beam per sampled z
+    (beam 5, <unk> allowed)"; the options of the other methods are not named, nor ``prior_scale`` (how z is
+    drawn, which a caller that widens the prior names itself)."""
     details = []
-    if method == "sample":
-        details.append(f"T {options.get('temperature', 1.0):g}")
-        details += [f"top-k {options['top_k']}"] if options.get("top_k") else []
-        details += [f"top-p {options['top_p']:g}"] if options.get("top_p", 1.0) < 1 else []
-    if method == "beam":
-        details.append(f"beam {options.get('beam_size', 5)}")
-    if options.get("allow_unk"):
+    if decoding.method == "sample":
+        details.append(f"T {decoding.temperature:g}")
+        details += [f"top-k {decoding.top_k}"] if decoding.top_k else []
+        details += [f"top-p {decoding.top_p:g}"] if decoding.top_p < 1 else []
+    if decoding.method == "beam":
+        details.append(f"beam {decoding.beam_size}")
+    if decoding.allow_unk:
         details.append("<unk> allowed")
-    text = f"{method} per sampled z" if model.latent_dim > 0 else method
+    text = f"{decoding.method} per sampled z" if model.latent_dim > 0 else decoding.method
     return f"{text} ({', '.join(details)})" if details else text
 
 
@@ -64,24 +66,23 @@ class Responses(NamedTuple):
 
 
 @torch.no_grad()
-def generate_responses(model: DialogueModel, batch: DialogueBatch, *, num_samples: int, method: Method,
-                       max_len: int, z_source: Literal["prior", "posterior"] = "prior", acts: Tensor | None = None,
-                       generator: torch.Generator | None = None, beam_size: int = 5, temperature: float = 1.0,
-                       top_k: int = 0, top_p: float = 1.0, allow_unk: bool = False) -> Responses:
+def generate_responses(model: DialogueModel, batch: DialogueBatch, *, num_samples: int,
+                       decoding: Decoding | None = None, z_source: Literal["prior", "posterior"] = "prior",
+                       acts: Tensor | None = None, generator: torch.Generator | None = None) -> Responses:
     """``num_samples`` responses to each context of ``batch`` (already on the model's device), all N x B
-    decoded together. ``acts`` (B,) forces kgCVAE's act; ``generator`` (on the model's device) draws the
-    latents and the sampled words; <unk> is never generated unless ``allow_unk``. The model is in eval
-    mode for the call."""
+    decoded together with ``decoding`` (None: :func:`default_decoding`); its ``prior_scale`` widens the prior
+    that z is drawn from. ``acts`` (B,) forces kgCVAE's act; ``generator`` (on the model's device) draws the
+    latents and the sampled words. The model is in eval mode for the call."""
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    if decoding is None:
+        decoding = default_decoding(model)
     was_training = model.training
     model.eval()
     try:
         condition = model.response_condition(batch, num_samples=num_samples, z_source=z_source, acts=acts,
-                                             generator=generator)
-        ids = generate(model, condition.condition, method, max_len=max_len, beam_size=beam_size,
-                       temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
-                       banned=() if allow_unk else (UNK_ID,))  # N * B, sample-major
+                                             generator=generator, prior_scale=decoding.prior_scale)
+        ids = generate(model, condition.condition, decoding, generator=generator)  # N * B, sample-major
     finally:
         model.train(was_training)
     b = batch.context.shape[0]

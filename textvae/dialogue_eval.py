@@ -50,7 +50,8 @@ from textvae.data.batching import BucketBatchSampler, batch_to, collate_dialogue
 from textvae.data.datasets import DialogueDataset
 from textvae.data.tokenizers import Tokenizer
 from textvae.data.word_vectors import WordVectors
-from textvae.dialogue import Method, default_method, describe_method, generate_responses
+from textvae.decoding import Decoding
+from textvae.dialogue import default_decoding, describe_method, generate_responses
 from textvae.evaluation import JSONResult
 from textvae.metrics import (
     bleu_recall_precision,
@@ -286,19 +287,16 @@ class _TagTotals:
 
 @torch.inference_mode()
 def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer: Tokenizer, *,
-                       responses: int = 10, batch_size: int = 32, seed: int = 0, method: Method | None = None,
-                       max_len: int = 50, embeddings: WordVectors | None = None, embeddings_source: str = "",
+                       responses: int = 10, batch_size: int = 32, seed: int = 0, decoding: Decoding | None = None,
+                       embeddings: WordVectors | None = None, embeddings_source: str = "",
                        device: str | torch.device | None = None, max_contexts: int | None = None,
-                       act_tagger: ActTagger | None = None, act_tagger_source: str = "",
-                       **options: Any) -> DialogueEvalResult:
+                       act_tagger: ActTagger | None = None, act_tagger_source: str = "") -> DialogueEvalResult:
     """Evaluate ``model`` on a :class:`~textvae.data.datasets.DialogueDataset` (see the module doc).
 
-    ``responses``: N per context (0: only NLL/PPL/KL). ``method``: decoding (None: the model's default,
-    :func:`textvae.dialogue.default_method`); ``options``: ``beam_size``, ``temperature``, ``top_k``,
-    ``top_p``, ``allow_unk`` (see :func:`textvae.dialogue.generate_responses`). ``embeddings``: word vectors
-    for Liu et al.'s metrics (None: skipped). ``max_contexts``: evaluate only the first that many
-    (context, response) pairs. ``act_tagger``: scores the acts of the
-    generated text (None: skipped); the act names are ``dataset.acts``.
+    ``responses``: N per context (0: only NLL/PPL/KL), decoded with ``decoding`` (None: the model's default,
+    :func:`textvae.dialogue.default_decoding`). ``embeddings``: word vectors for Liu et al.'s metrics
+    (None: skipped). ``max_contexts``: evaluate only the first that many (context, response) pairs.
+    ``act_tagger``: scores the acts of the generated text (None: skipped); the act names are ``dataset.acts``.
     """
     if responses < 0:
         raise ValueError(f"responses must be >= 0, got {responses}")
@@ -308,7 +306,8 @@ def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer
         raise ValueError("the evaluation data set is empty")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device)
-    method = method or default_method(model)
+    if decoding is None:
+        decoding = default_decoding(model)
     has_latent = model.latent_dim > 0
     generator = torch.Generator(device=device).manual_seed(seed)
     was_training = model.training
@@ -345,13 +344,13 @@ def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer
                 tokens += batch.num_targets
                 if not responses:
                     continue
-                result = generate_responses(model, batch, num_samples=responses, method=method, max_len=max_len,
-                                            generator=generator, **options)
+                result = generate_responses(model, batch, num_samples=responses, decoding=decoding,
+                                            generator=generator)
                 requested = control = None
                 if tagged is not None and tagged.control:
                     requested = torch.tensor([item.index % model.num_acts for item in items], device=device)  # (B,)
-                    control = generate_responses(model, batch, num_samples=responses, method=method, max_len=max_len,
-                                                 acts=requested, generator=control_generator, **options)
+                    control = generate_responses(model, batch, num_samples=responses, decoding=decoding,
+                                                 acts=requested, generator=control_generator)
                 for b, item in enumerate(items):
                     hypotheses = [tokenizer.decode(ids) for ids in result.ids[b]]
                     reference = tokenizer.decode(item.response)
@@ -392,7 +391,7 @@ def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer
         tokens=tokens, nll=total_nll / contexts, nll_is_bound=has_latent, ppl=perplexity(total_nll, tokens),
         reconstruction=total_rec / contexts if has_latent else None,
         act_nll=total_act / contexts if model.num_acts else None, kl=total_kl / contexts if has_latent else None,
-        responses=responses, decoding=describe_method(model, method, options) if responses else None,
+        responses=responses, decoding=describe_method(model, decoding) if responses else None,
         bleu_recall=bleu_recall, bleu_precision=bleu_precision, bleu_f1=bleu_f1,
         distinct_1_within=d1w, distinct_2_within=d2w, distinct_1=d1, distinct_2=d2,
         act_accuracy=acts_correct / acts_scored if acts_scored else None,

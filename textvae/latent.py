@@ -18,7 +18,7 @@ from torch import Tensor
 
 from textvae.data.batching import SentenceExample, collate_sentences
 from textvae.data.tokenizers import UNK_ID, Tokenizer
-from textvae.decoding import generate
+from textvae.decoding import Decoding, Method, generate
 from textvae.models import TextModel
 from textvae.objectives import lerp, slerp
 
@@ -28,6 +28,10 @@ def require_latent(model: TextModel, what: str) -> None:
     if getattr(model, "latent_dim", 0) < 1 or not hasattr(model, "encode"):
         raise ValueError(f"{what} needs a latent-variable model (e.g. SentenceVAE); "
                          f"this export is a {type(model).__name__}, which has no latent z")
+
+
+# Bowman et al.'s decoding of a point: the most likely words. A sentence model may say <unk>, as its data does.
+GREEDY = Decoding("greedy", allow_unk=True)
 
 
 def _device(model: TextModel) -> torch.device:
@@ -71,12 +75,11 @@ def encode_texts(model: TextModel, tokenizer: Tokenizer, texts: Sequence[str], *
                         unknown=sum(x.count(UNK_ID) for x in ids), truncated=truncated)
 
 
-def decode_latents(model: TextModel, tokenizer: Tokenizer, z: Tensor | None,
-                   method: Literal["greedy", "beam", "sample"] = "greedy", *, count: int | None = None,
-                   max_len: int = 50, chunk: int = 256, **options: Any) -> list[str]:
+def decode_texts(model: TextModel, tokenizer: Tokenizer, z: Tensor | None, decoding: Decoding = GREEDY, *,
+                 count: int | None = None, chunk: int = 256, generator: torch.Generator | None = None) -> list[str]:
     """Decode each row of ``z`` (N, Z) to text with :func:`textvae.decoding.generate`, ``chunk`` rows at a
-    time (``options``: its ``beam_size``, ``temperature``, ``top_k``, ``top_p``, ``generator``). A language
-    model takes ``z=None`` and ``count``, the number of sentences to generate."""
+    time: the way back from :func:`encode_texts`. A language model takes ``z=None`` and ``count``, the
+    number of sentences to generate. ``generator`` draws the sampled words."""
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     n = z.shape[0] if z is not None else count
@@ -85,10 +88,19 @@ def decode_latents(model: TextModel, tokenizer: Tokenizer, z: Tensor | None,
     texts: list[str] = []
     for start in range(0, n, chunk):
         rows = None if z is None else z[start:start + chunk]  # (chunk, Z)
-        ids = generate(model, rows, method, max_len=max_len, batch_size=None if z is not None else min(chunk, n - start),
-                       **options)
+        ids = generate(model, rows, decoding, batch_size=None if z is not None else min(chunk, n - start),
+                       generator=generator)
         texts += [tokenizer.decode(x) for x in ids]
     return texts
+
+
+def decode_latents(model: TextModel, tokenizer: Tokenizer, z: Tensor | None, method: Method = "greedy", *,
+                   count: int | None = None, max_len: int = 50, chunk: int = 256,
+                   generator: torch.Generator | None = None, **options: Any) -> list[str]:
+    """:func:`decode_texts` with the decoding given as a method and :class:`~textvae.decoding.Decoding`'s
+    options (<unk> allowed), as :func:`textvae.evaluation.prior_sample_metrics` passes it."""
+    decoding = Decoding(method, max_len=max_len, allow_unk=True, **options)
+    return decode_texts(model, tokenizer, z, decoding, count=count, chunk=chunk, generator=generator)
 
 
 def interpolate(z0: Tensor, z1: Tensor, steps: int, method: Literal["lerp", "slerp"] = "lerp") -> Tensor:
@@ -114,11 +126,11 @@ class Homotopy(NamedTuple):
 
 @torch.inference_mode()
 def homotopy(model: TextModel, tokenizer: Tokenizer, start: str | None, end: str | None, *, steps: int,
-             method: Literal["lerp", "slerp"] = "lerp", decode: Literal["greedy", "beam", "sample"] = "greedy",
-             generator: torch.Generator | None = None, max_len: int = 50, **options: Any) -> Homotopy:
+             method: Literal["lerp", "slerp"] = "lerp", decoding: Decoding = GREEDY,
+             generator: torch.Generator | None = None) -> Homotopy:
     """Sentences along a path in z between two ends (Bowman et al. 2016, Table 8): each end is a sentence,
     encoded by its posterior mean, or None for a draw from the prior. ``steps`` points lie strictly between
-    the ends; every point, ends included, is decoded (``options``: see :func:`decode_latents`)."""
+    the ends; every point, ends included, is decoded with ``decoding``."""
     require_latent(model, "a homotopy")
     if steps < 1:
         raise ValueError(f"steps must be >= 1 (points between the two ends), got {steps}")
@@ -134,7 +146,7 @@ def homotopy(model: TextModel, tokenizer: Tokenizer, start: str | None, end: str
             ends.append(encoded.mu[used])
             used += 1
     path = interpolate(ends[0], ends[1], steps + 2, method)  # (steps + 2, Z)
-    decoded = decode_latents(model, tokenizer, path, decode, max_len=max_len, generator=generator, **options)
+    decoded = decode_texts(model, tokenizer, path, decoding, generator=generator)
     last = steps + 1
     points = [HomotopyPoint(t=i / last, decoded=sentence, given=start if i == 0 else end if i == last else None)
               for i, sentence in enumerate(decoded)]

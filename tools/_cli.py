@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from textvae.data.records import DataError, DataWarning
+from textvae.decoding import Decoding, Method
 from textvae.dialogue import default_method
 from textvae.export import Export, load_export
 from textvae.models import DialogueModel
@@ -118,54 +119,69 @@ def run(parser: argparse.ArgumentParser, body: Callable[[argparse.ArgumentParser
 
 
 def add_decoding_arguments(parser: argparse.ArgumentParser, *, default: str | None, help: str) -> None:
-    """The decoding options of the sampling tools: method, temperature, top-k, top-p, beam, length."""
+    """The decoding options of the sampling tools: method, temperature, top-k, top-p, beam, length; their
+    defaults are :class:`~textvae.decoding.Decoding`'s."""
     decoding = parser.add_argument_group("decoding")
     decoding.add_argument("--decode", choices=("greedy", "beam", "sample"), default=default, help=help)
-    decoding.add_argument("--temperature", type=number(0.0, float("inf"), include_low=False), default=1.0, metavar="T",
-                          help="sampling temperature, > 0 (default 1)")
-    decoding.add_argument("--top-k", type=count(0), default=0, metavar="K", help="sample among the K most likely (0: all)")
-    decoding.add_argument("--top-p", type=number(0.0, 1.0, include_low=False), default=1.0, metavar="P",
-                          help="nucleus sampling: the smallest set of tokens holding probability P, in (0, 1] (default 1)")
-    decoding.add_argument("--beam", type=count(1), default=5, metavar="B", help="beam size (default 5)")
-    decoding.add_argument("--max-len", type=count(1), default=50, metavar="L",
-                          help="longest output in tokens, EOS included (default 50)")
+    decoding.add_argument("--temperature", type=number(0.0, float("inf"), include_low=False),
+                          default=Decoding.temperature, metavar="T",
+                          help=f"sampling temperature, > 0 (default {Decoding.temperature:g})")
+    decoding.add_argument("--top-k", type=count(0), default=Decoding.top_k, metavar="K",
+                          help="sample among the K most likely (0: all)")
+    decoding.add_argument("--top-p", type=number(0.0, 1.0, include_low=False), default=Decoding.top_p, metavar="P",
+                          help="nucleus sampling: the smallest set of tokens holding probability P, in (0, 1] "
+                               f"(default {Decoding.top_p:g})")
+    decoding.add_argument("--beam", type=count(1), default=Decoding.beam_size, metavar="B",
+                          help=f"beam size (default {Decoding.beam_size})")
+    decoding.add_argument("--max-len", type=count(1), default=Decoding.max_len, metavar="L",
+                          help=f"longest output in tokens, EOS included (default {Decoding.max_len})")
+
+
+def sentence_decoding(args: argparse.Namespace, default: Method) -> Decoding:
+    """The :class:`~textvae.decoding.Decoding` that :func:`add_decoding_arguments`' flags ask for (``--decode``
+    unset: ``default``). Sentence models may say <unk>, as their data does."""
+    return Decoding(args.decode or default, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                    beam_size=args.beam, max_len=args.max_len, allow_unk=True)
 
 
 def add_response_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     """The decoding options of the dialogue tools. Unset, the model's default decoding applies
-    (:func:`textvae.dialogue.default_method`); ``--beam`` implies beam search and a sampling option sampling."""
+    (:func:`textvae.dialogue.default_method`); ``--beam`` implies beam search and a sampling option sampling.
+    Their defaults are :class:`~textvae.decoding.Decoding`'s."""
     decoding = parser.add_argument_group("decoding of responses (default: greedy per sampled z for latent models, "
                                          "sampling at temperature 1 for HRED)")
     decoding.add_argument("--decode", choices=("greedy", "beam", "sample"),
                           help="decoding method (default: implied by the options below, else the model's default)")
     decoding.add_argument("--temperature", type=number(0.0, float("inf"), include_low=False), metavar="T",
-                          help="sampling temperature, > 0 (default 1; implies --decode sample)")
+                          help=f"sampling temperature, > 0 (default {Decoding.temperature:g}; implies --decode sample)")
     decoding.add_argument("--top-k", type=count(0), metavar="K",
                           help="sample among the K most likely (0: all; implies --decode sample)")
     decoding.add_argument("--top-p", type=number(0.0, 1.0, include_low=False), metavar="P",
-                          help="nucleus sampling with mass P in (0, 1] (default 1; implies --decode sample)")
-    decoding.add_argument("--beam", type=count(1), metavar="B", help="beam size (implies --decode beam; default 5)")
-    decoding.add_argument("--max-len", type=count(1), default=50, metavar="L",
-                          help="longest response in tokens, EOS included (default 50)")
+                          help=f"nucleus sampling with mass P in (0, 1] (default {Decoding.top_p:g}; "
+                               "implies --decode sample)")
+    decoding.add_argument("--beam", type=count(1), metavar="B",
+                          help=f"beam size (implies --decode beam; default {Decoding.beam_size})")
+    decoding.add_argument("--max-len", type=count(1), default=Decoding.max_len, metavar="L",
+                          help=f"longest response in tokens, EOS included (default {Decoding.max_len})")
     decoding.add_argument("--allow-unk", action="store_true",
                           help="let responses contain <unk> (default: never generated)")
 
 
-def response_decoding(parser: argparse.ArgumentParser, args: argparse.Namespace,
-                      model: DialogueModel) -> tuple[str, dict]:
-    """The method and the options of :func:`textvae.dialogue.generate_responses` that the flags ask for."""
-    sampling = [flag for flag, value in (("--temperature", args.temperature), ("--top-k", args.top_k),
-                                         ("--top-p", args.top_p)) if value is not None]
+def response_decoding(parser: argparse.ArgumentParser, args: argparse.Namespace, model: DialogueModel) -> Decoding:
+    """The :class:`~textvae.decoding.Decoding` for :func:`textvae.dialogue.generate_responses` that the flags
+    of :func:`add_response_decoding_arguments` ask for; flags that belong to different methods are an error."""
+    sampling = {name: value for name, value in (("temperature", args.temperature), ("top_k", args.top_k),
+                                                ("top_p", args.top_p)) if value is not None}
+    flags = [f"--{name.replace('_', '-')}" for name in sampling]
     method = args.decode
     if method is None:
         if args.beam is not None and sampling:
-            parser.error(f"--beam and {sampling[0]} belong to different decoding methods (beam search, sampling): "
+            parser.error(f"--beam and {flags[0]} belong to different decoding methods (beam search, sampling): "
                          "give one")
         method = "beam" if args.beam is not None else "sample" if sampling else default_method(model)
     elif sampling and method != "sample":
-        parser.error(f"{sampling[0]} applies to sampling, not to --decode {method}")
+        parser.error(f"{flags[0]} applies to sampling, not to --decode {method}")
     elif args.beam is not None and method != "beam":
         parser.error(f"--beam applies to beam search, not to --decode {method}")
-    options = {"beam_size": args.beam or 5, "temperature": args.temperature or 1.0,
-               "top_k": args.top_k or 0, "top_p": args.top_p or 1.0, "allow_unk": args.allow_unk}
-    return method, options
+    beam = {"beam_size": args.beam} if args.beam is not None else {}
+    return Decoding(method, max_len=args.max_len, allow_unk=args.allow_unk, **sampling, **beam)

@@ -157,7 +157,7 @@ def _dialogues(parser: argparse.ArgumentParser, args: argparse.Namespace, export
     require_dialogue_contract(parser, args.model, export)
     if detect_kind(args.data) != "dialogues":
         parser.error(f"{args.data} holds sentences but {args.model} is a dialogue model; give a dialogue split")
-    method, options = response_decoding(parser, args, model)
+    decoding = response_decoding(parser, args, model)
     vectors = None
     if args.embeddings is not None and not args.no_bleu:
         vocabulary = getattr(tokenizer, "tokens", None)  # a word tokenizer: only its words can be compared
@@ -174,10 +174,10 @@ def _dialogues(parser: argparse.ArgumentParser, args: argparse.Namespace, export
     if len(dataset) == 0:
         parser.error(f"{args.data}: no context-response pairs (every dialogue has one turn)")
     result = evaluate_dialogues(model, dataset, tokenizer, responses=0 if args.no_bleu else args.responses or 10,
-                                batch_size=args.batch_size, seed=args.seed, method=method, max_len=args.max_len,
-                                embeddings=vectors, embeddings_source=str(args.embeddings), device=args.device,
+                                batch_size=args.batch_size, seed=args.seed, decoding=decoding, embeddings=vectors,
+                                embeddings_source=str(args.embeddings), device=args.device,
                                 max_contexts=args.max_sentences, act_tagger=tagger,
-                                act_tagger_source=str(args.act_tagger), **options)
+                                act_tagger_source=str(args.act_tagger))
     _write(args, result)
 
 

@@ -18,7 +18,14 @@ from pathlib import Path
 import torch
 
 from textvae.latent import homotopy
-from tools._cli import add_decoding_arguments, count, load_sentence_model, parser_from_doc, run
+from tools._cli import (
+    add_decoding_arguments,
+    count,
+    load_sentence_model,
+    parser_from_doc,
+    run,
+    sentence_decoding,
+)
 
 DIALOGUE_MESSAGE = "homotopies interpolate between sentences; sample its responses with textvae-respond"
 PROG = "textvae-homotopy"
@@ -58,8 +65,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     export = load_sentence_model(parser, args.model, args.device, dialogue_message=DIALOGUE_MESSAGE)
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     path = homotopy(export.model, export.tokenizer, args.start, args.end, steps=args.steps, method=args.method,
-                    decode=args.decode, generator=generator, max_len=args.max_len, beam_size=args.beam,
-                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+                    decoding=sentence_decoding(args, "greedy"), generator=generator)
     if path.unknown:
         print(f"{PROG}: note: {path.unknown} of {path.tokens} tokens of the given sentences are not in the "
               "model's vocabulary; read as <unk>", file=sys.stderr)

@@ -44,6 +44,7 @@ from textvae.data.datasets import DEFAULT_MAX_CONTEXT
 from textvae.data.profiles import caller_profiles, example_profile
 from textvae.data.records import DataError, DataWarning, iter_text_lines
 from textvae.data.tokenizers import UNK_ID
+from textvae.decoding import Decoding
 from textvae.dialogue import (
     describe_method,
     generate_responses,
@@ -111,8 +112,7 @@ class Responder:
 
     export: Export
     num_samples: int
-    method: str
-    options: dict
+    decoding: Decoding
     max_context: int
     max_turn_len: int
     z_source: str
@@ -178,8 +178,8 @@ class Responder:
                     for i, c in enumerate(contexts)]
         batch = batch_to(collate_dialogues(examples), self.device)
         acts = batch.acts if contexts[0].act is not None else None
-        result = generate_responses(self.export.model, batch, num_samples=self.num_samples, method=self.method,
-                                    z_source=self.z_source, acts=acts, generator=self.generator, **self.options)
+        result = generate_responses(self.export.model, batch, num_samples=self.num_samples, decoding=self.decoding,
+                                    z_source=self.z_source, acts=acts, generator=self.generator)
         names = self.act_names
         return [[(self.export.tokenizer.decode(ids), names[result.acts[b][s]] if result.acts is not None else None)
                  for s, ids in enumerate(result.ids[b])] for b in range(len(contexts))]
@@ -204,9 +204,8 @@ def chat(responder: Responder, stdin: BinaryIO, stdout: TextIO, *, act: int | No
     described += f" (responding with act {responder.act_names[act]})" if act is not None else ""
     commands = f"{COMMANDS} {ACT_COMMAND}" if model.num_acts else COMMANDS
     n = responder.num_samples
-    decoding = describe_method(model, responder.method, responder.options)
-    print(f"{described}: {n} response{'s' if n != 1 else ''} a turn, {decoding}. Type a turn; {commands}.",
-          file=stdout, flush=True)
+    print(f"{described}: {n} response{'s' if n != 1 else ''} a turn, {describe_method(model, responder.decoding)}. "
+          f"Type a turn; {commands}.", file=stdout, flush=True)
     history: list[tuple[list[int], int]] = []  # (ids, 1 if the system said it)
     last: list[list[int]] = []  # ids of the last responses, for [PICK k]
     while True:
@@ -437,11 +436,11 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
                      '(a "response" on each line)')
     export = load_dialogue_model(parser, args.model, args.device, sentence_message=SENTENCE_MESSAGE)
     model = export.model
-    method, options = response_decoding(parser, args, model)
+    decoding = response_decoding(parser, args, model)
     if args.z_source == "posterior" and not model.latent_dim:
         parser.error(f"--z-source posterior needs a latent model; {type(model).__name__} has no z")
     responder = Responder(
-        export=export, num_samples=args.num_samples, method=method, options=options | {"max_len": args.max_len},
+        export=export, num_samples=args.num_samples, decoding=decoding,
         max_context=args.max_context or export.info.get("max_context") or DEFAULT_MAX_CONTEXT,
         max_turn_len=args.max_turn_len or export.info.get("max_len") or model.max_words or DEFAULT_TURN_LIMIT,
         z_source=args.z_source, generator=torch.Generator(device=args.device).manual_seed(args.seed),
@@ -466,7 +465,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     write_responses(args.output, lines, responses)
     print(f"wrote {args.output} ({len(lines):,} context{'s' if len(lines) != 1 else ''}, {args.num_samples} "
           f"response{'s' if args.num_samples != 1 else ''} each, "
-          f"{describe_method(model, method, options)})")
+          f"{describe_method(model, decoding)})")
 
 
 def main(argv: list[str] | None = None) -> int:

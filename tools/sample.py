@@ -20,8 +20,15 @@ from pathlib import Path
 import torch
 
 from textvae.data.records import DataError, Sentence, detect_kind, iter_text_lines, read_jsonl
-from textvae.latent import decode_latents, encode_texts, plot_projection, project_2d, require_latent
-from tools._cli import add_decoding_arguments, count, load_sentence_model, parser_from_doc, run
+from textvae.latent import decode_texts, encode_texts, plot_projection, project_2d, require_latent
+from tools._cli import (
+    add_decoding_arguments,
+    count,
+    load_sentence_model,
+    parser_from_doc,
+    run,
+    sentence_decoding,
+)
 
 DIALOGUE_MESSAGE = "sample its responses with textvae-respond"
 PROG = "textvae-sample"
@@ -90,11 +97,6 @@ def _note_unknown(tokens: int, unknown: int, truncated: int) -> None:
         print(f"{PROG}: note: {truncated} sentences were cut to the model's longest input", file=sys.stderr)
 
 
-def _options(args: argparse.Namespace, generator: torch.Generator) -> dict:
-    return {"max_len": args.max_len, "beam_size": args.beam, "temperature": args.temperature, "top_k": args.top_k,
-            "top_p": args.top_p, "generator": generator}
-
-
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.data is not None and args.plot is None:
         parser.error("--data goes with --plot (for reconstructions, give the file to --reconstruct)")
@@ -109,7 +111,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.reconstruct is None and args.plot is None:  # prior samples
         n = args.n or 10
         z = model.sample_prior(n, generator=generator) if model.latent_dim > 0 else None  # (n, Z)
-        for text in decode_latents(model, tokenizer, z, args.decode or "sample", count=n, **_options(args, generator)):
+        for text in decode_texts(model, tokenizer, z, sentence_decoding(args, "sample"), count=n, generator=generator):
             print(text)
         return
 
@@ -118,7 +120,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     encoded = encode_texts(model, tokenizer, [s.text for s in sentences])
     if args.reconstruct is not None:
         _note_unknown(encoded.tokens, encoded.unknown, encoded.truncated)
-        decoded = decode_latents(model, tokenizer, encoded.mu, args.decode or "greedy", **_options(args, generator))
+        decoded = decode_texts(model, tokenizer, encoded.mu, sentence_decoding(args, "greedy"), generator=generator)
         for sentence, text in zip(sentences, decoded, strict=True):
             print(f"{sentence.text}\t{text}")
         return
