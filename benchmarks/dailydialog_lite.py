@@ -44,10 +44,9 @@ MODELS = ("hred", "vhred", "cvae", "kgcvae")
 
 
 def dataset_for(export, records) -> DialogueDataset:
-    names = export.categories
-    return DialogueDataset(records, export.tokenizer, max_context=export.info["max_context"],
-                           max_len=export.info["max_len"], acts=Vocab(names["acts"]),
-                           emotions=Vocab(names["emotions"]), topics=Vocab(names["topics"]), source="benchmark")
+    return DialogueDataset(records, export.tokenizer, max_context=export.max_context, max_len=export.max_len,
+                           acts=Vocab(export.acts), emotions=Vocab(export.emotions), topics=Vocab(export.topics),
+                           source="benchmark")
 
 
 def training_throughput(export, dataset: DialogueDataset, steps: int, device: torch.device) -> dict[str, float]:

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def _load(dialogue_exports, name, tmp_path):
     export = load_export(getattr(dialogue_exports, name))
     records = load_records(dialogue_exports.data, cache_dir=tmp_path / ".cache", kind="dialogues")
-    dataset = DialogueDataset(records.select(range(8)), export.tokenizer, acts=Vocab(export.categories["acts"]))
+    dataset = DialogueDataset(records.select(range(8)), export.tokenizer, acts=Vocab(export.acts))
     return export, dataset
 
 

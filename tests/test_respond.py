@@ -195,8 +195,8 @@ def test_topics_reach_the_models_trained_with_them(dialogue_exports, tmp_path, c
     responder = respond.Responder(export=export, num_samples=2, decoding=Decoding("greedy", max_len=8),
                                   max_context=3, max_turn_len=30, z_source="prior",
                                   generator=torch.Generator().manual_seed(0), device="cpu")
-    lines = respond.read_contexts(contexts, responder, act=None, topic=export.categories["topics"].index("taxi"))
-    assert [line.context.topic for line in lines] == [export.categories["topics"].index(name)
+    lines = respond.read_contexts(contexts, responder, act=None, topic=export.topics.index("taxi"))
+    assert [line.context.topic for line in lines] == [export.topics.index(name)
                                                       for name in ("restaurant", "taxi")]  # a line's topic wins
     assert respond.main(["--model", str(dialogue_exports.cvae), "--input", str(contexts), "--output", str(out),
                          "--topic", "taxi", "-n", "2", "--max-len", "8"]) == 0
@@ -317,7 +317,7 @@ def test_an_export_that_says_dialogues_but_holds_no_dialogue_model(sentence_expo
     mislabelled = tmp_path / "mislabelled"
     shutil.copytree(exports.vae, mislabelled)
     config = json.loads((mislabelled / "config.json").read_text(encoding="utf-8"))
-    config["info"]["kind"] = "dialogues"
+    config["kind"] = "dialogues"
     (mislabelled / "config.json").write_text(json.dumps(config), encoding="utf-8")
     for tool, argv in [(respond, []), (eval_tool, ["--data", str(exports.data)])]:
         with pytest.raises(SystemExit):

@@ -58,7 +58,7 @@ def files(exports, tmp_path_factory) -> dict[str, Path]:
     out["dialogue_export"] = root / "dialogue_export"
     shutil.copytree(exports.vae, out["dialogue_export"])
     config = json.loads((out["dialogue_export"] / "config.json").read_text(encoding="utf-8"))
-    config["info"]["kind"] = "dialogues"
+    config["kind"] = "dialogues"
     (out["dialogue_export"] / "config.json").write_text(json.dumps(config), encoding="utf-8")
     return out
 

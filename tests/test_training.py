@@ -87,7 +87,7 @@ def test_dialogue_export_round_trip_gives_identical_logits(tiny_data, tmp_path):
                 "--export", str(export)])
     loaded, again = load_export(export), load_export(export)
     assert loaded.model.num_acts == len(loaded.categories["acts"]) > 0  # the quickstart is a kgCVAE
-    assert loaded.info["max_context"] == 4 and loaded.info["max_len"] == 100  # the recipe's data module: tool defaults
+    assert loaded.kind == "dialogues" and loaded.max_context == 4 and loaded.max_len == 100  # tool defaults
     examples = [DialogueExample([loaded.tokenizer.encode("i need a hotel in the centre .")], [0],
                                 loaded.tokenizer.encode("what price range ?"), 0, None, 1, 0)]
     batch = collate_dialogues(examples)

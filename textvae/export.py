@@ -3,7 +3,8 @@
 Every tool loads a model with ``--model DIR`` through :func:`load_export`. The config names the model
 class by import path (only classes inside the ``textvae`` package are accepted, so a config file can
 never make us import arbitrary code) and its constructor arguments, which models keep in
-``self.init_args``.
+``self.init_args``; beside them, what the model was trained on: :class:`Export`'s typed fields, checked
+on loading. Exports of format version 1 (which kept those in a free-form ``info``) are upgraded in memory.
 """
 
 from __future__ import annotations
@@ -11,46 +12,141 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import reprlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from torch import nn
 
 from textvae.data.records import DataError
 from textvae.data.tokenizers import Tokenizer, load_tokenizer
+from textvae.models import DialogueModel
 
 FORMAT = "textvae-export"
-VERSION = 1
+VERSION = 2  # 2: kind, max_context, max_len as fields of their own; SentenceVAE's posterior as a component
+Kind = Literal["sentences", "dialogues"]
+CATEGORIES = ("labels", "acts", "emotions", "topics")
+SENTENCE_VAE = "textvae.models.sentence_vae.SentenceVAE"
 
 
 @dataclass
 class Export:
+    """A loaded export: the model, its tokenizer, and what the model was trained on."""
+
     model: nn.Module
     tokenizer: Tokenizer
-    categories: dict[str, list[str]] = field(default_factory=dict)  # label/act/emotion/topic names by id
-    info: dict[str, Any] = field(default_factory=dict)  # free-form: data paths, training config, metrics
+    kind: Kind  # what it reads: sentences, or dialogues (a response model)
+    max_context: int | None = None  # dialogues: context turns it was trained to read (the tools' default)
+    max_len: int | None = None  # dialogues: longest turn, in tokens, it was trained on (the tools' default)
+    labels: list[str] = field(default_factory=list)  # sentence label names by id
+    acts: list[str] = field(default_factory=list)  # dialog act names by id
+    emotions: list[str] = field(default_factory=list)  # emotion names by id
+    topics: list[str] = field(default_factory=list)  # topic names by id
+    info: dict[str, Any] = field(default_factory=dict)  # provenance only (data paths): no tool reads it
+
+    @property
+    def categories(self) -> dict[str, list[str]]:
+        """The four name lists by category: labels, acts, emotions, topics."""
+        return {name: getattr(self, name) for name in CATEGORIES}
 
 
-def save_export(directory: str | os.PathLike, model: nn.Module, tokenizer: Tokenizer, *,
-                categories: dict[str, list[str]] | None = None, info: dict[str, Any] | None = None) -> Path:
+def _short(value: object) -> str:
+    return reprlib.repr(value)
+
+
+def _fields(config: Mapping[str, Any], *, infer_kind: bool = False) -> dict[str, Any]:
+    """:class:`Export`'s typed fields from a config (version 2 layout), checked: ValueError naming the first
+    wrong one. ``infer_kind``: a missing kind stays None (version 1: the caller infers it from the model)."""
+    kind = config.get("kind")
+    if not (kind in get_args(Kind) or (kind is None and infer_kind)):
+        raise ValueError(f"kind must be 'sentences' or 'dialogues', got {_short(kind)}")
+    fields: dict[str, Any] = {"kind": kind}
+    for name in ("max_context", "max_len"):
+        value = config.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"{name} must be a whole number >= 1 (or null), got {_short(value)}")
+        fields[name] = value
+    categories = config.get("categories", {})
+    if not isinstance(categories, dict):
+        raise ValueError(f"categories must map {', '.join(CATEGORIES)} to lists of names, got {_short(categories)}")
+    if unknown := sorted(set(categories) - set(CATEGORIES)):
+        raise ValueError(f"unknown category {unknown[0]!r} (known: {', '.join(CATEGORIES)})")
+    for name in CATEGORIES:
+        names = categories.get(name, [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"categories.{name} must be a list of strings, got {_short(names)}")
+        fields[name] = list(names)
+    info = config.get("info", {})
+    if not isinstance(info, dict):
+        raise ValueError(f"info must be an object, got {_short(info)}")
+    fields["info"] = info
+    return fields
+
+
+def _kind_of(model: nn.Module) -> Kind:
+    return "dialogues" if isinstance(model, DialogueModel) else "sentences"
+
+
+def save_export(directory: str | os.PathLike, model: nn.Module, tokenizer: Tokenizer, *, kind: Kind | None = None,
+                max_context: int | None = None, max_len: int | None = None, labels: Sequence[str] = (),
+                acts: Sequence[str] = (), emotions: Sequence[str] = (), topics: Sequence[str] = (),
+                info: dict[str, Any] | None = None, categories: Mapping[str, Sequence[str]] | None = None) -> Path:
+    """Write ``model`` (class path, ``init_args``, weights), ``tokenizer`` and :class:`Export`'s fields
+    (``kind`` None: "dialogues" for a :class:`~textvae.models.DialogueModel`, else "sentences"); a wrong field
+    is a ValueError. ``categories``: the name lists as one mapping, as version 1 took them (for its callers)."""
     from safetensors.torch import save_model
 
     init_args = getattr(model, "init_args", None)
     if not isinstance(init_args, dict):
         raise TypeError(f"{type(model).__name__} must keep its constructor arguments in self.init_args to be exported")
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    names = {"labels": labels, "acts": acts, "emotions": emotions, "topics": topics}
+    for name, given in (categories or {}).items():
+        if names.get(name):
+            raise ValueError(f"the {name} are given twice: as {name}= and in categories")
+        names[name] = given
+    names = {name: list(given) if isinstance(given, (list, tuple)) else given for name, given in names.items()}
+    fields = _fields({"kind": kind or _kind_of(model), "max_context": max_context, "max_len": max_len,
+                      "categories": names, "info": info or {}})
     cls = type(model)
     config = {
         "format": FORMAT, "version": VERSION,
         "model": {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args},
-        "categories": categories or {}, "info": info or {},
+        "kind": fields["kind"], "max_context": max_context, "max_len": max_len,
+        "categories": {name: fields[name] for name in CATEGORIES}, "info": fields["info"],
     }
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
     save_model(model, str(directory / "model.safetensors"))  # handles tied (shared) weights
     tokenizer.save(directory)
     return directory
+
+
+def _upgrade_v1(config: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 config as version 2 writes it: ``kind``, ``max_context`` and ``max_len`` out of ``info``
+    into fields of their own, and SentenceVAE's ``mu_batchnorm: g`` (BN-VAE) as the posterior component
+    it became: ``BatchNormGaussian`` with gamma g, or no argument for g = 0 (no batch norm)."""
+    info = config.get("info", {})
+    if not isinstance(info, dict):
+        return config  # the checks of the fields name it
+    info = dict(info)
+    upgraded = {**config, "version": 2, "info": info}
+    for name in ("kind", "max_context", "max_len"):
+        upgraded[name] = info.pop(name, None)
+    model = config.get("model")
+    if isinstance(model, dict) and model.get("class_path") in (SENTENCE_VAE, "textvae.models.SentenceVAE") \
+            and isinstance(model.get("init_args"), dict) and "mu_batchnorm" in model["init_args"]:
+        init_args = dict(model["init_args"])
+        gamma = init_args["mu_batchnorm"]
+        if isinstance(gamma, (int, float)) and not isinstance(gamma, bool) and gamma >= 0:
+            del init_args["mu_batchnorm"]  # anything else stays, for the constructor to refuse
+            if gamma > 0:
+                init_args["posterior"] = {"class_path": "textvae.posteriors.BatchNormGaussian",
+                                          "init_args": {"gamma": gamma}}
+        upgraded["model"] = {**model, "init_args": init_args}
+    return upgraded
 
 
 def _model_class(class_path: str, source: Path) -> type[nn.Module]:
@@ -81,6 +177,18 @@ def load_export(directory: str | os.PathLike, *, device: str = "cpu") -> Export:
         raise DataError(f"{config_path}: corrupt config ({err}); re-export the model") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise DataError(f"{config_path}: not a textvae export config (format should be {FORMAT!r})")
+    version = config.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise DataError(f"{config_path}: unknown export format version {_short(version)}; re-export the model")
+    if version > VERSION:
+        raise DataError(f"{config_path}: export format version {version} is newer than this textvae reads "
+                        f"(version {VERSION}); upgrade textvae")
+    if version == 1:
+        config = _upgrade_v1(config)
+    try:
+        fields = _fields(config, infer_kind=version == 1)
+    except ValueError as err:
+        raise DataError(f"{config_path}: {err}; re-export the model") from None
     model_config = config.get("model") or {}
     cls = _model_class(str(model_config.get("class_path")), config_path)
     try:
@@ -98,5 +206,6 @@ def load_export(directory: str | os.PathLike, *, device: str = "cpu") -> Export:
         raise DataError(f"{weights}: weights do not match the config (missing {sorted(missing)[:3]}, "
                         f"unexpected {sorted(unexpected)[:3]}); re-export the model")
     model.to(device).eval()
-    return Export(model=model, tokenizer=load_tokenizer(directory), categories=config.get("categories", {}),
-                  info=config.get("info", {}))
+    if fields["kind"] is None:  # a version-1 export that did not say
+        fields["kind"] = _kind_of(model)
+    return Export(model=model, tokenizer=load_tokenizer(directory), **fields)

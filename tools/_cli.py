@@ -67,8 +67,8 @@ def load_model(parser: argparse.ArgumentParser, directory: Path, device: str) ->
 
 
 def is_dialogue(export: Export) -> bool:
-    """A dialogue response model: so its export says, or it implements the DialogueModel contract."""
-    return export.info.get("kind") == "dialogues" or isinstance(export.model, DialogueModel)
+    """A dialogue response model, as its export says (a version-1 export that did not say: as its model is)."""
+    return export.kind == "dialogues"
 
 
 def load_sentence_model(parser: argparse.ArgumentParser, directory: Path, device: str, *,

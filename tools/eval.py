@@ -91,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
                            help="an act tagger saved by textvae-act-tagger: scores the dialog acts of the generated "
                                 "responses (act match; act control for kgCVAE)")
     dialogues.add_argument("--max-context", type=count(1), metavar="U",
-                           help="context turns before each response (default: the export's info max_context, else "
+                           help="context turns before each response (default: the export's max_context, else "
                                 f"{DEFAULT_MAX_CONTEXT})")
     add_response_decoding_arguments(parser)
     return parser
@@ -129,9 +129,8 @@ def _sentences(parser: argparse.ArgumentParser, args: argparse.Namespace, export
         parser.error(f"{args.data}: no sentences to evaluate")
     # Evaluation does not use labels; the model's label names are kept when the data's fit them, and a
     # label the model never saw must not stop the evaluation.
-    names = export.categories.get("labels") or []
     data_labels = {v for v in records["label"] if v is not None}
-    labels = Vocab(names) if names and data_labels <= set(names) else None
+    labels = Vocab(export.labels) if export.labels and data_labels <= set(export.labels) else None
     dataset = SentenceDataset(records, tokenizer, max_len=model.max_words, labels=labels, source=str(args.data))
     result = evaluate(model, dataset, samples=args.samples or 500, batch_size=args.batch_size, seed=args.seed,
                       bleu=not args.no_bleu, tokenizer=tokenizer, device=args.device)
@@ -142,10 +141,9 @@ def _sentences(parser: argparse.ArgumentParser, args: argparse.Namespace, export
     _write(args, result)
 
 
-def _category(export: Export, name: str) -> Vocab | None:
+def _category(names: list[str]) -> Vocab | None:
     """The model's names for a category, so data ids mean what they meant in training (an unknown name in
     the data is then a one-line error); None when the export names none (ids are built from the data)."""
-    names = export.categories.get(name)
     return Vocab(names) if names else None
 
 
@@ -166,11 +164,11 @@ def _dialogues(parser: argparse.ArgumentParser, args: argparse.Namespace, export
             raise DataError(f"{args.embeddings}: none of the model's words has a vector; is it the right file?")
     tagger = load_act_tagger(args.act_tagger) if args.act_tagger is not None and not args.no_bleu else None
     records = _records(parser, args, "dialogues")
-    max_context = args.max_context or export.info.get("max_context") or DEFAULT_MAX_CONTEXT
-    max_len = export.info.get("max_len") or model.max_words
+    max_context = args.max_context or export.max_context or DEFAULT_MAX_CONTEXT
+    max_len = export.max_len or model.max_words
     dataset = DialogueDataset(records, tokenizer, max_context=max_context, max_len=max_len,
-                              acts=_category(export, "acts"), emotions=_category(export, "emotions"),
-                              topics=_category(export, "topics"), source=str(args.data))
+                              acts=_category(export.acts), emotions=_category(export.emotions),
+                              topics=_category(export.topics), source=str(args.data))
     if len(dataset) == 0:
         parser.error(f"{args.data}: no context-response pairs (every dialogue has one turn)")
     result = evaluate_dialogues(model, dataset, tokenizer, responses=0 if args.no_bleu else args.responses or 10,

@@ -122,7 +122,7 @@ class Responder:
 
     @property
     def act_names(self) -> list[str]:
-        names = self.export.categories.get("acts") or []
+        names = self.export.acts
         return names if len(names) == self.export.model.num_acts else [str(i) for i in range(self.export.model.num_acts)]
 
     def act_id(self, name: str) -> int:
@@ -146,7 +146,7 @@ class Responder:
         """The id of topic ``name``; ValueError with the known names otherwise (or if the model reads none)."""
         if not self.reads_topics:
             raise ValueError(f"{type(self.export.model).__name__} was trained without topics; drop the topic")
-        names = self.export.categories.get("topics") or []
+        names = self.export.topics
         if name not in names:
             raise ValueError(f"unknown topic {name!r}; this model knows {', '.join(names)}")
         return names.index(name)
@@ -441,8 +441,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"--z-source posterior needs a latent model; {type(model).__name__} has no z")
     responder = Responder(
         export=export, num_samples=args.num_samples, decoding=decoding,
-        max_context=args.max_context or export.info.get("max_context") or DEFAULT_MAX_CONTEXT,
-        max_turn_len=args.max_turn_len or export.info.get("max_len") or model.max_words or DEFAULT_TURN_LIMIT,
+        max_context=args.max_context or export.max_context or DEFAULT_MAX_CONTEXT,
+        max_turn_len=args.max_turn_len or export.max_len or model.max_words or DEFAULT_TURN_LIMIT,
         z_source=args.z_source, generator=torch.Generator(device=args.device).manual_seed(args.seed),
         device=args.device, batch_size=args.batch_size)
     act = None

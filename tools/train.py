@@ -43,14 +43,15 @@ class TrainCLI(LightningCLI):
             print(f"textvae-train: exporting the best checkpoint by {checkpoint.monitor}: {best}")
         if self.trainer.is_global_zero:
             data = self.datamodule
-            info = {"kind": data.kind, "data": {k: v for k, v in data.paths.items() if v}}
+            info = {"data": {k: v for k, v in data.paths.items() if v}}
             if data.kind == "sentences":
-                categories = {"labels": data.labels.names}
+                save_export(export, self.model.model, data.tokenizer, kind="sentences", labels=data.labels.names,
+                            info=info)
             else:
-                categories = {"acts": data.acts.names, "emotions": data.emotions.names, "topics": data.topics.names}
                 # what the model was trained to read: the dialogue tools default to the same context and turn length
-                info |= {"max_context": data.max_context, "max_len": data.max_len}
-            save_export(export, self.model.model, data.tokenizer, categories=categories, info=info)
+                save_export(export, self.model.model, data.tokenizer, kind="dialogues", max_context=data.max_context,
+                            max_len=data.max_len, acts=data.acts.names, emotions=data.emotions.names,
+                            topics=data.topics.names, info=info)
             print(f"textvae-train: model exported to {export}")
 
 
