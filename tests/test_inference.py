@@ -163,6 +163,20 @@ def test_refine_moves_a_bad_posterior_to_the_exact_one():
         refine(model, x, start, steps=-1)
 
 
+def test_refine_improves_a_flow_posterior_and_its_context():
+    model, x = LinearGaussian(s=1.0), data(8, s=1.0)
+    g = torch.Generator().manual_seed(0)
+    base = DiagonalGaussian(torch.full_like(x, 1.5), torch.full_like(x, 1.0))
+    context = torch.cat([torch.randn(8, Z, generator=g, dtype=F64), torch.randn(8, Z + 1, generator=g, dtype=F64)], -1)
+    start = Inference(q=FlowDistribution(base, context, [PlanarStep(Z, offset=0)]), p=model.infer(x).p, condition=None)
+    refined = refine(model, x, start, steps=300, lr=0.1, samples=16, generator=g)
+    assert isinstance(refined.q, FlowDistribution) and not torch.equal(refined.q.context, context)
+    eps = torch.randn(4000, 8, Z, generator=g, dtype=F64)
+    before, after = elbo(model, x, start, eps).detach(), elbo(model, x, refined, eps)  # Monte-Carlo KL, (B,)
+    assert (after > before + 1.0).all()
+    assert float((model.log_px(x) - after).max()) < 0.08  # from gaps of 3 to 33 nats: the flow can be exact
+
+
 def test_differentiable_refinement_passes_exact_gradients_to_the_encoder():
     """With differentiable=True the steps stay in the graph: the gradient of a loss at the refined posterior
     with respect to the encoder's c equals a central finite difference through the whole refinement."""

@@ -16,7 +16,8 @@ def mixture_prior(seed=0, num_components=3):
     torch.manual_seed(seed)
     prior = MixturePrior(0, Z, num_components=num_components).double()
     with torch.no_grad():  # uneven weights and variances, so that a slip in either shows
-        prior.logits.copy_(torch.log(torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)))
+        # unnormalised logits: the weights are their softmax (0.2, 0.5, 0.3)
+        prior.logits.copy_(torch.log(torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)) + 0.7)
         prior.logvar.copy_(torch.tensor([[0.0, -1.0], [0.5, 0.2], [-0.7, 0.3]], dtype=torch.float64))
     return prior
 
