@@ -17,6 +17,7 @@ from textvae.act_tagger import (
 )
 from textvae.data.datasets import DialogueDataset, Vocab, load_records
 from textvae.data.records import DataError
+from textvae.decoding import Decoding
 from textvae.dialogue_eval import _TagTotals, evaluate_dialogues
 from textvae.export import load_export
 from tools import act_tagger as act_tagger_tool
@@ -130,7 +131,7 @@ def test_eval_scores_generated_acts_and_kgcvae_act_control(dialogue_exports, tmp
     tagger = train_act_tagger(*tagged_turns(records), min_count=1)
     export = load_export(dialogue_exports.kgcvae)
     dataset = _dataset(dialogue_exports, export, tmp_path)
-    kwargs = {"responses": 3, "batch_size": 4, "seed": 0, "max_len": 12}
+    kwargs = {"responses": 3, "batch_size": 4, "seed": 0, "decoding": Decoding("greedy", max_len=12)}
     plain = evaluate_dialogues(export.model, dataset, export.tokenizer, **kwargs)
     tagged = evaluate_dialogues(export.model, dataset, export.tokenizer, act_tagger=tagger, act_tagger_source="t",
                                 **kwargs)

@@ -18,7 +18,7 @@ from test_dialogue_models import data as dialogue_data  # noqa: F401 (their data
 from textvae.data.batching import SentenceExample, batch_to, collate_sentences
 from textvae.data.records import write_jsonl
 from textvae.data.synthetic import generate_dialogues, generate_sentences
-from textvae.decoding import beam_search, greedy, sample
+from textvae.decoding import Decoding, beam_search, greedy, sample
 from textvae.dialogue import generate_responses
 from textvae.evaluation import evaluate
 from textvae.export import load_export
@@ -165,7 +165,7 @@ def test_dialogue_models_compute_the_same_on_cuda(name, dialogue_data):  # noqa:
         assert close(cpu.decoder(inputs, condition.condition), gpu.decoder(inputs.to(CUDA), condition.condition.to(CUDA)))
         out = gpu(batch_gpu)
         assert out.reconstruction.device.type == "cuda" and torch.isfinite(out.reconstruction).all()
-        responses = generate_responses(gpu, batch_gpu, num_samples=3, method="greedy", max_len=12,
+        responses = generate_responses(gpu, batch_gpu, num_samples=3, decoding=Decoding("greedy", max_len=12),
                                        generator=torch.Generator(CUDA).manual_seed(0))
         assert len(responses.ids) == 7 and all(len(r) == 3 for r in responses.ids)
 

@@ -13,6 +13,7 @@ from textvae.data.batching import DialogueExample, collate_dialogues
 from textvae.data.datasets import DialogueDataset, load_records, texts_of
 from textvae.data.profiles import PROFILE_DIM, caller_features, callers_of, example_profile
 from textvae.data.tokenizers import WordTokenizer
+from textvae.decoding import Decoding
 from textvae.export import load_export
 from textvae.models import CVAE
 from tools import respond, train
@@ -122,7 +123,7 @@ def test_training_links_the_profiles_and_respond_reads_callers(switchboard, tmp_
     turns = {"turns": [{"speaker": "A", "text": "do you have a dog"}]}
     contexts.write_text(json.dumps(turns | {"callers": {"A": ANN, "B": BOB}}) + "\n" + json.dumps(turns) + "\n",
                         encoding="utf-8")
-    responder = respond.Responder(export=load_export(export), num_samples=2, method="greedy", options={"max_len": 5},
+    responder = respond.Responder(export=load_export(export), num_samples=2, decoding=Decoding("greedy", max_len=5),
                                   max_context=3, max_turn_len=30, z_source="prior",
                                   generator=torch.Generator().manual_seed(0), device="cpu")
     lines = respond.read_contexts(contexts, responder, act=None, topic=None)

@@ -15,6 +15,7 @@ from textvae.data.records import write_jsonl
 from textvae.data.synthetic import generate_dialogues, generate_sentences
 from textvae.export import load_export
 from textvae.models import DialogueModel
+from textvae.training_objectives import ELBO
 from tools import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,7 +137,7 @@ def test_logged_elbo_of_kgcvae_is_the_bound_the_evaluation_reports(tiny_data, tm
     torch.manual_seed(0)
     model = CVAE(vocab_size=tokenizer.vocab_size, embed_dim=8, utterance_dim=8, context_dim=8, latent_dim=3, prior_dim=8, decoder_dim=8, mlp_dim=8,
                  knowledge=True, num_acts=len(dataset.acts), act_dim=4).eval()
-    system = TextVAESystem(model, free_bits_per_dim=5.0)  # free bits change the loss, never the logged ELBO
+    system = TextVAESystem(model, objective=ELBO(free_bits_per_dim=5.0))  # free bits change the loss, never the logged ELBO
     logged = {}
     system.log_dict = lambda metrics, **kwargs: logged.update(metrics)
     batch = collate_dialogues([dataset[i] for i in range(6)])

@@ -227,13 +227,7 @@ def test_ae_pretraining_trains_with_beta_0_then_resets_the_decoder_and_restarts_
 # Semi-amortised steps (Kim et al. 2018) and IWAE
 
 
-@pytest.mark.parametrize("architecture", [
-    "gru", "lstm",
-    pytest.param("transformer", marks=pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
-        "refine(differentiable=True) needs a double backward of F.scaled_dot_product_attention, which the fused "
-        "CPU (and CUDA flash/efficient) kernels lack; fix: run the steps under "
-        "torch.nn.attention.sdpa_kernel(SDPBackend.MATH) when differentiable"))),
-])
+@pytest.mark.parametrize("architecture", ["gru", "lstm", "transformer"])
 def test_semi_amortised_loss_trains_the_encoder_through_the_steps(architecture):
     """The SA-VAE loss is the ELBO at the posterior after 2 differentiable refinement steps from the encoder's
     output: finite, and its gradient reaches every part of the encoder (through the steps) and the decoder."""

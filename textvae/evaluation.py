@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -49,11 +49,11 @@ from textvae.data.batching import (
     collate_sentences,
 )
 from textvae.data.tokenizers import Tokenizer
-from textvae.decoding import greedy
+from textvae.decoding import Decoding, greedy
 from textvae.distributions import DiagonalGaussian, kl_divergence
 from textvae.inference import concatenate, elbo, mutual_information, refine
 from textvae.inference import importance_samples as model_importance_samples
-from textvae.latent import decode_latents
+from textvae.latent import decode_texts
 from textvae.metrics import (
     active_units,
     corpus_bleu,
@@ -65,6 +65,7 @@ from textvae.models import ImportanceSamples, Inference, TextModel
 from textvae.objectives import importance_weighted_nll
 
 AU_THRESHOLD = 0.01
+PRIOR_SAMPLING = Decoding("sample", allow_unk=True)  # prior samples' words drawn from p(x|z), <unk> included
 RECONSTRUCTION_SLACK = 10  # reconstructions may run this many tokens past the longest input of their batch
 
 
@@ -327,13 +328,12 @@ def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: in
 
 @torch.inference_mode()
 def prior_sample_metrics(model: TextModel, tokenizer: Tokenizer, n: int, *,
-                         method: Literal["greedy", "beam", "sample"] = "sample", max_len: int = 50,
-                         batch_size: int = 256, generator: torch.Generator | None = None,
-                         **options: Any) -> PriorSampleMetrics:
-    """Decode ``n`` sentences from prior draws z ~ N(0, I) (a language model: from nothing) and measure
-    their diversity: distinct-1/2 and self-BLEU. ``method="sample"`` (default) draws from the model's own
-    p(x|z), which is what a language model must be compared on; ``"greedy"`` shows what z alone encodes.
-    ``options``: decoding options of :func:`textvae.decoding.generate`. ``generator`` on the model's device."""
+                         decoding: Decoding = PRIOR_SAMPLING, batch_size: int = 256,
+                         generator: torch.Generator | None = None) -> PriorSampleMetrics:
+    """Decode ``n`` sentences from prior draws z ~ p(z) (a language model: from nothing) and measure their
+    diversity: distinct-1/2 and self-BLEU. Sampling (default) draws from the model's own p(x|z), which is
+    what a language model must be compared on; greedy decoding shows what z alone encodes. ``generator``
+    on the model's device."""
     if n < 2:
         raise ValueError(f"n must be >= 2 (self-BLEU compares the samples with each other), got {n}")
     if batch_size < 1:
@@ -342,7 +342,6 @@ def prior_sample_metrics(model: TextModel, tokenizer: Tokenizer, n: int, *,
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
         z = model.sample_prior(m, generator=generator) if model.latent_dim > 0 else None  # (m, Z) or None
-        texts += decode_latents(model, tokenizer, z, method, count=m, max_len=max_len, chunk=batch_size,
-                                generator=generator, **options)
-    return PriorSampleMetrics(n=n, method=method, distinct_1=distinct_n(texts, 1), distinct_2=distinct_n(texts, 2),
-                              self_bleu=self_bleu(texts), samples=texts)
+        texts += decode_texts(model, tokenizer, z, decoding, count=m, chunk=batch_size, generator=generator)
+    return PriorSampleMetrics(n=n, method=decoding.method, distinct_1=distinct_n(texts, 1),
+                              distinct_2=distinct_n(texts, 2), self_bleu=self_bleu(texts), samples=texts)

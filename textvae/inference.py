@@ -15,11 +15,13 @@ Notation: B batch, Z latent, K samples, N examples.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
 import torch
 from torch import Tensor
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from textvae.distributions import DiagonalGaussian, FlowDistribution, kl_divergence, standard_noise
 from textvae.models.modules import ImportanceSamples, Inference
@@ -64,7 +66,9 @@ def refine(model: Any, batch: Any, inference: Inference, *, steps: int, lr: floa
     if steps < 0 or lr <= 0:
         raise ValueError(f"refine needs steps >= 0 and lr > 0, got {steps}, {lr}")
     params = [p if differentiable else p.detach().requires_grad_() for p in inference.q.params]
-    with torch.enable_grad():
+    # second derivatives through attention exist only for its plain (math) kernel, not the fused ones
+    kernels = sdpa_kernel(SDPBackend.MATH) if differentiable else contextlib.nullcontext()
+    with torch.enable_grad(), kernels:
         for _ in range(steps):
             current = inference._replace(q=inference.q.with_params(params))
             noise = standard_noise(params[0], samples, generator)  # (S, B, Z)

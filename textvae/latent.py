@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
 from textvae.data.batching import SentenceExample, collate_sentences
 from textvae.data.tokenizers import UNK_ID, Tokenizer
-from textvae.decoding import Decoding, Method, generate
+from textvae.decoding import Decoding, generate
 from textvae.models import TextModel
 from textvae.objectives import lerp, slerp
 
@@ -92,15 +92,6 @@ def decode_texts(model: TextModel, tokenizer: Tokenizer, z: Tensor | None, decod
                        generator=generator)
         texts += [tokenizer.decode(x) for x in ids]
     return texts
-
-
-def decode_latents(model: TextModel, tokenizer: Tokenizer, z: Tensor | None, method: Method = "greedy", *,
-                   count: int | None = None, max_len: int = 50, chunk: int = 256,
-                   generator: torch.Generator | None = None, **options: Any) -> list[str]:
-    """:func:`decode_texts` with the decoding given as a method and :class:`~textvae.decoding.Decoding`'s
-    options (<unk> allowed), as :func:`textvae.evaluation.prior_sample_metrics` passes it."""
-    decoding = Decoding(method, max_len=max_len, allow_unk=True, **options)
-    return decode_texts(model, tokenizer, z, decoding, count=count, chunk=chunk, generator=generator)
 
 
 def interpolate(z0: Tensor, z1: Tensor, steps: int, method: Literal["lerp", "slerp"] = "lerp") -> Tensor:

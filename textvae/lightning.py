@@ -281,7 +281,7 @@ class TextVAESystem(pl.LightningModule):
                 self._clip(encoder_optimizer)
                 encoder_optimizer.step()
                 size = inner.index.shape[0]
-                if rule.send((float(terms.loss) * size, size)):
+                if rule.send((terms.loss.item() * size, size)):
                     break
                 inner = self._fresh_batch()
         loss = self._step(batch, "train")

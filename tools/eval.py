@@ -1,7 +1,9 @@
 """textvae-eval: evaluate an exported model: NLL, perplexity, KL and more for sentence and dialogue models.
 
 Sentence models (VAE or language-model baseline) on a prepared sentence JSONL split: importance-weighted
-NLL, PPL, ELBO, KL, mutual information, active units, reconstruction BLEU and prior-sample diversity.
+NLL, PPL, ELBO, KL, mutual information, active units, reconstruction BLEU and prior-sample diversity,
+for any posterior and prior (flows and mixtures: a Monte-Carlo KL); with --svi-steps, the ELBO after
+semi-amortised refinement and the amortisation and approximation gaps.
 PPL = exp(total NLL / (words + EOS)), the papers' definition.
 
 Dialogue models (HRED, VHRED, CVAE, kgCVAE) on a prepared dialogue JSONL split, one (context, response)
@@ -20,6 +22,7 @@ responses never contain <unk> unless --allow-unk.
 Examples:
   textvae-eval --model runs/yelp/export --data data/yelp/test.jsonl
   textvae-eval --model runs/yelp/export --data data/yelp/test.jsonl --samples 100 --json eval.json
+  textvae-eval --model runs/yelp/export --data data/yelp/test.jsonl --samples 100 --svi-steps 20
   textvae-eval --model runs/switchboard_kgcvae/export --data data/switchboard/test.jsonl --responses 10 --embeddings glove.txt
   textvae-eval --model runs/dailydialog_lite_kgcvae/export --data data/dailydialog-lite/test.jsonl --act-tagger runs/dailydialog_lite_act_tagger
 """
@@ -44,6 +47,7 @@ from tools._cli import (
     count,
     is_dialogue,
     load_model,
+    number,
     parser_from_doc,
     require_dialogue_contract,
     response_decoding,
@@ -51,7 +55,7 @@ from tools._cli import (
 )
 
 PROG = "textvae-eval"
-SENTENCE_ONLY = ("--samples", "--prior-samples")
+SENTENCE_ONLY = ("--samples", "--prior-samples", "--mi-group", "--svi-steps", "--svi-lr")
 DIALOGUE_ONLY = ("--responses", "--embeddings", "--act-tagger", "--max-context", "--decode", "--temperature", "--top-k", "--top-p",
                  "--beam", "--allow-unk")
 
@@ -63,8 +67,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="prepared JSONL split: sentences for a sentence model, dialogues for a dialogue model")
     parser.add_argument("--batch-size", type=count(1), default=32, metavar="N",
                         help="sentences (dialogues: contexts) per batch; K x N sequences (N x responses) are decoded "
-                             "together (default 32). MI is estimated per batch (He et al. 2019): compare it at one "
-                             "batch size")
+                             "together (default 32); the figures do not depend on it")
     parser.add_argument("--max-sentences", type=count(1), metavar="N",
                         help="evaluate only the first N sentences (dialogues: context-response pairs)")
     parser.add_argument("--no-bleu", action="store_true",
@@ -81,6 +84,15 @@ def _parser() -> argparse.ArgumentParser:
                            help="importance samples per sentence (default 500, as He et al. 2019)")
     sentences.add_argument("--prior-samples", type=count(0), metavar="N",
                            help="sentences sampled from the prior for distinct-n and self-BLEU (default 100; 0: none)")
+    sentences.add_argument("--mi-group", type=count(2), metavar="G",
+                           help="sentences per aggregate posterior of the mutual information (default 1000; the "
+                                "estimate is at most log G: compare models at one G)")
+    sentences.add_argument("--svi-steps", type=count(0), metavar="N",
+                           help="also refine each posterior by N semi-amortised gradient steps (Kim et al. 2018) and "
+                                "report the ELBO after them with the amortisation and approximation gaps (Cremer "
+                                "et al. 2018); default 0")
+    sentences.add_argument("--svi-lr", type=number(0.0, 100.0, include_low=False), metavar="LR",
+                           help="step size of --svi-steps (default 1)")
     dialogues = parser.add_argument_group("dialogue models")
     dialogues.add_argument("--responses", type=count(1), metavar="N",
                            help="responses sampled per context (default 10, as Zhao et al. 2017)")
@@ -133,7 +145,8 @@ def _sentences(parser: argparse.ArgumentParser, args: argparse.Namespace, export
     labels = Vocab(export.labels) if export.labels and data_labels <= set(export.labels) else None
     dataset = SentenceDataset(records, tokenizer, max_len=model.max_words, labels=labels, source=str(args.data))
     result = evaluate(model, dataset, samples=args.samples or 500, batch_size=args.batch_size, seed=args.seed,
-                      bleu=not args.no_bleu, tokenizer=tokenizer, device=args.device)
+                      bleu=not args.no_bleu, tokenizer=tokenizer, device=args.device, mi_group=args.mi_group or 1000,
+                      svi_steps=args.svi_steps or 0, svi_lr=args.svi_lr or 1.0)
     prior_samples = 100 if args.prior_samples is None else args.prior_samples
     if prior_samples:
         generator = torch.Generator(device=args.device).manual_seed(args.seed)
