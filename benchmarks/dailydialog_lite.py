@@ -53,7 +53,8 @@ def training_throughput(export, dataset: DialogueDataset, steps: int, device: to
     """Optimiser steps of a fresh model with the export's configuration: the training loss at beta = 1."""
     torch.manual_seed(0)
     model = type(export.model)(**export.model.init_args).to(device).train()
-    optimizer = TextVAESystem(model).configure_optimizers()
+    system = TextVAESystem(model)
+    optimizer = system.configure_optimizers()
     batches = BucketBatchSampler(dataset.lengths, 32, seed=0)
     responses = tokens = 0
     for step, indices in enumerate(list(batches)[: steps + 10]):
@@ -61,8 +62,7 @@ def training_throughput(export, dataset: DialogueDataset, steps: int, device: to
             synchronize(device)
             start = time.perf_counter()
         batch = batch_to(collate_dialogues([dataset[i] for i in indices]), device)
-        out = model(batch)
-        loss = out.reconstruction.mean() + out.aux_loss.mean() + (out.kl.sum(-1).mean() if out.kl is not None else 0)
+        loss = system.objective(model, batch, beta=1.0).loss  # the training system's objective, at beta 1
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

@@ -25,7 +25,6 @@ from textvae.decoding import greedy
 from textvae.evaluation import device_name, evaluate, synchronize
 from textvae.export import load_export
 from textvae.lightning import TextVAESystem
-from textvae.objectives import free_bits_kl
 
 
 def training_throughput(export, train_file: str, cache_dir: str, steps: int,
@@ -42,8 +41,7 @@ def training_throughput(export, train_file: str, cache_dir: str, steps: int,
             synchronize(device)
             start = time.perf_counter()
         batch = batch_to(batch, device)
-        out = model(batch)
-        loss = out.reconstruction.mean() + (free_bits_kl(out.kl) if out.kl is not None else 0)
+        loss = system.objective(model, batch, beta=1.0).loss  # the training system's objective, at beta 1
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

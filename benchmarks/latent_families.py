@@ -1,0 +1,139 @@
+"""The latent families side by side: each recipe's export evaluated the same way, beside its LM baseline.
+
+    textvae-corpus prepare yelp10k --source ../shared/corpora --out data/yelp10k
+    textvae-train fit --config recipes/yelp10k_lm.yaml          # and each family's recipe, e.g.
+    textvae-train fit --config recipes/yelp10k_iaf_vae.yaml
+    python benchmarks/latent_families.py --corpus yelp10k --runs yelp10k_lm yelp10k_gaussian_vae yelp10k_iaf_vae
+
+For each run (its export in ``runs/NAME/export``), on the first ``--sentences`` test sentences of the
+corpus (``data/CORPUS/test.jsonl``): IW-NLL with K = ``--samples`` (the exact NLL for a language
+model), PPL (total NLL over words + EOS), -ELBO, KL (closed form or Monte Carlo, as the evaluation says),
+MI (aggregate posterior over all the evaluated sentences), active units, reconstruction BLEU (greedy
+from the posterior mean), the ELBO after ``--svi-steps`` semi-amortised steps and Cremer et al.'s
+amortisation and approximation gaps; then training sentences/s: ``--train-steps`` steps of the run's own
+training procedure (its recipe's system: objective, aggressive inner loops, SVI steps) on a fresh model,
+timed after 5 warm-up steps by a real Lightning trainer. Prints a Markdown table for BENCHMARKS.md
+and writes JSON (``--json``, default ``benchmarks/latent_families_CORPUS.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+import yaml
+
+from textvae.data.datasets import SentenceDataset, load_records
+from textvae.evaluation import evaluate
+from textvae.export import load_export
+from textvae.lightning import TextDataModule, TextVAESystem
+
+
+def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
+    """This machine's fp32 matmul rate (GFLOP/s) at the current thread count: the yardstick printed beside
+    absolute speeds (machines of one kind differ by up to 2x from day to day)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+class _Timer(pl.Callback):
+    """Seconds and sentences of the training batches after the first ``warmup``."""
+
+    def __init__(self, warmup: int):
+        self.warmup, self.start, self.sentences = warmup, None, 0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if batch_idx == self.warmup:
+            self.start = time.perf_counter()
+        if batch_idx >= self.warmup:
+            self.sentences += batch.index.shape[0]
+
+    def on_train_end(self, trainer, module):
+        self.seconds = time.perf_counter() - self.start
+
+
+def _system_config(recipe: dict) -> dict:
+    """The recipe's system arguments, less the model (rebuilt from the export's config)."""
+    return {k: v for k, v in recipe["model"].items() if k != "model"}
+
+
+def training_speed(run: str, export, steps: int, warmup: int = 5) -> float:
+    """Sentences/s of the run's own training procedure on a fresh model of the export's configuration."""
+    from jsonargparse import ArgumentParser
+
+    recipe = yaml.safe_load(Path(f"recipes/{run}.yaml").read_text())  # a run is named after its recipe
+    parser = ArgumentParser()
+    parser.add_class_arguments(TextVAESystem, "system", skip={"model"})
+    config = parser.parse_object({"system": _system_config(recipe)})
+    system_args = parser.instantiate(config).system
+    torch.manual_seed(0)
+    spec = export.model.init_args
+    model = type(export.model)(**json.loads(json.dumps(spec)))
+    system = TextVAESystem(model, **system_args)
+    data = recipe["data"]
+    module = TextDataModule(train=data["train"], tokenizer_dir=str(Path(f"runs/{run}/export")),
+                            batch_size=data.get("batch_size", 32), max_len=data.get("max_len", 100))
+    timer = _Timer(warmup)
+    trainer = pl.Trainer(max_steps=-1, limit_train_batches=warmup + steps, max_epochs=1, limit_val_batches=0,
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu", callbacks=[timer])
+    trainer.fit(system, module)
+    return timer.sentences / timer.seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", required=True, help="a prepared corpus folder under data/ (yelp10k, ptb-lite)")
+    parser.add_argument("--runs", nargs="+", required=True, help="run names: exports in runs/NAME/export")
+    parser.add_argument("--sentences", type=int, default=1000)
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--svi-steps", type=int, default=20)
+    parser.add_argument("--svi-lr", type=float, default=1.0)
+    parser.add_argument("--train-steps", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=32, help="sentences per IW-NLL batch")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    records = load_records(f"data/{args.corpus}/test.jsonl", cache_dir="data/.cache")
+    records = records.select(range(min(args.sentences, len(records))))
+    peak = matmul_peak_gflops()
+    print(f"fp32 matmul peak on this machine: {peak:.0f} GFLOP/s ({torch.get_num_threads()} threads)")
+    rows = {}
+    for run in args.runs:
+        export = load_export(f"runs/{run}/export")
+        dataset = SentenceDataset(records, export.tokenizer, max_len=None)
+        result = evaluate(export.model, dataset, samples=args.samples, seed=0, tokenizer=export.tokenizer,
+                          batch_size=args.batch_size, svi_steps=args.svi_steps if export.model.latent_dim else 0,
+                          svi_lr=args.svi_lr)
+        print(f"== {run}\n{result.table()}")
+        row = result.to_dict() | {"train_sentences_per_s": training_speed(run, export, args.train_steps)}
+        rows[run] = row
+    path = Path(args.json or f"benchmarks/latent_families_{args.corpus}.json")
+    path.write_text(json.dumps({"args": vars(args), "threads": torch.get_num_threads(), "matmul_peak_gflops": peak,
+                                "results": rows}, indent=2) + "\n", encoding="utf-8")
+    print(f"\n| run | IW-NLL (K={args.samples}) | PPL | -ELBO | KL | MI | AU | recon BLEU | amort. gap | "
+          "approx. gap | train sent/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+
+    def f(value, digits=2):
+        return "—" if value is None else f"{value:.{digits}f}"
+
+    for run, r in rows.items():
+        nll = f(r["iw_nll"]) + (" (exact)" if r["samples"] is None else "")
+        kl = "—" if r["kl"] is None else f(r["kl"]) + (" (MC)" if r["kl_estimate"] != "closed form" else "")
+        au = "—" if r["active_units"] is None else f"{r['active_units']}/{r['latent_dim']}"
+        print(f"| `{run}` | {nll} | {f(r['ppl'], 1)} | {f(None if r['elbo'] is None else -r['elbo'])} | {kl} | "
+              f"{f(r['mi'])} | {au} | {f(r['recon_bleu'], 1)} | {f(r['amortization_gap'])} | "
+              f"{f(r['approximation_gap'])} | {r['train_sentences_per_s']:.0f} |")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
