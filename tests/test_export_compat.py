@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from textvae.data.batching import SentenceExample, collate_sentences
+from textvae.data.batching import DialogueExample, SentenceExample, collate_dialogues, collate_sentences
 from textvae.data.records import DataError
 from textvae.export import VERSION, _upgrade_v1, load_export, save_export
 
@@ -47,6 +47,43 @@ def test_version_1_sentence_models_encode_as_they_did(name):
         mu, logvar = export.model.encode(batch.tokens, batch.lengths)  # (B, Z) x2
     torch.testing.assert_close(mu, torch.tensor(expected["mu"]), atol=1e-5, rtol=0)
     torch.testing.assert_close(logvar, torch.tensor(expected["logvar"]), atol=1e-5, rtol=0)
+
+
+def test_version_1_sentence_models_decode_as_they_did():
+    """Same decoder log-likelihood at the stored posterior means: the weights landed where they were."""
+    for name in ("sentence_vae_bn", "sentence_vae"):
+        export = load_export(FIXTURES / name)
+        expected = EXPECTED[name]
+        batch = collate_sentences([SentenceExample(export.tokenizer.encode(text), None, i)
+                                   for i, text in enumerate(expected["texts"])])
+        with torch.no_grad():
+            log_px = export.model.log_px_given_z(batch, torch.tensor(expected["mu"])[None])[0]
+        torch.testing.assert_close(log_px, torch.tensor(expected["log_px_given_mu"]), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["vhred", "kgcvae"])
+def test_version_1_dialogue_models_compute_as_they_did(name):
+    """The prior and recognition networks moved (prior_network -> prior, recognition_network.head ->
+    posterior): a version-1 export's weights still land on them, and the model computes what it did."""
+    export = load_export(FIXTURES / name)
+    model, tokenizer, expected = export.model, export.tokenizer, EXPECTED[name]
+    knowledge = name == "kgcvae"
+    examples = [
+        DialogueExample([tokenizer.encode("the food was great ."), tokenizer.encode("i loved the pasta .")], [0, 1],
+                        tokenizer.encode("we will come back ."), 1 if knowledge else None, None,
+                        0 if knowledge else None, 0),
+        DialogueExample([tokenizer.encode("the service was slow .")], [0], tokenizer.encode("the food was great ."),
+                        0 if knowledge else None, None, 1 if knowledge else None, 1)]
+    batch = collate_dialogues(examples)
+    with torch.no_grad():
+        inference = model.infer(batch)
+        log_px = model.log_px_given_z(batch, inference.q.mu[None], condition=inference.condition)[0]
+        if knowledge:  # the stored figure is the decoder's alone; kgCVAE's likelihood adds log p(act | c, z)
+            act_logits = model.act_network(torch.cat([inference.condition, inference.q.mu], dim=-1))
+            log_px = log_px - torch.log_softmax(act_logits, -1).gather(1, batch.acts[:, None]).squeeze(1)
+    for got, key in ((inference.p.mu, "mu_prior"), (inference.p.logvar, "logvar_prior"), (inference.q.mu, "mu"),
+                     (inference.q.logvar, "logvar"), (log_px, "log_px_given_mu")):
+        torch.testing.assert_close(got, torch.tensor(expected[key]), atol=1e-4, rtol=0)
 
 
 def test_version_1_mu_batchnorm_becomes_a_posterior_component():
