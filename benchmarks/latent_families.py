@@ -19,6 +19,7 @@ and writes JSON (``--json``, default ``benchmarks/latent_families_CORPUS.json``)
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ from textvae.data.datasets import SentenceDataset, load_records
 from textvae.evaluation import evaluate
 from textvae.export import load_export
 from textvae.lightning import TextDataModule, TextVAESystem
+from textvae.schedules import KLSchedule
 
 
 def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
@@ -60,31 +62,32 @@ class _Timer(pl.Callback):
         self.seconds = time.perf_counter() - self.start
 
 
-def _system_config(recipe: dict) -> dict:
-    """The recipe's system arguments, less the model (rebuilt from the export's config)."""
-    return {k: v for k, v in recipe["model"].items() if k != "model"}
+def system_arguments(recipe: dict) -> dict:
+    """The recipe's training-system arguments (everything under ``model`` but the model), instantiated."""
+    args = {k: v for k, v in recipe["model"].items() if k != "model"}
+    if "kl_schedule" in args:
+        args["kl_schedule"] = KLSchedule(**args["kl_schedule"])
+    if "objective" in args:
+        spec = args["objective"]
+        module, _, name = spec["class_path"].rpartition(".")
+        args["objective"] = getattr(importlib.import_module(module), name)(**(spec.get("init_args") or {}))
+    return args
 
 
 def training_speed(run: str, export, steps: int, warmup: int = 5) -> float:
-    """Sentences/s of the run's own training procedure on a fresh model of the export's configuration."""
-    from jsonargparse import ArgumentParser
-
+    """Sentences/s of the run's own training procedure (its recipe's objective, aggressive inner loops, SVI
+    steps) on a fresh model of the export's configuration, timed by a real Lightning trainer."""
     recipe = yaml.safe_load(Path(f"recipes/{run}.yaml").read_text())  # a run is named after its recipe
-    parser = ArgumentParser()
-    parser.add_class_arguments(TextVAESystem, "system", skip={"model"})
-    config = parser.parse_object({"system": _system_config(recipe)})
-    system_args = parser.instantiate(config).system
     torch.manual_seed(0)
-    spec = export.model.init_args
-    model = type(export.model)(**json.loads(json.dumps(spec)))
-    system = TextVAESystem(model, **system_args)
+    model = type(export.model)(**json.loads(json.dumps(export.model.init_args)))
+    system = TextVAESystem(model, **system_arguments(recipe))
     data = recipe["data"]
-    module = TextDataModule(train=data["train"], tokenizer_dir=str(Path(f"runs/{run}/export")),
+    module = TextDataModule(train=data["train"], tokenizer_dir=f"runs/{run}/export",
                             batch_size=data.get("batch_size", 32), max_len=data.get("max_len", 100))
     timer = _Timer(warmup)
-    trainer = pl.Trainer(max_steps=-1, limit_train_batches=warmup + steps, max_epochs=1, limit_val_batches=0,
-                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, accelerator="cpu", callbacks=[timer])
+    trainer = pl.Trainer(max_epochs=1, limit_train_batches=warmup + steps, limit_val_batches=0, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         accelerator="cpu", callbacks=[timer])
     trainer.fit(system, module)
     return timer.sentences / timer.seconds
 

@@ -19,13 +19,13 @@ from torch import Tensor
 from textvae.data.batching import SentenceExample, collate_sentences
 from textvae.data.tokenizers import UNK_ID, Tokenizer
 from textvae.decoding import Decoding, generate
-from textvae.models import TextModel
+from textvae.models import SentenceLatentModel, TextModel
 from textvae.objectives import lerp, slerp
 
 
 def require_latent(model: TextModel, what: str) -> None:
     """ValueError (a one-line message for the user) unless ``model`` has a latent space."""
-    if getattr(model, "latent_dim", 0) < 1 or not hasattr(model, "encode"):
+    if getattr(model, "latent_dim", 0) < 1 or not isinstance(model, SentenceLatentModel):
         raise ValueError(f"{what} needs a latent-variable model (e.g. SentenceVAE); "
                          f"this export is a {type(model).__name__}, which has no latent z")
 

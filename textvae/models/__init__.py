@@ -62,6 +62,18 @@ class LatentModel(TextModel, Protocol):
 
 
 @runtime_checkable
+class SentenceLatentModel(LatentModel, Protocol):
+    """A sentence model with a latent (SentenceVAE): what the latent-space tools need besides the contract
+    above. ``encode``: a code per sentence (the posterior mean; a flow's base mean pushed through it) and
+    its base log-variance, (B, Z) each; ``sample_prior``: n draws of z from the prior, (n, Z), the prior's
+    standard deviation times ``scale``."""
+
+    def encode(self, tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]: ...
+
+    def sample_prior(self, n: int, generator: Any = None, scale: float = 1.0) -> Tensor: ...
+
+
+@runtime_checkable
 class DialogueModel(TextModel, Protocol):
     """A response model p(x | c) over :class:`~textvae.data.batching.DialogueBatch` (HRED, VHRED, CVAE,
     kgCVAE). ``num_acts`` > 0 when the decoder is conditioned on a dialog act (kgCVAE).
@@ -85,4 +97,5 @@ class DialogueModel(TextModel, Protocol):
 
 
 __all__ = ["CVAE", "HRED", "VHRED", "DecoderState", "DialogueModel", "ImportanceSamples", "Inference",
-           "LanguageModel", "LatentModel", "ModelOutput", "ResponseCondition", "SentenceVAE", "TextModel"]
+           "LanguageModel", "LatentModel", "ModelOutput", "ResponseCondition", "SentenceLatentModel", "SentenceVAE",
+           "TextModel"]
