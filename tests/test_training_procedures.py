@@ -272,3 +272,18 @@ def test_iwae_objective_trains_through_the_system(corpus, tmp_path):
     terms = IWAE(k=4)(model, batch, beta=1.0)
     assert float(terms.metrics["iw_bound"]) > float(terms.metrics["elbo"])
     assert float(terms.loss) == pytest.approx(-float(terms.metrics["iw_bound"]))  # beta 1: the bound itself
+
+
+def test_objectives_say_whether_the_kl_is_closed_form_and_free_bits_per_dim_needs_it():
+    """A Gaussian posterior and prior: closed form; a flow posterior: a Monte-Carlo estimate, which free bits
+    per dimension cannot act on (one number per sentence) but free bits per sentence can."""
+    from textvae.posteriors import IAFPosterior
+
+    batch = make_batch(sentences())
+    gaussian, flow = tiny_vae("gru"), tiny_vae("gru", posterior=IAFPosterior)
+    for objective in (ELBO(), IWAE(k=3)):
+        assert objective(gaussian, batch, beta=1.0).kl_closed_form is True
+        assert objective(flow, batch, beta=1.0).kl_closed_form is False
+    assert ELBO(free_bits_per_sentence=2.0)(flow, batch, beta=1.0).loss.isfinite()
+    with pytest.raises(ValueError, match="free_bits_per_dim needs a KL per dimension"):
+        ELBO(free_bits_per_dim=0.5)(flow, batch, beta=1.0)

@@ -17,6 +17,7 @@ from typing import Literal
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
 from textvae.data.batching import BucketBatchSampler, batch_to, collate_dialogues, collate_sentences
@@ -231,6 +232,7 @@ class TextVAESystem(pl.LightningModule):
         self._val_codes: list[torch.Tensor] = []
         self._val_posteriors: list = []
         self._burn_batches = None
+        self._kl_said = False
 
     @property
     def pretraining(self) -> bool:
@@ -248,6 +250,13 @@ class TextVAESystem(pl.LightningModule):
         terms = self.objective(self.model, batch, beta=self.beta, svi=svi)
         size = batch.index.shape[0]
         metrics = terms.metrics | {"loss": terms.loss}
+        if terms.kl_closed_form is not None:
+            metrics["kl_closed_form"] = float(terms.kl_closed_form)  # 0: the logged KL is a Monte-Carlo estimate
+            if stage == "train" and not self._kl_said:
+                self._kl_said = True
+                how = ("in closed form" if terms.kl_closed_form
+                       else "as a Monte-Carlo estimate, log q(z) - log p(z) at the sampled z")
+                rank_zero_info(f"textvae-train: the logged KL(q || p) is computed {how}")
         if stage == "val" and terms.code is not None:
             self._val_codes.append(terms.code.detach())
             self._val_posteriors.append(terms.posterior)

@@ -38,6 +38,7 @@ class LossTerms(NamedTuple):
     metrics: dict[str, Tensor]  # () each: reconstruction, kl, elbo, ... (true values, batch means)
     code: Tensor | None  # (B, Z) posterior codes (means), for active units
     posterior: Any  # q(z | x) of the batch (detached by the caller), for the mutual information; None without z
+    kl_closed_form: bool | None = None  # the logged KL is the closed form (True), a Monte-Carlo estimate (False)
 
 
 class Objective:
@@ -83,7 +84,7 @@ class ELBO(Objective):
         loss = reconstruction + aux + self._kl_term(out.kl, out.kl_closed_form, beta)
         kl = out.kl.sum(-1).mean()  # the true KL, whatever is optimised
         metrics |= {"kl": kl, "elbo": -(bound + kl)}
-        return LossTerms(loss, self._with_aux(metrics, out.aux_loss, aux), out.mu, out.posterior)
+        return LossTerms(loss, self._with_aux(metrics, out.aux_loss, aux), out.mu, out.posterior, out.kl_closed_form)
 
     def _kl_term(self, kl: Tensor, closed_form: bool, beta: float) -> Tensor:
         if self.free_bits_per_dim > 0 and not closed_form:
@@ -131,10 +132,11 @@ class IWAE(Objective):
         bound = torch.logsumexp(terms.log_px_given_z + log_ratio, dim=0) - math.log(self.k)  # (B,)
         reconstruction = -terms.log_px_given_z.mean()
         q, p = inference.q, inference.p
-        if q.gaussian is not None and isinstance(p, DiagonalGaussian):
-            kl = kl_divergence(q, p, None, None).value.sum(-1).mean()  # closed form
+        closed_form = q.gaussian is not None and isinstance(p, DiagonalGaussian)
+        if closed_form:
+            kl = kl_divergence(q, p, None, None).value.sum(-1).mean()
         else:
-            kl = -log_ratio.mean()
+            kl = -log_ratio.mean()  # over the k samples
         metrics = {"reconstruction": reconstruction, "kl": kl, "elbo": -(reconstruction + kl),
                    "iw_bound": bound.mean()}
-        return LossTerms(-annealed.mean(), metrics, q.code, q)
+        return LossTerms(-annealed.mean(), metrics, q.code, q, closed_form)
