@@ -205,7 +205,7 @@ class TextVAESystem(pl.LightningModule):
                  lr: float = 1e-3, weight_decay: float = 0.0, grad_clip_norm: float | None = 5.0,
                  optimizer: Literal["adam", "sgd"] = "adam", aggressive: bool = False,
                  aggressive_max_inner_steps: int = 100, ae_pretrain_epochs: int = 0, svi_steps: int = 0,
-                 svi_lr: float = 1.0):
+                 svi_lr: float = 0.25):
         super().__init__()
         if min(ae_pretrain_epochs, svi_steps) < 0 or aggressive_max_inner_steps < 1 or svi_lr <= 0:
             raise ValueError(f"need ae_pretrain_epochs >= 0, svi_steps >= 0, svi_lr > 0 and "

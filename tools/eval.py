@@ -89,10 +89,10 @@ def _parser() -> argparse.ArgumentParser:
                                 "estimate is at most log G: compare models at one G)")
     sentences.add_argument("--svi-steps", type=count(0), metavar="N",
                            help="also refine each posterior by N semi-amortised gradient steps (Kim et al. 2018) and "
-                                "report the ELBO after them with the amortisation and approximation gaps (Cremer "
-                                "et al. 2018); default 0")
+                                "report the ELBO after them, the IW-NLL with them as the proposal, and the amortisation "
+                                "and approximation gaps (Cremer et al. 2018); default 0")
     sentences.add_argument("--svi-lr", type=number(0.0, 100.0, include_low=False), metavar="LR",
-                           help="step size of --svi-steps (default 1)")
+                           help="step size of --svi-steps (default 0.25)")
     dialogues = parser.add_argument_group("dialogue models")
     dialogues.add_argument("--responses", type=count(1), metavar="N",
                            help="responses sampled per context (default 10, as Zhao et al. 2017)")
@@ -146,7 +146,7 @@ def _sentences(parser: argparse.ArgumentParser, args: argparse.Namespace, export
     dataset = SentenceDataset(records, tokenizer, max_len=model.max_words, labels=labels, source=str(args.data))
     result = evaluate(model, dataset, samples=args.samples or 500, batch_size=args.batch_size, seed=args.seed,
                       bleu=not args.no_bleu, tokenizer=tokenizer, device=args.device, mi_group=args.mi_group or 1000,
-                      svi_steps=args.svi_steps or 0, svi_lr=args.svi_lr or 1.0)
+                      svi_steps=args.svi_steps or 0, svi_lr=args.svi_lr or 0.25)
     prior_samples = 100 if args.prior_samples is None else args.prior_samples
     if prior_samples:
         generator = torch.Generator(device=args.device).manual_seed(args.seed)
