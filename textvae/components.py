@@ -26,14 +26,16 @@ from torch import nn
 T = TypeVar("T", bound=nn.Module)
 
 
-def _class_from_path(class_path: str, base: type[T]) -> type[T]:
+def textvae_class(class_path: str, base: type[T]) -> type[T]:
+    """The class at ``class_path``, which must lie inside ``textvae`` and derive from ``base``; ValueError
+    otherwise (an export or a spec can never make us import other code)."""
     module_name, _, name = class_path.rpartition(".")
     if not module_name.startswith("textvae."):
-        raise ValueError(f"component class {class_path!r} is not a textvae class; refusing to import it")
+        raise ValueError(f"class {class_path!r} is not a textvae class; refusing to import it")
     try:
         cls = getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError):
-        raise ValueError(f"unknown component class {class_path!r}") from None
+        raise ValueError(f"unknown class {class_path!r}; was it written by a newer textvae?") from None
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise ValueError(f"{class_path!r} is not a {base.__name__}")
     return cls
@@ -44,7 +46,7 @@ def build(component: Callable[..., T] | dict[str, Any], base: type[T], *sizes: i
     if isinstance(component, dict):
         if set(component) - {"class_path", "init_args"} or "class_path" not in component:
             raise ValueError(f"a component spec is {{'class_path': ..., 'init_args': {{...}}}}, got {component!r}")
-        cls = _class_from_path(str(component["class_path"]), base)
+        cls = textvae_class(str(component["class_path"]), base)
         module = cls(*sizes, **(component.get("init_args") or {}))
     else:
         module = component(*sizes)

@@ -9,7 +9,6 @@ on loading. Exports of format version 1 (which kept those in a free-form ``info`
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import reprlib
@@ -20,6 +19,7 @@ from typing import Any, Literal, get_args
 
 from torch import nn
 
+from textvae.components import textvae_class
 from textvae.data.records import DataError
 from textvae.data.tokenizers import Tokenizer, load_tokenizer
 from textvae.models import DialogueModel
@@ -150,16 +150,10 @@ def _upgrade_v1(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _model_class(class_path: str, source: Path) -> type[nn.Module]:
-    module_name, _, name = class_path.rpartition(".")
-    if not module_name.startswith("textvae."):
-        raise DataError(f"{source}: model class {class_path!r} is not a textvae model; refusing to import it")
     try:
-        cls = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError):
-        raise DataError(f"{source}: unknown model class {class_path!r}; was it exported by a newer textvae?") from None
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise DataError(f"{source}: {class_path!r} is not a model class")
-    return cls
+        return textvae_class(class_path, nn.Module)
+    except ValueError as err:
+        raise DataError(f"{source}: model {err}") from None
 
 
 def load_export(directory: str | os.PathLike, *, device: str = "cpu") -> Export:

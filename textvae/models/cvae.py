@@ -56,6 +56,7 @@ from textvae.models.modules import (
     check_response_request,
     chunked_log_likelihood,
     keep_legacy_keys,
+    reset_decoder,
     sequence_nll,
 )
 from textvae.objectives import bag_of_words_nll, word_dropout
@@ -202,13 +203,7 @@ class CVAE(nn.Module):
 
     def reset_decoder(self) -> None:
         """Re-initialise the decoder (not an embedding it shares with the encoder)."""
-        embedding = self.decoder.embedding
-        shared = embedding is self.context_encoder.utterance.embedding
-        saved = embedding.weight.detach().clone() if shared else None
-        self.decoder.reset_parameters()
-        if saved is not None:
-            with torch.no_grad():
-                embedding.weight.copy_(saved)
+        reset_decoder(self.decoder, self.context_encoder.utterance.embedding)
 
     def _gold_acts(self, batch: DialogueBatch, like: Tensor) -> Tensor:
         if batch.acts is None:

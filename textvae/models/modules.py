@@ -267,6 +267,17 @@ def tanh_mlp(input_dim: int, hidden_dim: int, num_hidden: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def reset_decoder(decoder: RNNDecoder | TransformerDecoder, encoder_embedding: nn.Embedding | None = None) -> None:
+    """Re-initialise a decoder, except an embedding it shares with the encoder (``encoder_embedding``): after
+    AE pretraining (Li et al. 2019) the encoder, and so its embedding, is what is kept."""
+    shared = encoder_embedding is not None and decoder.embedding is encoder_embedding
+    saved = decoder.embedding.weight.detach().clone() if shared else None
+    decoder.reset_parameters()
+    if saved is not None:
+        with torch.no_grad():
+            decoder.embedding.weight.copy_(saved)
+
+
 def keep_legacy_keys(model: nn.Module, renames: dict[str, str]) -> None:
     """Let ``model.load_state_dict`` read weights saved under older parameter names: each key starting with
     an old prefix is renamed to the new one before loading (exports and checkpoints stay loadable when a

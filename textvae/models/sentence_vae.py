@@ -42,6 +42,7 @@ from textvae.models.modules import (
     TransformerDecoder,
     TransformerEncoder,
     chunked_log_likelihood,
+    reset_decoder,
     sequence_nll,
 )
 from textvae.objectives import word_dropout
@@ -140,7 +141,7 @@ class SentenceVAE(nn.Module):
 
     def reset_decoder(self) -> None:
         """Re-initialise the decoder, as after AE pretraining (Li et al. 2019)."""
-        self.decoder.reset_parameters()
+        reset_decoder(self.decoder)
 
     # -- training ------------------------------------------------------------------------------------
 
