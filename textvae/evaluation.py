@@ -145,7 +145,8 @@ class EvalResult(JSONResult):
             ("MI", na if self.mi is None else f"{self.mi:.3f} nats (aggregate posterior of {self.mi_group} sentences, "
                                               f"at most {math.log(self.mi_group):.2f})"),
             ("active units", na if self.active_units is None else f"{self.active_units} / {self.latent_dim}"),
-            ("recon BLEU", na if self.recon_bleu is None else f"{self.recon_bleu:.2f} (greedy from the mean)"),
+            ("recon BLEU", (na if not self.latent_dim else "not measured (no generation)") if self.recon_bleu is None
+             else f"{self.recon_bleu:.2f} (greedy from the mean)"),
             ("speed", f"{self.sentences_per_second:,.1f} sentences/s ({self.seconds:.2f} s, batch {self.batch_size})"),
         ]
         if self.svi_steps:
