@@ -271,3 +271,18 @@ def test_concatenate_keeps_rows_in_order():
                           for part, start in zip(flow_parts, (0, 2, 5), strict=True)])
     torch.testing.assert_close(flow_whole.log_prob(z), expected)
     assert torch.equal(flow_whole.rows(torch.tensor([2, 3, 4])).context, flow_parts[1].context)
+
+
+def test_refine_keep_best_never_ends_below_its_start_even_with_a_step_size_that_diverges():
+    """With a step size far too large the plain steps overshoot; keep_best returns, per example, the best
+    parameters it scored, so the refined ELBO (in closed form here) is no worse than the start's."""
+    model, x = LinearGaussian(s=1.0, a=0.8, c=0.1, logvar=-0.5), data(16, s=1.0)
+    start = model.infer(x)
+    wild = refine(model, x, start, steps=5, lr=50.0, samples=8, generator=torch.Generator().manual_seed(0))
+    kept = refine(model, x, start, steps=5, lr=50.0, samples=8, keep_best=True,
+                  generator=torch.Generator().manual_seed(0))
+    before = model.elbo_of(start.q, x).detach()
+    assert (model.elbo_of(wild.q, x) < before - 1.0).any()  # the overshoot is real
+    assert (model.elbo_of(kept.q, x) >= before - 0.05).all()
+    with pytest.raises(ValueError, match="keep_best"):
+        refine(model, x, start, steps=1, keep_best=True, differentiable=True)

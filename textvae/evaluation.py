@@ -303,7 +303,8 @@ def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: in
                 order.append(batch.index.cpu())
                 codes.append(code.float().cpu())
                 if svi_steps:
-                    refined = refine(model, batch, inference, steps=svi_steps, lr=svi_lr, generator=svi_generator)
+                    refined = refine(model, batch, inference, steps=svi_steps, lr=svi_lr, generator=svi_generator,
+                                     keep_best=True)
                     noise = sentence_noise(batch.index, samples, code.shape[-1], seed).to(code)  # (K, B, Z)
                     refined_terms = model_importance_samples(model, batch, samples, inference=refined, noise=noise,
                                                              chunk=chunk)  # (K, B) x3, the same draws as above

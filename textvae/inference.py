@@ -54,7 +54,7 @@ def elbo(model: Any, batch: Any, inference: Inference, noise: Tensor, *, chunk: 
 
 def refine(model: Any, batch: Any, inference: Inference, *, steps: int, lr: float = 1.0,
            max_grad_norm: float | None = 5.0, generator: torch.Generator | None = None,
-           differentiable: bool = False, samples: int = 1) -> Inference:
+           differentiable: bool = False, samples: int = 1, keep_best: bool = False) -> Inference:
     """Semi-amortised VI (Kim et al. 2018): ``steps`` gradient-ascent steps of size ``lr`` on each example's
     posterior parameters (mu, logvar; a flow's amortised context too) to raise its ELBO for the fixed
     decoder and prior, starting from the encoder's output. Each step draws ``samples`` fresh noise draws
@@ -62,18 +62,33 @@ def refine(model: Any, batch: Any, inference: Inference, *, steps: int, lr: floa
 
     ``differentiable=False``: the refined parameters are detached from the encoder (evaluation; the
     decoder gets no gradient from the steps). ``True``: the steps stay in the graph, so a loss on the
-    refined posterior trains the encoder through them (SA-VAE, second-order gradients)."""
+    refined posterior trains the encoder through them (SA-VAE, second-order gradients).
+    ``keep_best`` (not differentiable): each example keeps the parameters of its best ELBO estimate along
+    the way, the start included, so noisy Monte-Carlo gradients (a flow, a mixture prior) cannot leave it
+    worse than the encoder put it; measure the result with fresh samples, not with these estimates."""
     if steps < 0 or lr <= 0:
         raise ValueError(f"refine needs steps >= 0 and lr > 0, got {steps}, {lr}")
+    if keep_best and differentiable:
+        raise ValueError("keep_best picks parameters by value, which has no gradient: use it without differentiable")
     params = [p if differentiable else p.detach().requires_grad_() for p in inference.q.params]
+    best = best_value = None
     # second derivatives through attention exist only for its plain (math) kernel, not the fused ones
     kernels = sdpa_kernel(SDPBackend.MATH) if differentiable else contextlib.nullcontext()
     with torch.enable_grad(), kernels:
-        for _ in range(steps):
+        for step in range(steps + 1):
+            if step == steps and not keep_best:  # the last parameters need no scoring
+                break
             current = inference._replace(q=inference.q.with_params(params))
             noise = standard_noise(params[0], samples, generator)  # (S, B, Z)
-            value = elbo(model, batch, current, noise).sum()
-            grads = torch.autograd.grad(value, params, create_graph=differentiable)
+            value = elbo(model, batch, current, noise)  # (B,)
+            if keep_best:
+                better = value.detach() if best is None else value.detach() > best_value  # (B,)
+                best_value = value.detach() if best is None else torch.where(better, value.detach(), best_value)
+                best = [p.detach() if b is None else torch.where(better.view(-1, *[1] * (p.dim() - 1)), p.detach(), b)
+                        for p, b in zip(params, best or [None] * len(params), strict=True)]
+            if step == steps:  # the last parameters only needed scoring
+                break
+            grads = torch.autograd.grad(value.sum(), params, create_graph=differentiable)
             if max_grad_norm is not None:  # per example: row b of every parameter tensor
                 norm = torch.sqrt(sum(g.pow(2).flatten(1).sum(-1) for g in grads))  # (B,)
                 factor = (max_grad_norm / norm.clamp_min(1e-12)).clamp(max=1.0).unsqueeze(-1)  # (B, 1)
@@ -81,7 +96,9 @@ def refine(model: Any, batch: Any, inference: Inference, *, steps: int, lr: floa
             params = [p + lr * g for p, g in zip(params, grads, strict=True)]
             if not differentiable:
                 params = [p.detach().requires_grad_() for p in params]
-    if not differentiable:
+    if keep_best:
+        params = best
+    elif not differentiable:
         params = [p.detach() for p in params]
     return inference._replace(q=inference.q.with_params(params))
 
