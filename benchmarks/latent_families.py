@@ -138,7 +138,8 @@ def main() -> None:
         if not args.gaps_only:
             row |= {"train_sentences_per_s": training_speed(run, export, args.train_steps),
                     "threads": torch.get_num_threads(), "matmul_peak_gflops": peak, "args": vars(args)}
-        rows[run] = row
+        # merge into the file as it is now: another evaluation may have written other runs meanwhile
+        rows = (json.loads(path.read_text(encoding="utf-8"))["results"] if path.exists() else {}) | {run: row}
         path.write_text(json.dumps({"results": rows}, indent=2) + "\n", encoding="utf-8")
     print(f"\n| run | IW-NLL (K={args.samples}) | PPL | -ELBO | KL | MI | AU | recon BLEU | amort. gap | "
           "approx. gap | train sent/s |")
