@@ -64,8 +64,9 @@ def refine(model: Any, batch: Any, inference: Inference, *, steps: int, lr: floa
     decoder gets no gradient from the steps). ``True``: the steps stay in the graph, so a loss on the
     refined posterior trains the encoder through them (SA-VAE, second-order gradients).
     ``keep_best`` (not differentiable): each example keeps the parameters of its best ELBO estimate along
-    the way, the start included, so noisy Monte-Carlo gradients (a flow, a mixture prior) cannot leave it
-    worse than the encoder put it; measure the result with fresh samples, not with these estimates."""
+    the way, the start included, which guards against steps that overshoot. The choice is made on the
+    ``samples``-draw estimates, so with a Monte-Carlo ELBO (a flow, a mixture prior) it can still be worse in
+    truth than the start: measure the result with fresh samples, not with these estimates."""
     if steps < 0 or lr <= 0:
         raise ValueError(f"refine needs steps >= 0 and lr > 0, got {steps}, {lr}")
     if keep_best and differentiable:
