@@ -52,8 +52,7 @@ from textvae.data.batching import (
 )
 from textvae.data.tokenizers import Tokenizer
 from textvae.decoding import Decoding, greedy
-from textvae.distributions import DiagonalGaussian, kl_divergence
-from textvae.inference import concatenate, mutual_information, refine
+from textvae.inference import concatenate, mutual_information, refine, sampled_kl
 from textvae.inference import importance_samples as model_importance_samples
 from textvae.latent import decode_texts
 from textvae.metrics import (
@@ -192,18 +191,6 @@ def sentence_noise(index: Tensor, k: int, latent_dim: int, seed: int) -> Tensor:
     return torch.stack(eps, dim=1)  # (K, B, Z)
 
 
-def _closed_form(inference: Inference) -> bool:
-    return inference.q.gaussian is not None and isinstance(inference.p, DiagonalGaussian)
-
-
-def _kl(inference: Inference, terms: ImportanceSamples) -> Tensor:
-    """KL(q || p) per sentence (B,): closed form for two diagonal Gaussians, else the Monte-Carlo estimate
-    over the K importance samples (their log q - log p)."""
-    if _closed_form(inference):
-        return kl_divergence(inference.q, inference.p, None, None).value.sum(-1)
-    return (terms.log_qz - terms.log_pz).mean(0)
-
-
 def importance_samples(model: TextModel, batch: SentenceBatch, k: int, *, seed: int,
                        chunk: int | None = None) -> tuple[ImportanceSamples, Inference]:
     """The three (K, B) terms of the IW bound with per-sentence seeded samples (see the module doc), and
@@ -290,9 +277,9 @@ def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: in
                 terms, inference = importance_samples(model, batch, samples, seed=seed, chunk=chunk)
                 nll = importance_weighted_nll(*terms)  # (B,)
                 total_rec += float(-terms.log_px_given_z.mean(0).sum())
-                kl = _kl(inference, terms)  # (B,)
-                closed_form = closed_form and _closed_form(inference)
-                total_kl += float(kl.sum())
+                kl = sampled_kl(inference, terms)  # (B,)
+                closed_form = closed_form and kl.closed_form
+                total_kl += float(kl.value.sum())
                 q = inference.q
             else:
                 nll = model(batch).reconstruction  # (B,) exact -log p(x)
@@ -312,7 +299,7 @@ def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: in
                     noise = sentence_noise(batch.index, samples, code.shape[-1], seed).to(code)  # (K, B, Z)
                     refined_terms = model_importance_samples(model, batch, samples, inference=refined, noise=noise,
                                                              chunk=chunk)  # (K, B) x3, the same draws as above
-                    total_svi += float((refined_terms.log_px_given_z.mean(0) - _kl(refined, refined_terms)).sum())
+                    total_svi += float((refined_terms.log_px_given_z.mean(0) - sampled_kl(refined, refined_terms).value).sum())
                     total_nll_svi += float(importance_weighted_nll(*refined_terms).sum())
                 if bleu:
                     max_len = int(batch.lengths.max()) - 1 + RECONSTRUCTION_SLACK

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from textvae.distributions import DiagonalGaussian, FlowDistribution, kl_divergence, standard_noise
+from textvae.distributions import KL, DiagonalGaussian, FlowDistribution, kl_divergence, standard_noise
 from textvae.models.modules import ImportanceSamples, Inference
 
 
@@ -41,6 +41,15 @@ def importance_samples(model: Any, batch: Any, k: int, *, inference: Inference |
     z, log_q = q.rsample_with_log_prob(eps)  # (K, B, Z), (K, B)
     log_px = model.log_px_given_z(batch, z, chunk=chunk, condition=inference.condition)  # (K, B)
     return ImportanceSamples(log_px_given_z=log_px, log_pz=inference.p.log_prob(z), log_qz=log_q)
+
+
+def sampled_kl(inference: Inference, terms: ImportanceSamples) -> KL:
+    """KL(q || p) per example, (B,): closed form for two diagonal Gaussians, else the Monte-Carlo estimate over
+    the K importance samples of ``terms`` (their log q - log p)."""
+    q, p = inference.q, inference.p
+    if q.gaussian is not None and isinstance(p, DiagonalGaussian):
+        return KL(kl_divergence(q, p, None, None).value.sum(-1), closed_form=True)
+    return KL((terms.log_qz - terms.log_pz).mean(0), closed_form=False)
 
 
 def elbo(model: Any, batch: Any, inference: Inference, noise: Tensor, *, chunk: int | None = None) -> Tensor:

@@ -21,8 +21,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from textvae.distributions import DiagonalGaussian, kl_divergence, standard_noise
-from textvae.inference import importance_samples, refine
+from textvae.distributions import kl_divergence, standard_noise
+from textvae.inference import importance_samples, refine, sampled_kl
 from textvae.objectives import free_bits_kl, kl_term
 
 
@@ -131,12 +131,9 @@ class IWAE(Objective):
         annealed = torch.logsumexp(terms.log_px_given_z + beta * log_ratio, dim=0) - math.log(self.k)  # (B,)
         bound = torch.logsumexp(terms.log_px_given_z + log_ratio, dim=0) - math.log(self.k)  # (B,)
         reconstruction = -terms.log_px_given_z.mean()
-        q, p = inference.q, inference.p
-        closed_form = q.gaussian is not None and isinstance(p, DiagonalGaussian)
-        if closed_form:
-            kl = kl_divergence(q, p, None, None).value.sum(-1).mean()
-        else:
-            kl = -log_ratio.mean()  # over the k samples
+        q = inference.q
+        kl = sampled_kl(inference, terms)  # (B,) closed form, or over the k samples
+        closed_form, kl = kl.closed_form, kl.value.mean()
         metrics = {"reconstruction": reconstruction, "kl": kl, "elbo": -(reconstruction + kl),
                    "iw_bound": bound.mean()}
         return LossTerms(-annealed.mean(), metrics, q.code, q, closed_form)
