@@ -9,20 +9,30 @@ A prepared corpus is a folder of ``{split}.jsonl`` files (``train``, ``valid``, 
 
 Bad input never passes silently: malformed lines raise :class:`DataError` naming the file, the line
 and what to fix; skipped empty lines are counted and reported once per file as a :class:`DataWarning`.
+Pathological lines are refused before they can exhaust memory or the stack: a line longer than
+:data:`MAX_LINE_BYTES`, JSON nested deeper than :data:`MAX_JSON_DEPTH`, or a string holding a lone
+UTF-16 surrogate escape (``"\\ud800"``, not text: it cannot be written as UTF-8).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import IO, Any, Literal
 
 Label = str | int
+
+# Limits on a line of a user's file: far above any sentence, dialogue or context (a DailyDialog line is
+# under 10 KB, a record nests 4 levels), far below what would exhaust memory or Python's stack.
+MAX_LINE_BYTES = 8 << 20  # 8 MiB
+MAX_JSON_DEPTH = 100
 
 
 class DataError(ValueError):
@@ -102,7 +112,13 @@ def iter_text_lines(path: str | os.PathLike, *, what: str = "line") -> Iterator[
 def iter_stream_lines(f: IO[bytes], where: str, *, what: str = "line") -> Iterator[tuple[int, str]]:
     """:func:`iter_text_lines` for an open binary stream (e.g. an archive member) named ``where``."""
     empty = 0
-    for number, raw in enumerate(f, start=1):
+    number = 0
+    # readline with a limit: a file with no newline in gigabytes is refused, not read whole into memory
+    while raw := f.readline(MAX_LINE_BYTES + 2):
+        number += 1
+        if len(raw.rstrip(b"\r\n")) > MAX_LINE_BYTES:
+            raise DataError(f"{where}:{number}: line longer than {MAX_LINE_BYTES >> 20} MiB (the most a line may "
+                            "hold); put one record a line")
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as err:
@@ -119,6 +135,44 @@ def iter_stream_lines(f: IO[bytes], where: str, *, what: str = "line") -> Iterat
         yield number, line
     if empty:
         warnings.warn(f"{where}: skipped {empty} empty {what}{'s' if empty != 1 else ''}", DataWarning, stacklevel=3)
+
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def nests_deeper_than(text: str, depth: int) -> bool:
+    """Whether the arrays and objects of a JSON text nest deeper than ``depth``, counted without recursion
+    (brackets inside strings do not count); cheap for the usual line, which holds fewer brackets than that."""
+    if text.count("[") + text.count("{") <= depth:
+        return False
+    brackets = _BRACKETS.findall(_JSON_STRING.sub("", text))
+    return max(accumulate(1 if b in "[{" else -1 for b in brackets), default=0) > depth
+
+
+def parse_json_line(line: str, path: str | os.PathLike, number: int, *, what: str = "one JSON object") -> Any:
+    """``json.loads`` of line ``number`` of a user's file; anything that is not a sound JSON line raises a
+    one-line :class:`DataError` naming the file and line: malformed JSON, nesting deeper than
+    :data:`MAX_JSON_DEPTH` (which would exhaust the stack), a lone UTF-16 surrogate escape. ``what`` says
+    what each line must be, for the message ("each line must be one JSON object")."""
+    where = f"{path}:{number}"
+    if nests_deeper_than(line, MAX_JSON_DEPTH):
+        raise DataError(f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels; each line must be {what}")
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{where}: malformed JSON ({err.msg} at column {err.colno}); each line must be {what}") from None
+    except RecursionError:  # nests_deeper_than bounds the nesting; this is a second guard, never a traceback
+        raise DataError(f"{where}: JSON nested too deeply; each line must be {what}") from None
+    if _SURROGATE_ESCAPE.search(line):
+        try:
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise DataError(f"{where}: a string holds a lone UTF-16 surrogate ({err.object[err.start]!r}), which is "
+                            "not text; escape a character outside the BMP as a pair (\\ud83d\\ude00) or write it "
+                            "as UTF-8") from None
+    return obj
 
 
 def _require(cond: bool, path: Path, number: int, message: str) -> None:
@@ -185,11 +239,7 @@ def read_jsonl(path: str | os.PathLike, kind: Kind) -> Iterator[Sentence] | Iter
     path = Path(path)
     skipped: Counter[str] = Counter()
     for number, line in iter_text_lines(path, what="line"):
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}:{number}: malformed JSON ({err.msg} at column {err.colno}); "
-                            "each line must be one JSON object") from None
+        obj = parse_json_line(line, path, number)
         if kind == "sentences":
             sentence = parse_sentence(obj, path, number)
             if not sentence.text.strip():
@@ -229,10 +279,7 @@ def detect_kind(path: str | os.PathLike) -> Kind:
     """Whether a prepared JSONL file holds sentences or dialogues, from its first record."""
     path = Path(path)
     for number, line in iter_text_lines(path):
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}:{number}: malformed JSON ({err.msg}); each line must be one JSON object") from None
+        obj = parse_json_line(line, path, number)
         if isinstance(obj, dict) and "turns" in obj:
             return "dialogues"
         if isinstance(obj, dict) and "text" in obj:
