@@ -146,6 +146,8 @@ def load_act_tagger(directory: str | os.PathLike) -> ActTagger:
         raise DataError(f"{directory}: no {CONFIG}; is it an act tagger folder? ({remedy})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DataError(f"{directory / CONFIG}: corrupt ({err}); {remedy}") from None
+    except RecursionError:  # JSON nested thousands deep
+        raise DataError(f"{directory / CONFIG}: corrupt (JSON nested too deeply); {remedy}") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise DataError(f"{directory / CONFIG}: not a textvae act tagger (format {FORMAT!r} expected); {remedy}")
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -37,16 +38,28 @@ class Tokenizer(Protocol):
     def save(self, directory: str | os.PathLike) -> None: ...
 
 
-def _strip_special(ids: Sequence[int]) -> list[int]:
-    """Drop PAD/BOS and cut at the first EOS: what decoding a generated sequence should show."""
+def _strip_special(ids: Sequence[int], vocab_size: int) -> list[int]:
+    """Drop PAD/BOS and cut at the first EOS: what decoding a generated sequence should show. An id outside
+    the vocabulary is a ValueError (not the last token that a negative list index would give)."""
     out = []
     for i in ids:
         i = int(i)
         if i == EOS_ID:
             break
+        if not 0 <= i < vocab_size:
+            raise ValueError(f"token id {i} is outside the vocabulary (0 to {vocab_size - 1})")
         if i not in (PAD_ID, BOS_ID):
             out.append(i)
     return out
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _text(text: str) -> str:
+    """``text`` with each lone UTF-16 surrogate (an undecodable byte of a command-line argument, under
+    Python's surrogateescape) as U+FFFD: not text, so an unknown character, never an encoding error."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
 class WordTokenizer:
@@ -87,7 +100,7 @@ class WordTokenizer:
         return [self.index.get(w, UNK_ID) for w in words]
 
     def decode(self, ids: Sequence[int]) -> str:
-        return " ".join(self.tokens[i] for i in _strip_special(ids))
+        return " ".join(self.tokens[i] for i in _strip_special(ids, self.vocab_size))
 
     def save(self, directory: str | os.PathLike) -> None:
         directory = Path(directory)
@@ -136,10 +149,10 @@ class SentencePieceTokenizer:
         return cls(model.getvalue())
 
     def encode(self, text: str) -> list[int]:
-        return self.processor.encode(text)
+        return self.processor.encode(_text(text))
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.processor.decode(_strip_special(ids))
+        return self.processor.decode(_strip_special(ids, self.vocab_size))
 
     def save(self, directory: str | os.PathLike) -> None:
         directory = Path(directory)
@@ -168,9 +181,17 @@ def load_tokenizer(directory: str | os.PathLike) -> WordTokenizer | SentencePiec
         config = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: corrupt tokenizer file ({err}); re-export the model") from None
+    except RecursionError:  # JSON nested thousands deep: not a tokenizer, and no reason for a traceback
+        raise DataError(f"{path}: corrupt tokenizer file (JSON nested too deeply); re-export the model") from None
     kind = config.get("type") if isinstance(config, dict) else None
     if kind == "word":
-        return WordTokenizer(config["tokens"], lowercase=bool(config.get("lowercase", False)))
+        tokens = config.get("tokens")
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            raise DataError(f'{path}: corrupt tokenizer file ("tokens" must be a list of strings); re-export the model')
+        try:
+            return WordTokenizer(tokens, lowercase=bool(config.get("lowercase", False)))
+        except ValueError as err:
+            raise DataError(f"{path}: corrupt tokenizer file ({err}); re-export the model") from None
     if kind == "sentencepiece":
         model = Path(directory) / "tokenizer.model"
         if not model.is_file():
