@@ -28,6 +28,10 @@ from textvae.models import TextModel
 
 NEVER_GENERATED = (PAD_ID, BOS_ID)
 Method = Literal["greedy", "beam", "sample"]
+# Sampling temperatures that stay sane in float32: logits / T must neither overflow (T -> 0; below 1e-3 sampling
+# is greedy anyway) nor turn -inf into NaN (T beyond float32's range); above 100 every token is equally likely.
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-3, 100.0
+LOGIT_COPIES = 8  # (rows, V) float tensors a decoding step holds at its peak (masking, sorting, softmax)
 
 
 def _whole(value: object, minimum: int) -> bool:
@@ -56,8 +60,9 @@ class Decoding:
     def __post_init__(self):
         if self.method not in get_args(Method):
             raise ValueError(f"method must be 'greedy', 'beam' or 'sample', got {self.method!r}")
-        if not self.temperature > 0:  # NaN fails too
-            raise ValueError(f"temperature must be > 0 (use greedy for the limit 0), got {self.temperature}")
+        if not MIN_TEMPERATURE <= self.temperature <= MAX_TEMPERATURE:  # NaN fails too
+            raise ValueError(f"temperature must be in [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}] (use greedy for "
+                             f"the limit 0), got {self.temperature}")
         if not _whole(self.top_k, 0):
             raise ValueError(f"top_k must be an integer >= 0, got {self.top_k!r}")
         if not 0.0 < self.top_p <= 1.0:
@@ -70,6 +75,14 @@ class Decoding:
             raise ValueError(f"allow_unk must be true or false, got {self.allow_unk!r}")
         if not 0.0 < self.prior_scale < float("inf"):
             raise ValueError(f"prior_scale must be a finite number > 0, got {self.prior_scale}")
+
+
+def decoding_bytes(rows: int, decoding: Decoding, vocab_size: int) -> int:
+    """A generous estimate of the memory one :func:`generate` call over ``rows`` sequences holds at its peak:
+    each step's logits and their working copies, and the generated ids, for every beam. What the tools
+    compare with the device's memory before they start, so an impossible request fails at once."""
+    width = rows * (decoding.beam_size if decoding.method == "beam" else 1)
+    return width * (LOGIT_COPIES * vocab_size * 4 + 3 * decoding.max_len * 8)
 
 
 @contextmanager
@@ -175,8 +188,9 @@ def sample(model: TextModel, z: Tensor | None, max_len: int, *, temperature: flo
            batch_size: int | None = None, banned: Sequence[int] = ()) -> list[list[int]]:
     """Ancestral sampling from softmax(logits / temperature), restricted by ``top_k`` and ``top_p``
     (see :func:`filter_logits`). Reproducible given a seeded ``generator`` on the model's device."""
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0 (use greedy for the limit 0), got {temperature}")
+    if not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:
+        raise ValueError(f"temperature must be in [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}] (use greedy for the "
+                         f"limit 0), got {temperature}")
 
     def choose(logits: Tensor) -> Tensor:
         probs = filter_logits(logits / temperature, top_k=top_k, top_p=top_p).softmax(dim=-1)  # (B, V)
