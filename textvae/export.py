@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+import torch
 from torch import nn
 
 from textvae.components import textvae_class
@@ -126,7 +127,8 @@ def save_export(directory: str | os.PathLike, model: nn.Module, tokenizer: Token
 
 def _upgrade_v1(config: dict[str, Any]) -> dict[str, Any]:
     """A version-1 config as version 2 writes it: ``kind``, ``max_context`` and ``max_len`` out of ``info``
-    into fields of their own, and SentenceVAE's ``mu_batchnorm: g`` (BN-VAE) as the posterior component
+    into fields of their own (a value also at the top level is kept for the checks of the fields; two that
+    differ are a ValueError), and SentenceVAE's ``mu_batchnorm: g`` (BN-VAE) as the posterior component
     it became: ``BatchNormGaussian`` with gamma g, or no argument for g = 0 (no batch norm)."""
     info = config.get("info", {})
     if not isinstance(info, dict):
@@ -134,7 +136,11 @@ def _upgrade_v1(config: dict[str, Any]) -> dict[str, Any]:
     info = dict(info)
     upgraded = {**config, "version": 2, "info": info}
     for name in ("kind", "max_context", "max_len"):
-        upgraded[name] = info.pop(name, None)
+        # version 1 wrote these in info only; one also at the top (a hand edit) must not be dropped unchecked
+        inner, outer = info.pop(name, None), config.get(name)
+        if inner is not None and outer is not None and inner != outer:
+            raise ValueError(f"{name} is given twice, as {_short(outer)} and as info.{name} {_short(inner)}; keep one")
+        upgraded[name] = inner if inner is not None else outer
     model = config.get("model")
     if isinstance(model, dict) and model.get("class_path") in (SENTENCE_VAE, "textvae.models.SentenceVAE") \
             and isinstance(model.get("init_args"), dict) and "mu_batchnorm" in model["init_args"]:
@@ -156,19 +162,35 @@ def _model_class(class_path: str, source: Path) -> type[nn.Module]:
         raise DataError(f"{source}: model {err}") from None
 
 
-def load_export(directory: str | os.PathLike, *, device: str = "cpu") -> Export:
-    """Rebuild the model from ``config.json``, load its safetensors weights, and load the tokenizer."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_model
+def check_device(device: str | torch.device, *, instead: str = "cpu") -> torch.device:
+    """``device`` as a torch device this machine has; a ValueError that names it otherwise (``instead``: what to
+    suggest, e.g. "--device cpu"), rather than torch's error deep inside the weights' loading."""
+    try:
+        checked = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"unknown device {str(device)!r}; use cpu, cuda or cuda:N") from None
+    if checked.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"CUDA is not available on this machine; use {instead}")
+        if checked.index is not None and checked.index >= torch.cuda.device_count():
+            raise ValueError(f"no GPU {checked.index}: this machine has {torch.cuda.device_count()} "
+                             f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+    elif checked.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"MPS is not available on this machine; use {instead}")
+    elif checked.type != "cpu":
+        raise ValueError(f"unsupported device {str(device)!r}; use cpu, cuda or cuda:N")
+    return checked
 
-    directory = Path(directory)
-    config_path = directory / "config.json"
-    if not config_path.is_file():
-        raise DataError(f"{directory}: not a textvae model export (no config.json); export one with textvae-train")
+
+def _read_config(config_path: Path) -> dict[str, Any]:
+    """``config.json`` parsed and of a format version this code reads, upgraded to the current layout."""
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"{config_path}: corrupt config ({err}); re-export the model") from None
+    except RecursionError:
+        raise DataError(f"{config_path}: corrupt config (JSON nested too deeply); re-export the model") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise DataError(f"{config_path}: not a textvae export config (format should be {FORMAT!r})")
     version = config.get("version")
@@ -177,29 +199,113 @@ def load_export(directory: str | os.PathLike, *, device: str = "cpu") -> Export:
     if version > VERSION:
         raise DataError(f"{config_path}: export format version {version} is newer than this textvae reads "
                         f"(version {VERSION}); upgrade textvae")
-    if version == 1:
-        config = _upgrade_v1(config)
+    return config
+
+
+def _weight_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor in a safetensors file, read from its header (no tensor is loaded)."""
+    from safetensors import SafetensorError, safe_open
+
     try:
+        with safe_open(str(weights), framework="pt") as f:
+            return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise DataError(f"{weights}: unreadable weights ({err}); re-export the model") from None
+
+
+def _check_shapes(cls: type[nn.Module], init_args: dict[str, Any], weights: Path) -> None:
+    """Build the config's model on the meta device (no memory) and compare its tensor shapes with the
+    weights file's, so a config that asks for another model than the weights hold (or an absurd one:
+    vocab_size 10**10) is an error before anything is allocated."""
+    try:
+        with torch.device("meta"):
+            skeleton = cls(**init_args)
+        expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
+    except (TypeError, ValueError):
+        return  # the real construction reports the arguments that do not fit
+    except Exception:  # noqa: BLE001 - a constructor that cannot run on the meta device: the real load checks
+        return
+    for name, shape in _weight_shapes(weights).items():
+        if name in expected and expected[name] != shape:
+            raise DataError(f"{weights}: tensor {name!r} has shape {list(shape)} but the config's {cls.__name__} "
+                            f"needs {list(expected[name])}; the config and the weights do not belong together: "
+                            "re-export the model")
+
+
+def _check_finite(model: nn.Module, weights: Path) -> None:
+    """Refuse weights with NaN or infinite values: such a model (a training that diverged) only generates
+    empty or random text and evaluates to NaN, which no tool should report as a result."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise DataError(f"{weights}: tensor {name!r} holds NaN or infinite values (the training diverged, e.g. "
+                            "with too high a learning rate); retrain the model, or export an earlier checkpoint")
+
+
+def _load_tokenizer(directory: Path, vocab_size: object) -> Tokenizer:
+    """The export's tokenizer; a corrupt one, or one whose vocabulary is not the model's (``vocab_size``, when
+    the model's arguments name it), is a DataError: mismatched ids decode to the wrong words or out of range."""
+    path = directory / "tokenizer.json"
+    try:
+        tokenizer = load_tokenizer(directory)
+    except DataError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:
+        raise DataError(f"{path}: corrupt tokenizer ({type(err).__name__}: {err}); re-export the model") from None
+    if isinstance(vocab_size, int) and tokenizer.vocab_size != vocab_size:
+        raise DataError(f"{path}: the tokenizer has {tokenizer.vocab_size:,} tokens but the model's vocabulary has "
+                        f"{vocab_size:,}; they do not belong together: re-export the model with its tokenizer")
+    return tokenizer
+
+
+def load_export(directory: str | os.PathLike, *, device: str | torch.device = "cpu") -> Export:
+    """Rebuild the model from ``config.json``, load its safetensors weights, and load the tokenizer.
+
+    Everything is checked before a tool can use it, each problem one :class:`DataError` naming the file and
+    what to do: the config's fields (types and ranges), the device, the weights' shapes against the config
+    (before allocating), non-finite weights, and the tokenizer's size against the model's vocabulary."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
+    try:
+        device = check_device(device)
+    except ValueError as err:
+        raise DataError(str(err)) from None
+    directory = Path(directory)
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise DataError(f"{directory}: not a textvae model export (no config.json); export one with textvae-train")
+    config = _read_config(config_path)
+    version = config["version"]
+    try:
+        if version == 1:
+            config = _upgrade_v1(config)
         fields = _fields(config, infer_kind=version == 1)
     except ValueError as err:
         raise DataError(f"{config_path}: {err}; re-export the model") from None
-    model_config = config.get("model") or {}
+    model_config = config.get("model")
+    if not isinstance(model_config, dict) or not isinstance(model_config.get("init_args", {}), dict):
+        raise DataError(f'{config_path}: "model" must be an object with a class_path and an object of init_args, '
+                        f"got {_short(model_config)}; re-export the model")
+    init_args = model_config.get("init_args", {})
     cls = _model_class(str(model_config.get("class_path")), config_path)
-    try:
-        model = cls(**model_config.get("init_args", {}))
-    except TypeError as err:
-        raise DataError(f"{config_path}: model arguments do not fit {cls.__name__}: {err}") from None
     weights = directory / "model.safetensors"
     if not weights.is_file():
         raise DataError(f"{weights}: missing model weights")
+    _check_shapes(cls, init_args, weights)
     try:
-        missing, unexpected = load_model(model, str(weights), strict=False, device=device)
+        model = cls(**init_args)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{config_path}: model arguments do not fit {cls.__name__}: {err}") from None
+    try:
+        missing, unexpected = load_model(model, str(weights), strict=False, device=str(device))
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise DataError(f"{weights}: unreadable or mismatched weights ({err}); re-export the model") from None
     if missing or unexpected:
         raise DataError(f"{weights}: weights do not match the config (missing {sorted(missing)[:3]}, "
                         f"unexpected {sorted(unexpected)[:3]}); re-export the model")
+    _check_finite(model, weights)
+    tokenizer = _load_tokenizer(directory, init_args.get("vocab_size"))
     model.to(device).eval()
     if fields["kind"] is None:  # a version-1 export that did not say
         fields["kind"] = _kind_of(model)
-    return Export(model=model, tokenizer=load_tokenizer(directory), **fields)
+    return Export(model=model, tokenizer=tokenizer, **fields)
