@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -290,13 +291,15 @@ def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer
                        responses: int = 10, batch_size: int = 32, seed: int = 0, decoding: Decoding | None = None,
                        embeddings: WordVectors | None = None, embeddings_source: str = "",
                        device: str | torch.device | None = None, max_contexts: int | None = None,
-                       act_tagger: ActTagger | None = None, act_tagger_source: str = "") -> DialogueEvalResult:
+                       act_tagger: ActTagger | None = None, act_tagger_source: str = "",
+                       progress: Callable[[int], None] | None = None) -> DialogueEvalResult:
     """Evaluate ``model`` on a :class:`~textvae.data.datasets.DialogueDataset` (see the module doc).
 
     ``responses``: N per context (0: only NLL/PPL/KL), decoded with ``decoding`` (None: the model's default,
     :func:`textvae.dialogue.default_decoding`). ``embeddings``: word vectors for Liu et al.'s metrics
     (None: skipped). ``max_contexts``: evaluate only the first that many (context, response) pairs.
     ``act_tagger``: scores the acts of the generated text (None: skipped); the act names are ``dataset.acts``.
+    ``progress``: called after each batch with the number of contexts done (a tool's progress line).
     """
     if responses < 0:
         raise ValueError(f"responses must be >= 0, got {responses}")
@@ -343,6 +346,8 @@ def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer
                 contexts += len(items)
                 tokens += batch.num_targets
                 if not responses:
+                    if progress is not None:
+                        progress(contexts)
                     continue
                 result = generate_responses(model, batch, num_samples=responses, decoding=decoding,
                                             generator=generator)
@@ -374,6 +379,8 @@ def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer
                     if len(examples) < EXAMPLES:
                         examples.append({"context": [tokenizer.decode(t) for t in item.context],
                                          "reference": reference, "responses": hypotheses})
+                if progress is not None:
+                    progress(contexts)
     finally:
         model.train(was_training)
     seconds = time.perf_counter() - start

@@ -35,7 +35,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -232,7 +232,7 @@ def _text(ids: Sequence[int], tokenizer: Tokenizer | None) -> str:
 def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: int = 500, batch_size: int = 32,
              seed: int = 0, bleu: bool = True, tokenizer: Tokenizer | None = None,
              device: str | torch.device | None = None, chunk: int | None = None, mi_group: int = 1000,
-             svi_steps: int = 0, svi_lr: float = 0.25) -> EvalResult:
+             svi_steps: int = 0, svi_lr: float = 0.25, progress: Callable[[int], None] | None = None) -> EvalResult:
     """Evaluate ``model`` on a :class:`~textvae.data.datasets.SentenceDataset` (see the module doc).
 
     Batches are length-bucketed, in a fixed order (no shuffle); the model is in eval mode for the call.
@@ -243,6 +243,7 @@ def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: in
     ``chunk``: importance samples per decoder pass (None: as many as fit the model's logits budget).
     ``mi_group``: sentences per aggregate posterior of the MI (all of them if fewer). ``svi_steps``,
     ``svi_lr``: semi-amortised refinement of each posterior, for the ELBO after it and the two gaps.
+    ``progress``: called after each batch with the number of sentences done (a tool's progress line).
     """
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
@@ -305,6 +306,8 @@ def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: in
                     max_len = int(batch.lengths.max()) - 1 + RECONSTRUCTION_SLACK
                     hypotheses += [_text(ids, tokenizer) for ids in greedy(model, code, max_len)]
                     references += [_text(e.ids, tokenizer) for e in examples]
+            if progress is not None:
+                progress(sentences)
     finally:
         model.train(was_training)
 
@@ -340,11 +343,12 @@ def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: in
 @torch.inference_mode()
 def prior_sample_metrics(model: TextModel, tokenizer: Tokenizer, n: int, *,
                          decoding: Decoding = PRIOR_SAMPLING, batch_size: int = 256,
-                         generator: torch.Generator | None = None) -> PriorSampleMetrics:
+                         generator: torch.Generator | None = None,
+                         progress: Callable[[int], None] | None = None) -> PriorSampleMetrics:
     """Decode ``n`` sentences from prior draws z ~ p(z) (a language model: from nothing) and measure their
     diversity: distinct-1/2 and self-BLEU. Sampling (default) draws from the model's own p(x|z), which is
     what a language model must be compared on; greedy decoding shows what z alone encodes. ``generator``
-    on the model's device."""
+    on the model's device; ``progress`` is called after each batch with the number of sentences decoded."""
     if n < 2:
         raise ValueError(f"n must be >= 2 (self-BLEU compares the samples with each other), got {n}")
     if batch_size < 1:
@@ -354,5 +358,7 @@ def prior_sample_metrics(model: TextModel, tokenizer: Tokenizer, n: int, *,
         m = min(batch_size, n - start)
         z = model.sample_prior(m, generator=generator) if model.latent_dim > 0 else None  # (m, Z) or None
         texts += decode_texts(model, tokenizer, z, decoding, count=m, chunk=batch_size, generator=generator)
+        if progress is not None:
+            progress(len(texts))
     return PriorSampleMetrics(n=n, method=decoding.method, distinct_1=distinct_n(texts, 1),
                               distinct_2=distinct_n(texts, 2), self_bleu=self_bleu(texts), samples=texts)
