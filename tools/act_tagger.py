@@ -3,7 +3,8 @@
 The tagger (a logistic regression over word unigrams and bigrams, textvae.act_tagger) labels text with
 the corpus' dialog acts; textvae-eval --act-tagger DIR then reports how often generated responses carry
 the reference's act and, for kgCVAE, the act they were decoded for. --test scores it on held-out gold
-turns, the accuracy to read those figures against.
+turns, the accuracy to read those figures against. With stderr a terminal, a training that takes more than
+a few seconds shows that it is running; Ctrl-C stops with "interrupted" and exit code 130.
 
 Examples:
   textvae-act-tagger --data data/dailydialog-lite/train.jsonl --test data/dailydialog-lite/test.jsonl --out runs/dailydialog_lite_act_tagger
@@ -20,7 +21,10 @@ from pathlib import Path
 from textvae.act_tagger import save_act_tagger, tagged_turns, train_act_tagger
 from textvae.data.datasets import load_records
 from textvae.data.records import DataError, detect_kind
-from tools._cli import count, parser_from_doc, run
+from tools._cli import MAX_EPOCHS, Progress, add_seed_argument, count, parser_from_doc, run, span
+
+PROG = "textvae-act-tagger"
+MAX_MIN_COUNT = 1_000_000_000  # above the turns of any corpus: no n-gram kept, the tagger says the majority act
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,10 +33,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="prepared dialogue JSONL split whose turns have acts (the training split)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder to save the tagger to")
     parser.add_argument("--test", type=Path, metavar="FILE", help="prepared dialogue JSONL split to score it on")
-    parser.add_argument("--epochs", type=count(1), default=10, metavar="E", help="passes over the data (default 10)")
-    parser.add_argument("--min-count", type=count(1), default=2, metavar="C",
-                        help="keep n-grams seen in at least C turns (default 2)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the training order (default 0)")
+    parser.add_argument("--epochs", type=count(1, MAX_EPOCHS), default=10, metavar="E",
+                        help=f"passes over the data, {span(1, MAX_EPOCHS)} (default 10)")
+    parser.add_argument("--min-count", type=count(1, MAX_MIN_COUNT), default=2, metavar="C",
+                        help=f"keep n-grams seen in at least C turns, {span(1, MAX_MIN_COUNT)} (default 2)")
+    add_seed_argument(parser, "the training order")
     parser.add_argument("--cache-dir", type=Path, metavar="DIR",
                         help="dataset cache (default: .cache next to the data file)")
     return parser
@@ -52,7 +57,8 @@ def _turns(args: argparse.Namespace, path: Path) -> tuple[list[str], list[str]]:
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     texts, acts = _turns(args, args.data)
     start = time.perf_counter()
-    tagger = train_act_tagger(texts, acts, min_count=args.min_count, epochs=args.epochs, seed=args.seed)
+    with Progress(PROG, f"training on {len(texts):,} turns, {args.epochs} epochs"):
+        tagger = train_act_tagger(texts, acts, min_count=args.min_count, epochs=args.epochs, seed=args.seed)
     seconds = time.perf_counter() - start
     info = {"data": str(args.data), "turns": len(texts), "epochs": args.epochs, "min_count": args.min_count,
             "train_accuracy": tagger.accuracy(texts, acts)}

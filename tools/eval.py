@@ -17,7 +17,9 @@ reference's gold act, and for kgCVAE how often responses decoded for a requested
 models decode each sampled z greedily, HRED samples its words (the decoding options change that);
 responses never contain <unk> unless --allow-unk.
 
---json also writes the numbers.
+--json also writes the numbers. With stderr a terminal, an evaluation that takes more than a few seconds
+shows its progress there. Ctrl-C stops with "interrupted" and exit code 130, and never leaves half a --json
+file.
 
 Examples:
   textvae-eval --model runs/yelp/export --data data/yelp/test.jsonl
@@ -42,16 +44,33 @@ from textvae.data.word_vectors import load_word_vectors
 from textvae.dialogue_eval import evaluate_dialogues
 from textvae.evaluation import evaluate, prior_sample_metrics
 from textvae.export import Export
+from textvae.latent import GREEDY
+from textvae.models.modules import LOGITS_BUDGET
 from tools._cli import (
+    MAX_BATCH,
+    MAX_CONTEXT,
+    MAX_IMPORTANCE_SAMPLES,
+    MAX_MI_GROUP,
+    MAX_RESPONSES,
+    MAX_SAMPLES,
+    MAX_SVI_STEPS,
+    Progress,
+    add_device_argument,
     add_response_decoding_arguments,
+    add_seed_argument,
+    atomic_output,
+    check_decoding_memory,
+    check_memory,
     count,
     is_dialogue,
     load_model,
     number,
+    output_file,
     parser_from_doc,
     require_dialogue_contract,
     response_decoding,
     run,
+    span,
 )
 
 PROG = "textvae-eval"
@@ -65,46 +84,48 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, type=Path, metavar="DIR", help="model export folder")
     parser.add_argument("--data", required=True, type=Path, metavar="FILE",
                         help="prepared JSONL split: sentences for a sentence model, dialogues for a dialogue model")
-    parser.add_argument("--batch-size", type=count(1), default=32, metavar="N",
-                        help="sentences (dialogues: contexts) per batch; K x N sequences (N x responses) are decoded "
-                             "together (default 32); the figures do not depend on it")
+    parser.add_argument("--batch-size", type=count(1, MAX_BATCH), default=32, metavar="N",
+                        help=f"sentences (dialogues: contexts) per batch, {span(1, MAX_BATCH)}; K x N sequences "
+                             "(N x responses) are decoded together (default 32); the figures do not depend on it")
     parser.add_argument("--max-sentences", type=count(1), metavar="N",
-                        help="evaluate only the first N sentences (dialogues: context-response pairs)")
+                        help="evaluate only the first N sentences (dialogues: context-response pairs), at least 1")
     parser.add_argument("--no-bleu", action="store_true",
                         help="skip generating: sentences, the reconstruction BLEU; dialogues, every metric of the "
                              "sampled responses (only NLL, PPL and KL remain)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of every random draw (default 0)")
+    add_seed_argument(parser, "every random draw")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON to OUT")
     parser.add_argument("--cache-dir", type=Path, metavar="DIR",
                         help="dataset cache (default: .cache next to the data file, shared with textvae-train)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="torch device (default: cuda if available, else cpu)")
+    add_device_argument(parser)
     sentences = parser.add_argument_group("sentence models")
-    sentences.add_argument("--samples", type=count(1), metavar="K",
-                           help="importance samples per sentence (default 500, as He et al. 2019)")
-    sentences.add_argument("--prior-samples", type=count(0), metavar="N",
-                           help="sentences sampled from the prior for distinct-n and self-BLEU (default 100; 0: none)")
-    sentences.add_argument("--mi-group", type=count(2), metavar="G",
-                           help="sentences per aggregate posterior of the mutual information (default 1000; the "
-                                "estimate is at most log G: compare models at one G)")
-    sentences.add_argument("--svi-steps", type=count(0), metavar="N",
+    sentences.add_argument("--samples", type=count(1, MAX_IMPORTANCE_SAMPLES), metavar="K",
+                           help=f"importance samples per sentence, {span(1, MAX_IMPORTANCE_SAMPLES)} (default 500, as "
+                                "He et al. 2019)")
+    sentences.add_argument("--prior-samples", type=count(0, MAX_SAMPLES), metavar="N",
+                           help=f"sentences sampled from the prior for distinct-n and self-BLEU, 0 (none) or 2 to "
+                                f"{MAX_SAMPLES:,} (default 100)")
+    sentences.add_argument("--mi-group", type=count(2, MAX_MI_GROUP), metavar="G",
+                           help=f"sentences per aggregate posterior of the mutual information, {span(2, MAX_MI_GROUP)} "
+                                "(default 1000; the estimate is at most log G: compare models at one G)")
+    sentences.add_argument("--svi-steps", type=count(0, MAX_SVI_STEPS), metavar="N",
                            help="also refine each posterior by N semi-amortised gradient steps (Kim et al. 2018) and "
                                 "report the ELBO after them, the IW-NLL with them as the proposal, and the amortisation "
-                                "and approximation gaps (Cremer et al. 2018); default 0")
+                                f"and approximation gaps (Cremer et al. 2018); {span(0, MAX_SVI_STEPS)} (default 0)")
     sentences.add_argument("--svi-lr", type=number(0.0, 100.0, include_low=False), metavar="LR",
-                           help="step size of --svi-steps (default 0.25)")
+                           help="step size of --svi-steps, in (0, 100] (default 0.25)")
     dialogues = parser.add_argument_group("dialogue models")
-    dialogues.add_argument("--responses", type=count(1), metavar="N",
-                           help="responses sampled per context (default 10, as Zhao et al. 2017)")
+    dialogues.add_argument("--responses", type=count(1, MAX_RESPONSES), metavar="N",
+                           help=f"responses sampled per context, {span(1, MAX_RESPONSES)} (default 10, as Zhao et "
+                                "al. 2017)")
     dialogues.add_argument("--embeddings", type=Path, metavar="FILE",
                            help="word vectors in the word2vec/GloVe text format for the embedding metrics "
                                 "(nothing is downloaded)")
     dialogues.add_argument("--act-tagger", type=Path, metavar="DIR",
                            help="an act tagger saved by textvae-act-tagger: scores the dialog acts of the generated "
                                 "responses (act match; act control for kgCVAE)")
-    dialogues.add_argument("--max-context", type=count(1), metavar="U",
-                           help="context turns before each response (default: the export's max_context, else "
-                                f"{DEFAULT_MAX_CONTEXT})")
+    dialogues.add_argument("--max-context", type=count(1, MAX_CONTEXT), metavar="U",
+                           help=f"context turns before each response, {span(1, MAX_CONTEXT)} (default: the export's "
+                                f"max_context, else {DEFAULT_MAX_CONTEXT})")
     add_response_decoding_arguments(parser)
     return parser
 
@@ -117,8 +138,8 @@ def _write(args: argparse.Namespace, result) -> None:
     print(f"{args.model} on {args.data}")
     print(result.table())
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(result.to_json() + "\n", encoding="utf-8")
+        with atomic_output(args.json) as tmp:
+            tmp.write_text(result.to_json() + "\n", encoding="utf-8")
         print(f"wrote {args.json}")
 
 
@@ -144,14 +165,36 @@ def _sentences(parser: argparse.ArgumentParser, args: argparse.Namespace, export
     data_labels = {v for v in records["label"] if v is not None}
     labels = Vocab(export.labels) if export.labels and data_labels <= set(export.labels) else None
     dataset = SentenceDataset(records, tokenizer, max_len=model.max_words, labels=labels, source=str(args.data))
-    result = evaluate(model, dataset, samples=args.samples or 500, batch_size=args.batch_size, seed=args.seed,
-                      bleu=not args.no_bleu, tokenizer=tokenizer, device=args.device, mi_group=args.mi_group or 1000,
-                      svi_steps=args.svi_steps or 0, svi_lr=args.svi_lr or 0.25)
+    samples = args.samples or 500
+    _check_sentence_memory(parser, args, export, dataset, samples)
+    with Progress(PROG, "sentences", len(dataset)) as progress:
+        result = evaluate(model, dataset, samples=samples, batch_size=args.batch_size, seed=args.seed,
+                          bleu=not args.no_bleu, tokenizer=tokenizer, device=args.device,
+                          mi_group=args.mi_group or 1000, svi_steps=args.svi_steps or 0, svi_lr=args.svi_lr or 0.25,
+                          progress=progress)
     prior_samples = 100 if args.prior_samples is None else args.prior_samples
     if prior_samples:
         generator = torch.Generator(device=args.device).manual_seed(args.seed)
-        result.prior = prior_sample_metrics(model, tokenizer, prior_samples, generator=generator)
+        with Progress(PROG, "prior samples", prior_samples) as progress:
+            result.prior = prior_sample_metrics(model, tokenizer, prior_samples, generator=generator,
+                                                progress=progress)
     _write(args, result)
+
+
+def _check_sentence_memory(parser: argparse.ArgumentParser, args: argparse.Namespace, export: Export,
+                           dataset: SentenceDataset, samples: int) -> None:
+    """Refuse at once what memory cannot hold: a batch's importance samples (noise and codes, K x N x Z) and
+    one decoder pass over it (at least N sentences' logits, however the model chunks the K samples), and the
+    greedy reconstructions of a batch."""
+    model, vocab = export.model, export.tokenizer.vocab_size
+    longest = max(dataset.lengths) + 1
+    if model.latent_dim:
+        logits = max(LOGITS_BUDGET, args.batch_size * longest * vocab) * 4 * 3  # logits, log-softmax, gathered
+        codes = samples * args.batch_size * model.latent_dim * 4 * 4  # noise, z, on the CPU and the device
+        check_memory(parser, logits + codes, args.device, what=f"{samples:,} importance samples of batches of "
+                     f"{args.batch_size:,} sentences", fix="lower --samples or --batch-size")
+        if not args.no_bleu:
+            check_decoding_memory(parser, args.batch_size, GREEDY, vocab, args.device, fix="lower --batch-size")
 
 
 def _category(names: list[str]) -> Vocab | None:
@@ -184,15 +227,22 @@ def _dialogues(parser: argparse.ArgumentParser, args: argparse.Namespace, export
                               topics=_category(export.topics), source=str(args.data))
     if len(dataset) == 0:
         parser.error(f"{args.data}: no context-response pairs (every dialogue has one turn)")
-    result = evaluate_dialogues(model, dataset, tokenizer, responses=0 if args.no_bleu else args.responses or 10,
-                                batch_size=args.batch_size, seed=args.seed, decoding=decoding, embeddings=vectors,
-                                embeddings_source=str(args.embeddings), device=args.device,
-                                max_contexts=args.max_sentences, act_tagger=tagger,
-                                act_tagger_source=str(args.act_tagger))
+    responses = 0 if args.no_bleu else args.responses or 10
+    contexts = min(len(dataset), args.max_sentences or len(dataset))
+    if responses:
+        check_decoding_memory(parser, min(args.batch_size, contexts) * responses, decoding, tokenizer.vocab_size,
+                              args.device, fix="lower --batch-size, --responses, --beam or --max-len")
+    with Progress(PROG, "contexts", contexts) as progress:
+        result = evaluate_dialogues(model, dataset, tokenizer, responses=responses, batch_size=args.batch_size,
+                                    seed=args.seed, decoding=decoding, embeddings=vectors,
+                                    embeddings_source=str(args.embeddings), device=args.device,
+                                    max_contexts=args.max_sentences, act_tagger=tagger,
+                                    act_tagger_source=str(args.act_tagger), progress=progress)
     _write(args, result)
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    output_file(parser, "--json", args.json, "eval.json")
     export = load_model(parser, args.model, args.device)
     (_dialogues if is_dialogue(export) else _sentences)(parser, args, export)
 

@@ -3,7 +3,9 @@
 Interactive (no --input): type a turn and get N numbered responses; the first becomes the system's turn in
 the dialogue history ([PICK k] makes it response k instead). [DONE] starts a new dialogue, [EXIT] or end of
 input (Ctrl-D) quits, as in ParlAI. [HISTORY] shows the dialogue so far; with a kgCVAE, [ACT name]
-conditions the next responses on a dialog act and [ACT] lets the model predict it again.
+conditions the next responses on a dialog act and [ACT] lets the model predict it again. Ctrl-C while the
+responses are generated cancels that turn (it leaves the history) and returns to the prompt; Ctrl-C at the
+prompt quits. Control characters in a response (an ANSI escape) are shown escaped (\x1b).
 
 Batch: --input contexts.jsonl --output responses.jsonl, one context a line, either
 {"turns": [{"speaker": "A", "text": "..."}, ...]} or a plain list of strings (speakers alternate), with an
@@ -12,7 +14,10 @@ dialogue's topic, as in a prepared corpus), "callers" (a CVAE/kgCVAE trained wit
 e.g. on Switchboard: {"A": {"age": 47, "education": 2, "sex": "MALE"}, "B": {...}}, the two speakers'
 metadata; without it the callers are unknown) and "response" (a reference response, which
 --z-source posterior needs). Each output line is {"responses": [...]}, plus "acts" for a kgCVAE and the
-input's "id" when it has one. A bad line is an error naming the file and line.
+input's "id" when it has one. A bad line is an error naming the file and line. --input may also be a
+stream such as /dev/stdin (/dev/null: no contexts, an error). The output is written whole or not at all:
+an error or Ctrl-C (exit code 130) leaves no file, and no FILE.tmp beside it. With stderr a terminal, a
+long run shows its progress there.
 
 The responder is whoever did not speak the last turn. Turns longer than --max-turn-len tokens are cut,
 with a warning saying how many tokens were dropped. Decoding: latent models (VHRED, CVAE, kgCVAE) decode
@@ -32,7 +37,7 @@ import json
 import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, TextIO
@@ -42,7 +47,7 @@ import torch
 from textvae.data.batching import DialogueExample, batch_to, collate_dialogues
 from textvae.data.datasets import DEFAULT_MAX_CONTEXT
 from textvae.data.profiles import caller_profiles, example_profile
-from textvae.data.records import DataError, DataWarning, iter_text_lines
+from textvae.data.records import DataError, DataWarning
 from textvae.data.tokenizers import UNK_ID
 from textvae.decoding import Decoding
 from textvae.dialogue import (
@@ -52,12 +57,26 @@ from textvae.dialogue import (
 )
 from textvae.export import Export
 from tools._cli import (
+    MAX_BATCH,
+    MAX_CONTEXT,
+    MAX_RESPONSES,
+    MAX_TOKENS,
+    Progress,
+    add_device_argument,
     add_response_decoding_arguments,
+    add_seed_argument,
+    atomic_output,
+    check_decoding_memory,
     count,
     load_dialogue_model,
+    output_file,
     parser_from_doc,
+    printable,
     response_decoding,
     run,
+    span,
+    text_lines,
+    text_source,
 )
 
 PROG = "textvae-respond"
@@ -71,8 +90,8 @@ ACT_COMMAND = "[ACT name]"  # kgCVAE only
 def _parser() -> argparse.ArgumentParser:
     parser = parser_from_doc(__doc__)
     parser.add_argument("--model", required=True, type=Path, metavar="DIR", help="dialogue model export folder")
-    parser.add_argument("-n", "--num-samples", type=count(1), default=5, metavar="N",
-                        help="responses per turn or context (default 5)")
+    parser.add_argument("-n", "--num-samples", type=count(1, MAX_RESPONSES), default=5, metavar="N",
+                        help=f"responses per turn or context, {span(1, MAX_RESPONSES)} (default 5)")
     parser.add_argument("--act", metavar="NAME",
                         help="kgCVAE: respond with this dialog act (a name from the export; default: predicted)")
     parser.add_argument("--topic", metavar="NAME",
@@ -83,16 +102,17 @@ def _parser() -> argparse.ArgumentParser:
                              'the reference "response" of each --input line')
     parser.add_argument("--input", type=Path, metavar="FILE", help="batch mode: contexts, one JSON a line")
     parser.add_argument("--output", type=Path, metavar="FILE", help="batch mode: where to write the responses")
-    parser.add_argument("--batch-size", type=count(1), default=32, metavar="B",
-                        help="batch mode: contexts per batch; N x B responses are decoded together (default 32)")
-    parser.add_argument("--max-context", type=count(1), metavar="U",
-                        help=f"context turns the model reads (default: the export's, else {DEFAULT_MAX_CONTEXT})")
-    parser.add_argument("--max-turn-len", type=count(1), metavar="L",
-                        help=f"longest turn in tokens; longer ones are cut with a warning (default: the export's "
-                             f"limit, else {DEFAULT_TURN_LIMIT})")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the latents and sampling (default 0)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--batch-size", type=count(1, MAX_BATCH), default=32, metavar="B",
+                        help=f"batch mode: contexts per batch, {span(1, MAX_BATCH)}; N x B responses are decoded "
+                             "together (default 32)")
+    parser.add_argument("--max-context", type=count(1, MAX_CONTEXT), metavar="U",
+                        help=f"context turns the model reads, {span(1, MAX_CONTEXT)} (default: the export's, else "
+                             f"{DEFAULT_MAX_CONTEXT})")
+    parser.add_argument("--max-turn-len", type=count(1, MAX_TOKENS), metavar="L",
+                        help=f"longest turn in tokens, {span(1, MAX_TOKENS)}; longer ones are cut with a warning "
+                             f"(default: the export's limit, else {DEFAULT_TURN_LIMIT})")
+    add_seed_argument(parser, "the latents and sampling")
+    add_device_argument(parser)
     add_response_decoding_arguments(parser)
     return parser
 
@@ -158,17 +178,23 @@ class Responder:
         ids = ids[: self.max_turn_len]
         return ids, cut, ids.count(UNK_ID)
 
-    def respond(self, contexts: Sequence[Context]) -> list[list[tuple[str, str | None]]]:
+    def respond(self, contexts: Sequence[Context], progress: Callable[[int], None] | None = None,
+                ) -> list[list[tuple[str, str | None]]]:
         """N (text, act name or None) responses per context, in order; contexts with a forced act and those
-        without go in separate batches, as the model takes one ``acts`` tensor per batch."""
+        without go in separate batches, as the model takes one ``acts`` tensor per batch. ``progress`` is
+        called after each batch with the number of contexts answered."""
         out: list[list[tuple[str, str | None]]] = [[] for _ in contexts]
         forced = [i for i, c in enumerate(contexts) if c.act is not None]
         free = [i for i, c in enumerate(contexts) if c.act is None]
+        done = 0
         for group in (forced, free):
             for start in range(0, len(group), self.batch_size):
                 indices = group[start:start + self.batch_size]
                 for i, responses in zip(indices, self._batch([contexts[i] for i in indices]), strict=True):
                     out[i] = responses
+                done += len(indices)
+                if progress is not None:
+                    progress(done)
         return out
 
     def _batch(self, contexts: Sequence[Context]) -> list[list[tuple[str, str | None]]]:
@@ -190,7 +216,7 @@ def _say(message: str) -> None:
 
 
 def _numbered(responses: list[tuple[str, str | None]]) -> str:
-    return "\n".join(f"  {k}. " + (f"[{act}] " if act is not None else "") + (text or "(empty response)")
+    return "\n".join(f"  {k}. " + (f"[{act}] " if act is not None else "") + (printable(text) or "(empty response)")
                      for k, (text, act) in enumerate(responses, start=1))
 
 
@@ -234,7 +260,8 @@ def chat(responder: Responder, stdin: BinaryIO, stdout: TextIO, *, act: int | No
                 history, last = [], []
                 print("-- new dialogue --", file=stdout, flush=True)
             elif name == "HISTORY" and value is None:
-                lines = [f"  {'system' if floor else 'you'}: {tokenizer.decode(ids)}" for ids, floor in history]
+                lines = [f"  {'system' if floor else 'you'}: {printable(tokenizer.decode(ids))}"
+                         for ids, floor in history]
                 print("\n".join(lines) if lines else "  (empty: type a turn)", file=stdout, flush=True)
             elif name == "PICK":
                 if not last:
@@ -268,7 +295,14 @@ def chat(responder: Responder, stdin: BinaryIO, stdout: TextIO, *, act: int | No
         history.append((ids, 0))
         turns = history[-responder.max_context:]
         context = Context([t for t, _ in turns], [f for _, f in turns], None, act, topic)
-        responses = responder.respond([context])[0]
+        try:
+            responses = responder.respond([context])[0]
+        except KeyboardInterrupt:  # Ctrl-C while generating: cancel this turn, keep the dialogue
+            history.pop()
+            if prompt:
+                stdout.write("\n")
+            _say("interrupted: that turn was cancelled (it is not in the history); type a turn, or [EXIT]")
+            continue
         print(_numbered(responses), file=stdout, flush=True)
         last = [tokenizer.encode(r)[: responder.max_turn_len] for r, _ in responses]
         history.append((last[0], 1))
@@ -316,7 +350,7 @@ def read_contexts(path: Path, responder: Responder, *, act: int | None, topic: i
     lines: list[Line] = []
     cut_turns = cut_tokens = tokens = unknown = ignored_acts = ignored_topics = ignored_callers = long_contexts = 0
     first_cut = None
-    for number, text in iter_text_lines(path):
+    for number, text in text_lines(path):
         where = f"{path}:{number}"
         try:
             obj = json.loads(text)
@@ -413,16 +447,14 @@ def _profile(callers: object, speakers: list[str], where: str) -> list[float]:
 
 
 def write_responses(path: Path, lines: Sequence[Line], responses: Sequence[list[tuple[str, str | None]]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    """One JSON line per context, written whole or not at all (never half a file, nor PATH.tmp, left behind)."""
+    with atomic_output(path) as tmp, tmp.open("w", encoding="utf-8") as f:
         for line, answer in zip(lines, responses, strict=True):
             record = {"id": line.id} if line.id is not None else {}
             record["responses"] = [text for text, _ in answer]
             if answer and answer[0][1] is not None:
                 record["acts"] = [act for _, act in answer]
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    tmp.replace(path)  # never leave half a file under the final name
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -434,6 +466,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.input is None and args.z_source == "posterior":
         parser.error("--z-source posterior needs reference responses: give them in an --input file "
                      '(a "response" on each line)')
+    if args.input is not None:
+        text_source(parser, "--input", args.input)
+        output_file(parser, "--output", args.output, "responses.jsonl")
     export = load_dialogue_model(parser, args.model, args.device, sentence_message=SENTENCE_MESSAGE)
     model = export.model
     decoding = response_decoding(parser, args, model)
@@ -457,11 +492,16 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             topic = responder.topic_id(args.topic)
         except ValueError as err:
             parser.error(f"--topic: {err}")
+    fix = "lower -n, --beam or --max-len" + (", or --batch-size" if args.input is not None else "")
     if args.input is None:
+        check_decoding_memory(parser, args.num_samples, decoding, export.tokenizer.vocab_size, args.device, fix=fix)
         chat(responder, sys.stdin.buffer, sys.stdout, act=act, topic=topic, prompt=sys.stdin.isatty())
         return
     lines = read_contexts(args.input, responder, act=act, topic=topic)
-    responses = responder.respond([line.context for line in lines])
+    check_decoding_memory(parser, min(args.batch_size, len(lines)) * args.num_samples, decoding,
+                          export.tokenizer.vocab_size, args.device, fix=fix)
+    with Progress(PROG, "contexts", len(lines)) as progress:
+        responses = responder.respond([line.context for line in lines], progress)
     write_responses(args.output, lines, responses)
     print(f"wrote {args.output} ({len(lines):,} context{'s' if len(lines) != 1 else ''}, {args.num_samples} "
           f"response{'s' if args.num_samples != 1 else ''} each, "

@@ -4,6 +4,11 @@ Prints N sentences decoded from prior draws z ~ N(0, I) (a language model: its o
 with --reconstruct, "input<TAB>reconstruction" for each sentence of FILE, decoded from its posterior mean;
 with --plot, a 2-D PCA of the posterior means of --data coloured by a label, saved as PNG.
 
+Lines are printed as they are decoded; with stdout redirected and stderr a terminal, a progress line shows
+on stderr once the work takes more than a few seconds. Control characters in the text (a newline, an ANSI
+escape) are printed escaped (\n, \x1b). Ctrl-C stops with "interrupted" and exit code 130, and never leaves
+half a --plot file.
+
 Examples:
   textvae-sample --model runs/yelp/export -n 10 --decode sample --top-p 0.9 --seed 1
   textvae-sample --model runs/yelp/export --reconstruct sentences.txt
@@ -20,28 +25,44 @@ from pathlib import Path
 import torch
 
 from textvae.data.records import DataError, Sentence, detect_kind, iter_text_lines, read_jsonl
+from textvae.decoding import Decoding
+from textvae.export import Export
 from textvae.latent import decode_texts, encode_texts, plot_projection, project_2d, require_latent
 from tools._cli import (
+    MAX_SAMPLES,
+    Progress,
     add_decoding_arguments,
+    add_device_argument,
+    add_seed_argument,
+    atomic_output,
+    check_decoding_memory,
     count,
     load_sentence_model,
+    note_cut,
+    note_unknown,
+    output_file,
     parser_from_doc,
+    printable,
     run,
     sentence_decoding,
+    span,
+    text_lines,
+    text_source,
 )
 
 DIALOGUE_MESSAGE = "sample its responses with textvae-respond"
 PROG = "textvae-sample"
-
-
+CHUNK = 256  # sentences decoded together (textvae.latent.decode_texts' chunk): what memory holds at once
+FIX = "lower --beam or --max-len, or use --decode greedy or sample"
 
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = parser_from_doc(__doc__)
     parser.add_argument("--model", required=True, type=Path, metavar="DIR", help="model export folder")
-    parser.add_argument("-n", type=count(1), metavar="N",
-                        help="prior samples to print (default 10); with --reconstruct or --plot: use the first N sentences")
+    parser.add_argument("-n", type=count(1, MAX_SAMPLES), metavar="N",
+                        help=f"prior samples to print, {span(1, MAX_SAMPLES)} (default 10); with --reconstruct or "
+                             "--plot: use the first N sentences")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--reconstruct", type=Path, metavar="FILE",
                       help="reconstruct each sentence of FILE (one a line, or a prepared JSONL) from its posterior mean")
@@ -50,11 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--label-key", default="label", metavar="KEY",
                         help="with --plot: colour by 'label' or 'attributes.NAME', e.g. attributes.topic (default label)")
     add_decoding_arguments(parser, default=None, help="decoding method (default: sample for prior samples, greedy for reconstructions)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the prior draws and sampling (default 0)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="torch device (default: cuda if available, else cpu)")
+    add_seed_argument(parser, "the prior draws and sampling")
+    add_device_argument(parser)
     return parser
-
 
 
 def _is_jsonl(path: Path) -> bool:
@@ -69,8 +88,11 @@ def _is_jsonl(path: Path) -> bool:
 
 
 def read_sentences(path: Path) -> list[Sentence]:
-    """Sentences from a prepared JSONL file, or from a text file with one sentence a line."""
-    if _is_jsonl(path):
+    """Sentences from a prepared JSONL file, or from a text file with one sentence a line (what is not a
+    regular file, e.g. /dev/stdin or a pipe, can be read only once: as one sentence a line)."""
+    if path.exists() and not path.is_file() and not path.is_dir():
+        sentences = [Sentence(text) for _, text in text_lines(path)]
+    elif _is_jsonl(path):
         if detect_kind(path) != "sentences":
             raise DataError(f"{path}: holds dialogues; give sentences (one a line, or a prepared sentence JSONL)")
         sentences = list(read_jsonl(path, "sentences"))
@@ -89,15 +111,26 @@ def _label(sentence: Sentence, key: str) -> str | None:
     return None if value is None else str(value)
 
 
-def _note_unknown(tokens: int, unknown: int, truncated: int) -> None:
-    if unknown:
-        print(f"{PROG}: note: {unknown} of {tokens} tokens are not in the model's vocabulary; read as <unk>",
-              file=sys.stderr)
-    if truncated:
-        print(f"{PROG}: note: {truncated} sentences were cut to the model's longest input", file=sys.stderr)
+def _print_decoded(export: Export, z: torch.Tensor | None, n: int, decoding: Decoding, generator: torch.Generator,
+                   inputs: list[str] | None = None) -> None:
+    """Decode the n rows of ``z`` (a language model: n samples) CHUNK at a time and print each chunk at once,
+    escaped, after its input when given ("input<TAB>decoded"); a progress line when stdout is not the terminal."""
+    with Progress(PROG, "sentences", n, enabled=not sys.stdout.isatty()) as progress:
+        for start in range(0, n, CHUNK):
+            rows = z[start:start + CHUNK] if z is not None else None
+            texts = decode_texts(export.model, export.tokenizer, rows, decoding, count=min(CHUNK, n - start),
+                                 chunk=CHUNK, generator=generator)
+            for i, text in enumerate(texts, start=start):
+                print(printable(text) if inputs is None else f"{printable(inputs[i])}\t{printable(text)}")
+            sys.stdout.flush()
+            progress(start + len(texts))
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    output_file(parser, "--plot", args.plot, "latent.png")
+    for flag, path in (("--reconstruct", args.reconstruct), ("--data", args.data)):
+        if path is not None:
+            text_source(parser, flag, path)
     if args.data is not None and args.plot is None:
         parser.error("--data goes with --plot (for reconstructions, give the file to --reconstruct)")
     if args.plot is not None and args.data is None:
@@ -110,19 +143,23 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
     if args.reconstruct is None and args.plot is None:  # prior samples
         n = args.n or 10
+        decoding = sentence_decoding(args, "sample")
+        check_decoding_memory(parser, min(n, CHUNK), decoding, tokenizer.vocab_size, args.device, fix=FIX,
+                              extra=n * model.latent_dim * 4)  # and the n prior draws
         z = model.sample_prior(n, generator=generator) if model.latent_dim > 0 else None  # (n, Z)
-        for text in decode_texts(model, tokenizer, z, sentence_decoding(args, "sample"), count=n, generator=generator):
-            print(text)
+        _print_decoded(export, z, n, decoding, generator)
         return
 
     require_latent(model, "--reconstruct" if args.reconstruct is not None else "--plot")
     sentences = read_sentences(args.reconstruct or args.data)[: args.n]
     encoded = encode_texts(model, tokenizer, [s.text for s in sentences])
     if args.reconstruct is not None:
-        _note_unknown(encoded.tokens, encoded.unknown, encoded.truncated)
-        decoded = decode_texts(model, tokenizer, encoded.mu, sentence_decoding(args, "greedy"), generator=generator)
-        for sentence, text in zip(sentences, decoded, strict=True):
-            print(f"{sentence.text}\t{text}")
+        note_unknown(PROG, encoded.tokens, encoded.unknown)
+        note_cut(PROG, encoded.truncated, model.max_words)
+        decoding = sentence_decoding(args, "greedy")
+        check_decoding_memory(parser, min(len(sentences), CHUNK), decoding, tokenizer.vocab_size, args.device,
+                              fix=FIX)
+        _print_decoded(export, encoded.mu, len(sentences), decoding, generator, [s.text for s in sentences])
         return
 
     labels = [_label(s, args.label_key) for s in sentences]
@@ -134,8 +171,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     projection = project_2d(encoded.mu)
     title = (f"{type(model).__name__} posterior means, PCA\n{args.data.name}: {len(sentences):,} sentences "
              f"by {args.label_key}")
-    args.plot.parent.mkdir(parents=True, exist_ok=True)
-    plot_projection(projection, labels, args.plot, title=title)
+    with atomic_output(args.plot) as tmp:
+        plot_projection(projection, labels, tmp, title=title)
     print(f"wrote {args.plot} ({len(sentences):,} sentences, {len(set(labels))} {args.label_key} values)")
 
 
