@@ -15,17 +15,32 @@ from textvae.models import SentenceVAE
 from textvae.schedules import KLSchedule
 
 
+class Seen(pl.Callback):
+    """The examples this rank trains on in the first epoch."""
+
+    def __init__(self):
+        self.indices: list[int] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.current_epoch == 0:
+            self.indices.extend(batch.index.tolist())
+
+
 def main(data: str, out: str) -> None:
     pl.seed_everything(0, verbose=False)
     datamodule = TextDataModule(train=data, valid=data, batch_size=8, cache_dir=str(Path(out) / "cache"))
     model = SentenceVAE(vocab_size=datamodule.vocab_size, embed_dim=16, hidden_dim=32, latent_dim=4, word_dropout=0.3)
     system = TextVAESystem(model, kl_schedule=KLSchedule(kind="linear", warmup_steps=10))
+    seen = Seen()
+    # the data module splits its length buckets across ranks itself (textvae-train sets the same)
     trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=6, logger=False,
+                         use_distributed_sampler=False, callbacks=[seen],
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          num_sanity_val_steps=0, limit_val_batches=2)
     trainer.fit(system, datamodule=datamodule)
     state = {k: v.detach().contiguous() for k, v in system.model.state_dict().items()}
     save_file(state, str(Path(out) / f"rank{trainer.global_rank}.safetensors"))
+    (Path(out) / f"rank{trainer.global_rank}.seen").write_text(" ".join(map(str, seen.indices)))
     print(f"rank {trainer.global_rank} world {trainer.world_size} steps {trainer.global_step}")
 
 

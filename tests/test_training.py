@@ -121,6 +121,10 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tiny_data, tmp_path):
     assert rank0.keys() == rank1.keys() and len(rank0) > 0
     for name in rank0:
         assert torch.equal(rank0[name], rank1[name]), name
+    # in an epoch the ranks train on disjoint halves of the data (64 sentences, batches of 8: 4 steps each)
+    seen = [[int(i) for i in (tmp_path / f"rank{r}.seen").read_text().split()] for r in (0, 1)]
+    assert len(seen[0]) == len(seen[1]) == 32
+    assert sorted(seen[0] + seen[1]) == list(range(64))
 
 
 def test_logged_elbo_of_kgcvae_is_the_bound_the_evaluation_reports(tiny_data, tmp_path):

@@ -11,8 +11,10 @@ kgCVAE the ELBO also counts -log p(act | c, z) (``ModelOutput.act_nll``, logged 
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
+from collections.abc import Callable
 from typing import Literal
 
 import pytorch_lightning as pl
@@ -36,6 +38,68 @@ from textvae.inference import concatenate, mutual_information
 from textvae.metrics import active_units
 from textvae.schedules import KLSchedule
 from textvae.training_objectives import ELBO, SVI, Objective
+
+
+VALIDATION_SEED = 0
+
+
+def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """The global generators' state that training draws from: the CPU's, and the GPU's when on one."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"].cpu())
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+class ResumableBatches(torch.utils.data.Sampler[list[int]]):
+    """A batch sampler's epochs, of which the first one iterated after :meth:`resume` skips the batches
+    training had consumed when the checkpoint was written."""
+
+    def __init__(self, batches: BucketBatchSampler):
+        self.batches = batches
+        # Lightning sets the epoch (for a new shuffle) of a batch sampler's ``sampler``, not of the batch sampler
+        self.sampler = batches
+        self._resume: tuple[int, int] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+
+    def resume(self, epoch: int, consumed: int) -> None:
+        self._resume = (epoch, consumed)
+
+    def __len__(self) -> int:
+        return len(self.batches)  # the whole epoch: Lightning counts the resumed epoch's batches from there
+
+    def __iter__(self):
+        skip = 0
+        if self._resume is not None:
+            epoch, consumed = self._resume
+            self._resume = None
+            skip = consumed if epoch == self.batches.epoch else 0  # an epoch-end checkpoint resumes a new epoch
+        return itertools.islice(iter(self.batches), skip, None)
+
+
+class ResumableLoader(torch.utils.data.DataLoader):
+    """The training loader, resumable mid-epoch (Lightning keeps its ``state_dict`` in the checkpoint): its
+    state is the epoch and the batches training consumed in it, as ``progress`` says (not the loader's own
+    count, which runs ahead by the batches Lightning prefetched)."""
+
+    def __init__(self, *args, progress: Callable[[], tuple[int, int]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.progress = progress
+
+    def state_dict(self) -> dict[str, int]:
+        epoch, consumed = self.progress()
+        return {"epoch": epoch, "batches": consumed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.batch_sampler.resume(int(state["epoch"]), int(state["batches"]))
 
 
 class TextDataModule(pl.LightningDataModule):
@@ -118,15 +182,31 @@ class TextDataModule(pl.LightningDataModule):
     def _loader(self, split: str, *, train: bool) -> torch.utils.data.DataLoader:
         dataset = self.dataset(split)
         trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1 and trainer._accelerator_connector.use_distributed_sampler:
+            # Lightning would rebuild the batch sampler around a DistributedSampler it cannot take
+            raise DataError("the data module splits batches across processes itself: train with "
+                            "Trainer(use_distributed_sampler=False) (textvae-train sets it)")
         sampler = BucketBatchSampler(
             dataset.lengths, self.batch_size if train else self.eval_batch_size, shuffle=train, seed=self.seed,
             num_replicas=trainer.world_size if trainer else 1, rank=trainer.global_rank if trainer else 0,
         )
         if train and trainer is not None:
-            sampler.set_epoch(trainer.current_epoch)
+            # the epoch Lightning will set at the epoch's start (a run resumed from an epoch-end checkpoint still
+            # says current_epoch = the finished one here); the first iterator is made before that
+            sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)
         collate = collate_sentences if self.kind == "sentences" else collate_dialogues
-        return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
-                                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        # a generator of its own: creating an iterator must not draw from the global one that training uses
+        # (the draws would differ between a resumed run and an uninterrupted one)
+        options = dict(collate_fn=collate, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                       generator=torch.Generator().manual_seed(self.seed))
+        if train:
+            return ResumableLoader(dataset, batch_sampler=ResumableBatches(sampler), progress=self._progress,
+                                   **options)
+        return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, **options)
+
+    def _progress(self) -> tuple[int, int]:
+        system = self.trainer.lightning_module if self.trainer is not None else None
+        return system.epoch_progress if isinstance(system, TextVAESystem) else (0, 0)
 
     def train_dataloader(self):
         return self._loader("train", train=True)
@@ -233,6 +313,9 @@ class TextVAESystem(pl.LightningModule):
         self._val_posteriors: list = []
         self._burn_batches = None
         self._kl_said = False
+        self.epoch_progress = (0, 0)  # (epoch, its batches trained): where a mid-epoch checkpoint resumes
+        self._training_rng: dict[str, torch.Tensor] | None = None  # inside a validation: training's state
+        self._resumed_rng: list[dict[str, torch.Tensor]] | None = None  # from a checkpoint, until training starts
 
     @property
     def pretraining(self) -> bool:
@@ -274,6 +357,8 @@ class TextVAESystem(pl.LightningModule):
         else:
             loss = self._aggressive_step(batch)
         self.batches_seen += 1
+        epoch, consumed = self.epoch_progress
+        self.epoch_progress = (self.current_epoch, consumed + 1 if epoch == self.current_epoch else 1)
         return loss
 
     def _aggressive_step(self, batch) -> torch.Tensor:
@@ -371,10 +456,43 @@ class TextVAESystem(pl.LightningModule):
                 if isinstance(callback, pl.callbacks.EarlyStopping):
                     callback.wait_count = 0
 
+    # Resuming gives the run an uninterrupted one would have had. The random draws of training (word dropout,
+    # dropout, the reparameterisation noise) come from torch's global generators; their state at the
+    # checkpoint travels in it, one per rank, and is put back when training restarts. Validation draws from
+    # generators seeded afresh each time and then gives the training state back, so neither the sanity check
+    # of a resumed run nor the validation before a checkpoint shifts the training stream, and a validation
+    # figure depends on the weights alone.
+
+    def on_validation_start(self):
+        self._training_rng = rng_state(self.device)
+        torch.manual_seed(VALIDATION_SEED)  # every device's generator
+
+    def on_validation_end(self):
+        if self._training_rng is not None:
+            set_rng_state(self._training_rng, self.device)
+            self._training_rng = None
+
+    def on_train_start(self):
+        if self._resumed_rng is not None:
+            states, self._resumed_rng = self._resumed_rng, None
+            rank = self.global_rank
+            if rank < len(states):  # a run resumed on more ranks than saved it: the new ranks keep their seeds
+                set_rng_state(states[rank], self.device)
+
     def on_save_checkpoint(self, checkpoint):
-        checkpoint["textvae"] = {"batches_seen": self.batches_seen, "schedule_start": self.schedule_start}
+        checkpoint["textvae"] = {"batches_seen": self.batches_seen, "schedule_start": self.schedule_start,
+                                 "epoch_progress": list(self.epoch_progress), "rng": self._all_rng_states()}
         if self.aggressive is not None:
             checkpoint["textvae"]["aggressive"] = self.aggressive.state_dict()
+
+    def _all_rng_states(self) -> list[dict[str, torch.Tensor]]:
+        """The training stream's generator states of every rank (saved inside a validation: the state it
+        will give back). Every rank saves a checkpoint (only rank 0 writes it), so the gather is collective."""
+        state = self._training_rng if self._training_rng is not None else rng_state(self.device)
+        if self.trainer.world_size == 1:
+            return [state]
+        gathered = {name: self.all_gather(tensor.to(self.device)).cpu() for name, tensor in state.items()}
+        return [{name: gathered[name][rank] for name in state} for rank in range(self.trainer.world_size)]
 
     def on_load_checkpoint(self, checkpoint):
         state = checkpoint.get("textvae", {})
@@ -383,6 +501,8 @@ class TextVAESystem(pl.LightningModule):
         self.schedule_start = int(state.get("schedule_start", 0))
         if self.aggressive is not None and "aggressive" in state:
             self.aggressive.load_state_dict(state["aggressive"])
+        self._resumed_rng = state.get("rng")  # older checkpoints: the seeds of this run
+        self.epoch_progress = tuple(int(n) for n in state.get("epoch_progress", (0, 0)))
 
     def _optimizer(self, parameters):
         if self.optimizer_name == "sgd":

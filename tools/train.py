@@ -29,6 +29,8 @@ class TrainCLI(LightningCLI):
         parser.link_arguments("data.num_acts", "model.model.init_args.num_acts", apply_on="instantiate")
         parser.link_arguments("data.num_topics", "model.model.init_args.num_topics", apply_on="instantiate")
         parser.link_arguments("data.profile_dim", "model.model.init_args.profile_dim", apply_on="instantiate")
+        # the data module's batch sampler splits length buckets across DDP ranks itself
+        parser.set_defaults({"trainer.use_distributed_sampler": False})
         parser.add_argument("--export", type=str | None, default=None,
                             help="export folder for the trained model (default: <run folder>/export)")
 
