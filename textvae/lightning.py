@@ -34,6 +34,7 @@ from textvae.data.datasets import (
 from textvae.data.profiles import PROFILE_DIM, callers_of
 from textvae.data.records import DataError, detect_kind
 from textvae.data.tokenizers import load_tokenizer, train_tokenizer
+from textvae.guards import NonFiniteError, all_finite, nonfinite_terms
 from textvae.inference import concatenate, mutual_information
 from textvae.metrics import active_units
 from textvae.schedules import KLSchedule
@@ -121,7 +122,7 @@ class TextDataModule(pl.LightningDataModule):
         self.max_len, self.max_context = max_len, max_context
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.seed = num_workers, seed
-        self.cache_dir = cache_dir or os.path.join(os.path.dirname(os.path.abspath(train)), ".cache")
+        self.cache_dir = cache_dir or self.default_cache_dir(train)
         self.records = {split: load_records(path, cache_dir=self.cache_dir, kind=self.kind)
                         for split, path in self.paths.items() if path is not None}
         if tokenizer_dir is not None:
@@ -142,6 +143,12 @@ class TextDataModule(pl.LightningDataModule):
             self.topics = Vocab.build(d["topic"] for r in all_records for d in r)
             self.has_profiles = any(callers_of(meta) is not None for r in all_records for meta in r["meta"])
         self.datasets: dict[str, torch.utils.data.Dataset] = {}
+
+    @staticmethod
+    def default_cache_dir(train: str) -> str:
+        """Where the encoded splits are cached without ``cache_dir``: ``.cache`` beside the training split
+        (``textvae-train`` checks it is writable before building the module)."""
+        return os.path.join(os.path.dirname(os.path.abspath(train)), ".cache")
 
     @property
     def vocab_size(self) -> int:
@@ -261,6 +268,17 @@ class AggressiveInference:
         self.active, self.last_mi = bool(state["active"]), float(state["last_mi"])
 
 
+def _check_optimiser_settings(lr: float, weight_decay: float, grad_clip_norm: float | None) -> None:
+    """ValueError naming the first setting no optimiser can train with (textvae-train prints it in one line)."""
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"model.lr must be a finite number > 0, got {lr}")
+    if not (math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ValueError(f"model.weight_decay must be a finite number >= 0, got {weight_decay}")
+    if grad_clip_norm is not None and not (math.isfinite(grad_clip_norm) and grad_clip_norm > 0):
+        raise ValueError(f"model.grad_clip_norm must be a finite number > 0 (or null: no clipping), "
+                         f"got {grad_clip_norm}")
+
+
 class TextVAESystem(pl.LightningModule):
     """Trains any textvae model with an objective (:mod:`textvae.training_objectives`: the ELBO with free
     bits and a capacity, or IWAE), β from a KL schedule, and the training procedures of the text-VAE
@@ -291,6 +309,7 @@ class TextVAESystem(pl.LightningModule):
             raise ValueError(f"need ae_pretrain_epochs >= 0, svi_steps >= 0, svi_lr > 0 and "
                              f"aggressive_max_inner_steps >= 1, got {ae_pretrain_epochs}, {svi_steps}, {svi_lr}, "
                              f"{aggressive_max_inner_steps}")
+        _check_optimiser_settings(lr, weight_decay, grad_clip_norm)
         latent = getattr(model, "latent_dim", 0) > 0
         if (aggressive or ae_pretrain_epochs or svi_steps) and not latent:
             raise ValueError("aggressive training, AE pretraining and semi-amortised steps need a latent-variable "
@@ -331,6 +350,8 @@ class TextVAESystem(pl.LightningModule):
     def _step(self, batch, stage: str) -> torch.Tensor:
         svi = self.svi if stage == "train" else None
         terms = self.objective(self.model, batch, beta=self.beta, svi=svi)
+        if stage == "train":
+            self._stop_if_nonfinite(terms)
         size = batch.index.shape[0]
         metrics = terms.metrics | {"loss": terms.loss}
         if terms.kl_closed_form is not None:
@@ -369,6 +390,7 @@ class TextVAESystem(pl.LightningModule):
             inner = batch
             while True:
                 terms = self.objective(self.model, inner, beta=self.beta, svi=self.svi)
+                self._stop_if_nonfinite(terms)
                 encoder_optimizer.zero_grad()
                 decoder_optimizer.zero_grad()
                 self.manual_backward(terms.loss)
@@ -402,6 +424,49 @@ class TextVAESystem(pl.LightningModule):
     def _clip(self, optimizer) -> None:
         if self.grad_clip_norm:
             self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip_norm, gradient_clip_algorithm="norm")
+
+    # The NaN/Inf guard: the first non-finite training loss or gradient stops the run with NonFiniteError
+    # (textvae-train: one line naming the step and the term, no export), before the optimiser writes it into
+    # the weights. Without it a run whose loss is NaN from its first step trains on and exports NaN weights.
+
+    def _where(self) -> str:
+        return f"step {self.global_step} (epoch {self.current_epoch})"
+
+    def _stop_if_nonfinite(self, terms) -> None:
+        """Stop on a non-finite training loss, before its backward pass. Under DDP every rank learns whether
+        any rank's loss is non-finite (one all-reduce of a flag) and all stop together: a rank stopping alone
+        would leave the others waiting forever in the gradient all-reduce."""
+        values = {"loss": terms.loss, **terms.metrics}
+        bad = not all_finite([torch.as_tensor(v, device=terms.loss.device) for v in values.values()])
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            bad_somewhere = bool(trainer.strategy.reduce_boolean_decision(bad, all=False))
+        else:
+            bad_somewhere = bad
+        if not bad_somewhere:
+            return
+        if not bad:
+            raise NonFiniteError(f"the training loss became non-finite on another process at {self._where()}; "
+                                 f"no model was exported. Lower --model.lr (now {self.lr:g})")
+        # the terms the loss is made of; elbo and loss are sums of them, named only when nothing else is
+        named = nonfinite_terms({k: v for k, v in terms.metrics.items() if k != "elbo"}) or nonfinite_terms(values)
+        rank = f" on process {trainer.global_rank}" if trainer is not None and trainer.world_size > 1 else ""
+        raise NonFiniteError(f"the training loss became non-finite{rank} at {self._where()}: {', '.join(named)}; "
+                             f"no model was exported. Lower --model.lr (now {self.lr:g}) or check the data")
+
+    def on_before_optimizer_step(self, optimizer):
+        """Stop on a non-finite gradient (a finite loss can still overflow in the backward pass) before the
+        optimiser steps. Gradients are all-reduced under DDP, so every rank sees the same and stops together.
+        Skipped under 16-bit mixed precision, whose gradient scaler skips such steps by design."""
+        if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+            return
+        named = [(name, p.grad) for name, p in self.named_parameters() if p.grad is not None]
+        if all_finite([grad for _, grad in named]):
+            return
+        bad = [name for name, grad in named if not torch.isfinite(grad).all()]
+        raise NonFiniteError(f"the gradient became non-finite at {self._where()} (in {bad[0]}"
+                             f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}); no model was exported. "
+                             f"Lower --model.lr (now {self.lr:g}) or set --model.grad_clip_norm")
 
     def on_train_epoch_start(self):
         if self.ae_pretrain_epochs and self.current_epoch == self.ae_pretrain_epochs and not self._reset_done():
