@@ -9,10 +9,17 @@ on loading. Exports of format version 1 (which kept those in a free-form ``info`
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import fcntl
+import glob
 import json
 import os
 import reprlib
-from collections.abc import Mapping, Sequence
+import shutil
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -90,13 +97,133 @@ def _kind_of(model: nn.Module) -> Kind:
     return "dialogues" if isinstance(model, DialogueModel) else "sentences"
 
 
+class ExportBusyError(DataError):
+    """Another process holds the export folder's lock: it is training or exporting into that folder."""
+
+
+_held_locks: dict[Path, int] = {}  # export folders whose lock this process holds: their lock file descriptor
+
+
+def _lock_path(directory: Path) -> Path:
+    return directory.parent / f"{directory.name}.lock"
+
+
+@contextmanager
+def export_lock(directory: str | os.PathLike) -> Iterator[None]:
+    """Hold the exclusive lock of an export folder: ``DIR.lock`` beside it, ``flock``-ed and naming our pid.
+
+    ``textvae-train`` takes it before training and keeps it until the export is written, so a second run
+    exporting to the same folder fails at its start (:class:`ExportBusyError`, naming the holder) instead
+    of silently overwriting the first run's model. Re-entrant within a process (:func:`save_export` takes it
+    too). The file is removed on release; after a kill it stays behind, unlocked, and the next run takes it."""
+    directory = Path(directory).absolute()
+    if directory in _held_locks:
+        yield
+        return
+    path = _lock_path(directory)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise ExportBusyError(f"{directory}: another process (pid {holder}) is training or exporting into this "
+                                  f"folder (it holds {path}); wait for it, or export somewhere else") from None
+        try:  # the holder before us may have removed the file after we opened it: lock the file now there
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _held_locks[directory] = fd
+    try:
+        yield
+    finally:
+        del _held_locks[directory]
+        path.unlink(missing_ok=True)  # before unlocking: a waiter then finds the file gone and retries
+        os.close(fd)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    if sys.platform != "linux":
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    if not hasattr(libc, "renameat2"):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):  # an old kernel, or a file system without it
+        return False
+    raise OSError(error, os.strerror(error), str(b))
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_folder(target: Path, write: Callable[[Path], None]) -> None:
+    """Write a folder with ``write(folder)`` and put it in place of ``target`` all at once.
+
+    The files go into ``TARGET.tmp-PID`` beside it, get the permissions the umask gives (safetensors
+    writes 0600) and are synced to disk; then the complete folder is swapped in with one atomic rename (an
+    existing target: ``renameat2`` exchange, or where the file system lacks it, two renames a few
+    microseconds apart during which the target is missing) and the previous one is deleted. A reader sees the
+    old export or the new one, never a mix; a kill leaves the old one in place and a ``TARGET.tmp-PID``
+    (or ``TARGET.old-PID``) folder that the next export into ``target`` removes. The caller holds
+    :func:`export_lock`, so no other process is writing those."""
+    parent = target.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() and not target.is_dir():
+        raise DataError(f"{target}: is a file, not an export folder; remove it or export somewhere else")
+    for stale in [*parent.glob(f"{glob.escape(target.name)}.tmp-*"), *parent.glob(f"{glob.escape(target.name)}.old-*")]:
+        shutil.rmtree(stale, ignore_errors=True)  # left by a killed export into this target
+    staging = parent / f"{target.name}.tmp-{os.getpid()}"
+    staging.mkdir()  # mode 0777 less the umask
+    try:
+        write(staging)
+        file_mode = staging.stat().st_mode & 0o666
+        for folder, _, files in os.walk(staging):
+            for name in files:
+                os.chmod(os.path.join(folder, name), file_mode)
+                _fsync(Path(folder) / name)
+        _fsync(staging)
+        if not target.exists():
+            os.rename(staging, target)
+        elif not _exchange(staging, target):
+            old = parent / f"{target.name}.old-{os.getpid()}"
+            os.rename(target, old)
+            try:
+                os.rename(staging, target)
+            except OSError:
+                os.rename(old, target)
+                raise
+            os.rename(old, staging)
+        _fsync(parent)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # the previous export, or an incomplete new one
+
+
 def save_export(directory: str | os.PathLike, model: nn.Module, tokenizer: Tokenizer, *, kind: Kind | None = None,
                 max_context: int | None = None, max_len: int | None = None, labels: Sequence[str] = (),
                 acts: Sequence[str] = (), emotions: Sequence[str] = (), topics: Sequence[str] = (),
                 info: dict[str, Any] | None = None, categories: Mapping[str, Sequence[str]] | None = None) -> Path:
     """Write ``model`` (class path, ``init_args``, weights), ``tokenizer`` and :class:`Export`'s fields
     (``kind`` None: "dialogues" for a :class:`~textvae.models.DialogueModel`, else "sentences"); a wrong field
-    is a ValueError. ``categories``: the name lists as one mapping, as version 1 took them (for its callers)."""
+    is a ValueError. ``categories``: the name lists as one mapping, as version 1 took them (for its callers).
+
+    The folder is replaced as a whole (:func:`_replace_folder`): a reader never sees a mix of two exports, and
+    a folder another process is exporting to is an :class:`ExportBusyError` (:func:`export_lock`)."""
     from safetensors.torch import save_model
 
     init_args = getattr(model, "init_args", None)
@@ -117,11 +244,15 @@ def save_export(directory: str | os.PathLike, model: nn.Module, tokenizer: Token
         "kind": fields["kind"], "max_context": max_context, "max_len": max_len,
         "categories": {name: fields[name] for name in CATEGORIES}, "info": fields["info"],
     }
+
+    def write(folder: Path) -> None:
+        (folder / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
+        save_model(model, str(folder / "model.safetensors"))  # handles tied (shared) weights
+        tokenizer.save(folder)
+
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
-    save_model(model, str(directory / "model.safetensors"))  # handles tied (shared) weights
-    tokenizer.save(directory)
+    with export_lock(directory):  # all or nothing, and never into a folder another run is exporting to
+        _replace_folder(directory.absolute(), write)
     return directory
 
 
