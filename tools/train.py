@@ -5,22 +5,44 @@
 Any option of the recipe can be overridden with a dotted flag. The resolved config is saved in the
 run folder; after ``fit`` the model is exported (config JSON + safetensors + tokenizer) to ``--export``
 (default: ``<run folder>/export``), which every other textvae tool loads with ``--model DIR``.
+
+What would otherwise fail late or silently fails at the start, in one line (``textvae-train: error: ...``,
+exit code 2): a ``--ckpt_path`` that is not a local checkpoint loading with ``weights_only=True``, an output
+folder (runs, logs, checkpoints, the data cache, the export's parent) that cannot be written, an optimiser
+setting no run can train with, and an export folder another run is exporting to (its lock, ``DIR.lock``, is
+held from the start of training until the export is written). A non-finite loss or gradient stops training
+in one line naming the step and the term, and nothing is exported.
 """
 
 from __future__ import annotations
 
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.cli import LightningCLI
 
 from textvae.data.records import DataError
-from textvae.export import save_export
+from textvae.export import export_lock, save_export
+from textvae.guards import (
+    NonFiniteError,
+    SetupError,
+    all_finite,
+    check_checkpoint,
+    check_writable_folder,
+    is_url,
+)
 from textvae.lightning import TextDataModule, TextVAESystem
 
 
 class TrainCLI(LightningCLI):
+    def __init__(self, *args, resources: ExitStack, **kwargs):
+        self.resources = resources  # what the run holds until it ends: the export folder's lock
+        self.export_target: Path | None = None
+        super().__init__(*args, **kwargs)
+
     def add_arguments_to_parser(self, parser):
         parser.link_arguments("data.vocab_size", "model.model.init_args.vocab_size", apply_on="instantiate")
         # The corpus' dialog act and topic inventories and its speaker profiles, for the models that take
@@ -34,8 +56,67 @@ class TrainCLI(LightningCLI):
         parser.add_argument("--export", type=str | None, default=None,
                             help="export folder for the trained model (default: <run folder>/export)")
 
+    def parse_arguments(self, parser, args):
+        """Refuse an unsafe ``--ckpt_path`` before Lightning reads it, and load every checkpoint with
+        ``weights_only=True`` (tensors and plain data: nothing in the file can run code)."""
+        super().parse_arguments(parser, args)
+        config = self.config.get(self.config.get("subcommand") or "", None)
+        if config is None:
+            return
+        if "weights_only" in config:
+            if config.get("weights_only") is False:
+                raise SetupError("--weights_only false is not supported: textvae-train loads checkpoints with "
+                                 "weights_only=True only")
+            config["weights_only"] = True
+        if config.get("ckpt_path"):
+            check_checkpoint(str(config["ckpt_path"]))
+
+    def before_instantiate_classes(self):
+        """The data module writes its cache as it is built: check the folder first."""
+        data = self.config[self.subcommand].get("data")
+        if data is not None and data.get("train") and Path(data["train"]).is_file():  # else: the data's own error
+            cache = data.get("cache_dir") or TextDataModule.default_cache_dir(data["train"])
+            check_writable_folder(cache, f"the data cache folder {cache}",
+                                  "give a writable one with --data.cache_dir DIR")
+
+    def instantiate_classes(self):
+        """A setting the model, the data module or the trainer refuses (a ValueError in its constructor) is
+        one line, not a traceback."""
+        try:
+            super().instantiate_classes()
+        except DataError:
+            raise
+        except (ValueError, MisconfigurationException) as err:
+            raise SetupError(f"invalid configuration: {err}") from None
+
+    def after_instantiate_classes(self):
+        """Check every folder the run will write before it starts, not when it first writes there."""
+        trainer = self.trainer
+        fix = "choose another with --trainer.default_root_dir"
+        check_writable_folder(trainer.default_root_dir, f"the run folder {trainer.default_root_dir}", fix)
+        for logger in trainer.loggers:
+            if getattr(logger, "save_dir", None):
+                check_writable_folder(logger.save_dir, f"the {type(logger).__name__} folder {logger.save_dir}",
+                                      "set the logger's save_dir (--trainer.logger) to a writable folder")
+        for callback in trainer.checkpoint_callbacks:
+            if getattr(callback, "dirpath", None) and not is_url(str(callback.dirpath)):
+                check_writable_folder(callback.dirpath, f"the checkpoint folder {callback.dirpath}",
+                                      "set the checkpoint callback's dirpath to a writable folder")
+        if self.subcommand == "fit":
+            export = self.config["fit"].get("export") or str(Path(trainer.log_dir or ".") / "export")
+            self.export_target = Path(export)
+            if self.export_target.exists() and not self.export_target.is_dir():
+                raise SetupError(f"--export {export}: is a file, not a folder; choose another --export")
+            check_writable_folder(self.export_target.absolute().parent, f"--export {export}", "choose another --export")
+
+    def before_fit(self):
+        """Hold the export folder's lock from now until the export is written: a second run exporting there
+        is refused at its start instead of silently overwriting this one's model (rank 0 exports, rank 0 locks)."""
+        if self.trainer.is_global_zero:
+            self.resources.enter_context(export_lock(self.export_target))
+
     def after_fit(self):
-        export = self.config[self.subcommand].get("export") or str(Path(self.trainer.log_dir or ".") / "export")
+        export = str(self.export_target)
         checkpoint = self.trainer.checkpoint_callback
         best = getattr(checkpoint, "best_model_path", "") if checkpoint is not None else ""
         if best and getattr(checkpoint, "monitor", None):
@@ -43,26 +124,38 @@ class TrainCLI(LightningCLI):
             state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
             self.model.load_state_dict(state)
             print(f"textvae-train: exporting the best checkpoint by {checkpoint.monitor}: {best}")
+        if not all_finite(list(self.model.parameters())):  # e.g. a last step with a finite loss, to inf weights
+            raise NonFiniteError("the trained weights hold non-finite values (NaN or inf); no model was exported. "
+                                 f"Lower --model.lr (now {self.model.lr:g})")
         if self.trainer.is_global_zero:
-            data = self.datamodule
-            info = {"data": {k: v for k, v in data.paths.items() if v}}
-            if data.kind == "sentences":
-                save_export(export, self.model.model, data.tokenizer, kind="sentences", labels=data.labels.names,
-                            info=info)
-            else:
-                # what the model was trained to read: the dialogue tools default to the same context and turn length
-                save_export(export, self.model.model, data.tokenizer, kind="dialogues", max_context=data.max_context,
-                            max_len=data.max_len, acts=data.acts.names, emotions=data.emotions.names,
-                            topics=data.topics.names, info=info)
+            try:
+                self._export(export)
+            except OSError as err:  # e.g. a full disk: the previous export, if any, is still in place
+                raise SetupError(f"cannot write the export {export} ({err.strerror or err}); the trained model "
+                                 "is in the run's checkpoints") from None
             print(f"textvae-train: model exported to {export}")
+
+    def _export(self, export: str) -> None:
+        data = self.datamodule
+        info = {"data": {k: v for k, v in data.paths.items() if v}}
+        if data.kind == "sentences":
+            save_export(export, self.model.model, data.tokenizer, kind="sentences", labels=data.labels.names,
+                        info=info)
+        else:
+            # what the model was trained to read: the dialogue tools default to the same context and turn length
+            save_export(export, self.model.model, data.tokenizer, kind="dialogues", max_context=data.max_context,
+                        max_len=data.max_len, acts=data.acts.names, emotions=data.emotions.names,
+                        topics=data.topics.names, info=info)
 
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        TrainCLI(TextVAESystem, TextDataModule, args=argv, save_config_kwargs={"overwrite": True},
-                 auto_configure_optimizers=False)
-    except DataError as err:
-        print(f"textvae-train: error: {err}", file=sys.stderr)
+        with ExitStack() as resources:
+            TrainCLI(TextVAESystem, TextDataModule, args=argv, save_config_kwargs={"overwrite": True},
+                     auto_configure_optimizers=False, resources=resources)
+    except (DataError, SetupError, NonFiniteError) as err:
+        message = " ".join(str(err).split())  # one line, whatever the message held
+        print(f"textvae-train: error: {message}", file=sys.stderr)
         sys.exit(2)
 
 
