@@ -40,19 +40,20 @@ def _features(kind: Kind):
 
 def _rows(path: str, kind: Kind, content_hash: str) -> Iterator[dict[str, Any]]:
     # content_hash is unused here: it is part of gen_kwargs so that it is part of the cache key.
-    count = 0
-    for count, record in enumerate(read_jsonl(path, kind), start=1):
+    empty = True
+    for record in read_jsonl(path, kind):
+        empty = False
         if kind == "sentences":
             yield {"text": record.text, "label": None if record.label is None else str(record.label),
                    "attributes": json.dumps(record.attributes) if record.attributes else None}
         else:
             yield {"id": record.id, "turns": [t.to_json() | {"act": t.act, "emotion": t.emotion} for t in record.turns],
                    "topic": record.topic, "meta": json.dumps(record.meta) if record.meta else None}
-    if not count:  # before `datasets` says 'Instruction "train" corresponds to no data!'
-        what = "sentence" if kind == "sentences" else "dialogue"
-        empty = "every sentence is empty" if kind == "sentences" else "every turn is empty"
-        raise DataError(f"{path}: no {what}s ({empty}); give a file with at least one {what}"
-                        + (" with text" if kind == "dialogues" else ""))
+    if empty:  # before `datasets` says 'Instruction "train" corresponds to no data!'
+        if kind == "sentences":
+            raise DataError(f"{path}: no sentences (every sentence is empty); give a file with at least one sentence")
+        raise DataError(f"{path}: no dialogues (every turn is empty); give a file with at least one dialogue "
+                        "with text")
 
 
 def file_hash(path: str | os.PathLike) -> str:

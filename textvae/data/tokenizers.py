@@ -97,7 +97,10 @@ class WordTokenizer:
 
     def encode(self, text: str) -> list[int]:
         words = text.lower().split() if self.lowercase else text.split()
-        return [self.index.get(w, UNK_ID) for w in words]
+        # "<pad>", "<s>" or "</s>" written in a text is a word, not padding or a sentence boundary (which
+        # batching alone adds): like any word outside the vocabulary it reads as <unk>, as SentencePiece
+        # reads it as pieces; the special ids are 0 to UNK_ID, so max() maps the three to UNK_ID.
+        return [max(self.index.get(w, UNK_ID), UNK_ID) for w in words]
 
     def decode(self, ids: Sequence[int]) -> str:
         return " ".join(self.tokens[i] for i in _strip_special(ids, self.vocab_size))
