@@ -184,20 +184,31 @@ def test_values_in_range_still_work(files, capsys):
 
 def test_what_memory_cannot_hold_is_refused_before_the_work_with_the_estimate_and_a_remedy(files, tmp_path,
                                                                                            monkeypatch, capsys):
-    monkeypatch.setattr(_cli, "device_memory", lambda device: 2**20)  # a machine with 1 MiB
+    """On a machine with 1 GiB, ordinary runs go through and the largest values the parsers allow are refused
+    (they would need several GiB), with the estimate and the flags to lower."""
+    monkeypatch.setattr(_cli, "device_memory", lambda device: 2**30)
+    huge_beam = ["--decode", "beam", "--beam", "256", "--max-len", "1000"]
+    out = tmp_path / "o.jsonl"
     cases = [
-        (sample_tool, ["--model", files.vae, "--decode", "beam", "--beam", "64", "-n", "100"], "lower --beam"),
-        (homotopy_tool, ["--model", files.vae, "--from-prior", "--to-prior", "--steps", "500"], "--steps"),
-        (eval_tool, ["--model", files.vae, "--data", files.sentences, "--samples", "10000"], "lower --samples"),
-        (eval_tool, ["--model", files.hred, "--data", files.dialogues, "--responses", "500"], "--responses"),
-        (respond_tool, ["--model", files.hred, "--input", files.contexts, "--output", tmp_path / "o.jsonl",
-                        "-n", "1000"], "lower -n"),
+        (sample_tool, ["--model", files.vae, "-n", "2", "--max-len", "3"], [*huge_beam, "-n", "1000"],
+         "lower --beam, --max-len"),
+        (homotopy_tool, ["--model", files.vae, "--from-prior", "--to-prior", "--steps", "1", "--max-len", "3"],
+         [*huge_beam, "--steps", "10000"], "--steps"),
+        (eval_tool, ["--model", files.vae, "--data", files.sentences, "--samples", "2", "--prior-samples", "0"],
+         ["--samples", "100000", "--batch-size", "65536"], "lower --batch-size or --samples"),
+        (eval_tool, ["--model", files.hred, "--data", files.dialogues, "--responses", "1", "--max-sentences", "2",
+                     "--max-len", "3"], ["--responses", "1000", "--beam", "256", "--max-len", "1000"], "--responses"),
+        (respond_tool, ["--model", files.hred, "--input", files.contexts, "--output", out, "-n", "1", "--max-len", "3"],
+         ["-n", "1000", "--beam", "256", "--max-len", "1000"], "lower -n, --beam or --max-len, or --batch-size"),
     ]
-    for tool, argv, remedy in cases:
-        line = error(tool, [*argv, "--device", "cpu"], capsys)
-        assert "would need about" in line and "MiB of memory, more than this machine's 1.0 MiB" in line, line
+    for tool, argv, too_much, remedy in cases:
+        assert tool.main([str(arg) for arg in [*argv, "--device", "cpu"]]) == 0
+        capsys.readouterr()
+        out.unlink(missing_ok=True)
+        line = error(tool, [*argv, *too_much, "--device", "cpu"], capsys)
+        assert "would need about" in line and "GiB of memory, more than this machine's 1.0 GiB" in line, line
         assert remedy in line, line
-    assert not (tmp_path / "o.jsonl").exists()
+        assert not out.exists()
 
 
 def test_the_estimate_grows_with_what_is_decoded_together():

@@ -210,14 +210,15 @@ class Progress:
         elapsed = now - self._start
         if elapsed < PROGRESS_DELAY:
             return
+        state, left = self.what, ""
         if self.total:
             state = f"{self.done:,} of {self.total:,} {self.what} ({self.done / self.total:.0%})"
-        else:
-            state = self.what
+            if 0 < self.done < self.total:
+                left = f", about {elapsed * (self.total - self.done) / self.done:.0f} s left"
         with self._lock:
             if self._stop.is_set():
                 return
-            self.stream.write(f"\r\x1b[K{self.prog}: {state}, {elapsed:.0f} s (Ctrl-C stops)")
+            self.stream.write(f"\r\x1b[K{self.prog}: {state}, {elapsed:.0f} s{left} (Ctrl-C stops)")
             self.stream.flush()
             self.shown, self._last = True, now
 

@@ -183,18 +183,18 @@ def _sentences(parser: argparse.ArgumentParser, args: argparse.Namespace, export
 
 def _check_sentence_memory(parser: argparse.ArgumentParser, args: argparse.Namespace, export: Export,
                            dataset: SentenceDataset, samples: int) -> None:
-    """Refuse at once what memory cannot hold: a batch's importance samples (noise and codes, K x N x Z) and
-    one decoder pass over it (at least N sentences' logits, however the model chunks the K samples), and the
-    greedy reconstructions of a batch."""
+    """Refuse at once what memory cannot hold: one decoder pass over a batch (at least its N sentences'
+    logits, however the model chunks the K samples), a batch's importance samples (noise and codes,
+    K x N x Z), and the greedy reconstructions of a batch."""
     model, vocab = export.model, export.tokenizer.vocab_size
     longest = max(dataset.lengths) + 1
-    if model.latent_dim:
-        logits = max(LOGITS_BUDGET, args.batch_size * longest * vocab) * 4 * 3  # logits, log-softmax, gathered
-        codes = samples * args.batch_size * model.latent_dim * 4 * 4  # noise, z, on the CPU and the device
-        check_memory(parser, logits + codes, args.device, what=f"{samples:,} importance samples of batches of "
-                     f"{args.batch_size:,} sentences", fix="lower --samples or --batch-size")
-        if not args.no_bleu:
-            check_decoding_memory(parser, args.batch_size, GREEDY, vocab, args.device, fix="lower --batch-size")
+    logits = max(LOGITS_BUDGET, args.batch_size * longest * vocab) * 4 * 3  # logits, log-softmax, gathered
+    codes = samples * args.batch_size * model.latent_dim * 4 * 4  # noise and z, on the CPU and the device
+    what = f"{samples:,} importance samples of" if model.latent_dim else "the likelihood of"
+    check_memory(parser, logits + codes, args.device, what=f"{what} batches of {args.batch_size:,} sentences",
+                 fix="lower --batch-size" + (" or --samples" if model.latent_dim else ""))
+    if model.latent_dim and not args.no_bleu:
+        check_decoding_memory(parser, args.batch_size, GREEDY, vocab, args.device, fix="lower --batch-size")
 
 
 def _category(names: list[str]) -> Vocab | None:

@@ -53,7 +53,7 @@ from tools._cli import (
 DIALOGUE_MESSAGE = "sample its responses with textvae-respond"
 PROG = "textvae-sample"
 CHUNK = 256  # sentences decoded together (textvae.latent.decode_texts' chunk): what memory holds at once
-FIX = "lower --beam or --max-len, or use --decode greedy or sample"
+FIX = "lower --beam, --max-len or -n, or use --decode greedy or sample"
 
 
 
