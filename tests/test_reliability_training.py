@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from textvae import export as export_module
-from textvae.data.records import write_jsonl
+from textvae.data.records import DataError, write_jsonl
 from textvae.data.synthetic import generate_sentences
 from textvae.data.tokenizers import WordTokenizer
 from textvae.export import ExportBusyError, export_lock, load_export, save_export
@@ -344,19 +344,24 @@ def test_an_unwritable_data_folder_asks_for_a_cache_dir(tiny, tmp_path, capsys, 
     assert str(data / ".cache") in line and "--data.cache_dir" in line
 
 
-@pytest.mark.parametrize("case", ["unwritable parent", "parent is a file", "export is a file"])
-def test_an_unwritable_export_target_is_one_line_before_training(tiny, tmp_path, capsys, unwritable, no_training,
-                                                                  case):
+@pytest.mark.parametrize("case", ["unwritable parent", "parent is a file", "export is a file", "a run folder"])
+def test_an_export_target_that_cannot_take_the_export_is_one_line_before_training(tiny, tmp_path, capsys, unwritable,
+                                                                                  no_training, case):
     if case == "unwritable parent":
-        target = unwritable(tmp_path / "exports") / "model"
+        target, says = unwritable(tmp_path / "exports") / "model", "cannot write in"
     elif case == "parent is a file":
         (tmp_path / "exports").write_text("")
-        target = tmp_path / "exports" / "model"
-    else:
-        target = tmp_path / "model"
+        target, says = tmp_path / "exports" / "model", "is a file, not a folder"
+    elif case == "export is a file":
+        target, says = tmp_path / "model", "is a file, not an export folder"
         target.write_text("")
+    else:  # replacing it would delete the logs
+        target, says = tmp_path / "runs", "holds 'logs', which is not part of a model export"
+        (target / "logs").mkdir(parents=True)
     line = the_error(*run_train(fit_args(tiny, tmp_path, "--export", str(target)), capsys))
-    assert line.startswith(f"textvae-train: error: --export {target}: ") and "choose another --export" in line
+    assert line.startswith(f"textvae-train: error: --export {target}: ") and says in line
+    if case == "a run folder":
+        assert sorted(p.name for p in target.iterdir()) == ["logs"]
 
 
 # --- the export: all or nothing, normal permissions, one writer ---------------------------------------------
@@ -443,6 +448,20 @@ def test_an_export_that_fails_midway_leaves_the_previous_one_and_no_stray_files(
     save_export(target, second, second_tokenizer)  # a complete one replaces it
     assert_is_export(target, second, second_tokenizer)
     assert leftovers(target) == []
+
+
+def test_an_export_never_replaces_a_folder_holding_anything_else(tmp_path):
+    model, tokenizer = tiny_model(0, "a b c")
+    save_export(tmp_path / "model", model, tokenizer)
+    (tmp_path / "model" / "notes.txt").write_text("mine")
+    (tmp_path / "model.tmp-backup").mkdir()  # only a killed export's own leftovers (NAME.tmp-PID) are removed
+    with pytest.raises(DataError, match="holds 'notes.txt'"):
+        save_export(tmp_path / "model", *tiny_model(1, "d e f"))
+    assert_is_export(tmp_path / "model", model, tokenizer)
+    assert (tmp_path / "model" / "notes.txt").read_text() == "mine"
+    (tmp_path / "model" / "notes.txt").unlink()
+    save_export(tmp_path / "model", model, tokenizer)
+    assert (tmp_path / "model.tmp-backup").is_dir()
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)], ids=["022", "027", "002"])

@@ -12,9 +12,9 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
-import glob
 import json
 import os
+import re
 import reprlib
 import shutil
 import sys
@@ -148,6 +148,23 @@ def export_lock(directory: str | os.PathLike) -> Iterator[None]:
         os.close(fd)
 
 
+EXPORT_FILES = frozenset({"config.json", "model.safetensors", "tokenizer.json", "tokenizer.model"})
+
+
+def check_export_target(directory: str | os.PathLike) -> None:
+    """DataError unless ``directory`` can take an export: new, empty, or an earlier export (which the new one
+    replaces as a whole), never a file or a folder holding anything else (a run folder's logs and checkpoints
+    would go with it)."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise DataError(f"{directory}: is a file, not an export folder; remove it or export somewhere else")
+    if directory.is_dir():
+        foreign = sorted(p.name for p in directory.iterdir() if p.name not in EXPORT_FILES)
+        if foreign:
+            raise DataError(f"{directory}: holds {foreign[0]!r}, which is not part of a model export; an export "
+                            "replaces its folder as a whole, so export into a new or empty folder (or an earlier export)")
+
+
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
     if sys.platform != "linux":
@@ -184,10 +201,10 @@ def _replace_folder(target: Path, write: Callable[[Path], None]) -> None:
     :func:`export_lock`, so no other process is writing those."""
     parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)
-    if target.exists() and not target.is_dir():
-        raise DataError(f"{target}: is a file, not an export folder; remove it or export somewhere else")
-    for stale in [*parent.glob(f"{glob.escape(target.name)}.tmp-*"), *parent.glob(f"{glob.escape(target.name)}.old-*")]:
-        shutil.rmtree(stale, ignore_errors=True)  # left by a killed export into this target
+    leftover = re.compile(rf"{re.escape(target.name)}\.(tmp|old)-[0-9]+")
+    for stale in parent.iterdir():
+        if leftover.fullmatch(stale.name):
+            shutil.rmtree(stale, ignore_errors=True)  # left by a killed export into this target
     staging = parent / f"{target.name}.tmp-{os.getpid()}"
     staging.mkdir()  # mode 0777 less the umask
     try:
@@ -251,7 +268,9 @@ def save_export(directory: str | os.PathLike, model: nn.Module, tokenizer: Token
         tokenizer.save(folder)
 
     directory = Path(directory)
+    check_export_target(directory)
     with export_lock(directory):  # all or nothing, and never into a folder another run is exporting to
+        check_export_target(directory)  # as it is now that no other writer can change it
         _replace_folder(directory.absolute(), write)
     return directory
 

@@ -25,7 +25,7 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.cli import LightningCLI
 
 from textvae.data.records import DataError
-from textvae.export import export_lock, save_export
+from textvae.export import check_export_target, export_lock, save_export
 from textvae.guards import (
     NonFiniteError,
     SetupError,
@@ -105,8 +105,10 @@ class TrainCLI(LightningCLI):
         if self.subcommand == "fit":
             export = self.config["fit"].get("export") or str(Path(trainer.log_dir or ".") / "export")
             self.export_target = Path(export)
-            if self.export_target.exists() and not self.export_target.is_dir():
-                raise SetupError(f"--export {export}: is a file, not a folder; choose another --export")
+            try:
+                check_export_target(self.export_target)
+            except DataError as err:
+                raise SetupError(f"--export {err}") from None
             check_writable_folder(self.export_target.absolute().parent, f"--export {export}", "choose another --export")
 
     def before_fit(self):
