@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -484,3 +487,15 @@ def test_long_evaluations_and_batches_show_progress(files, tmp_path, monkeypatch
     respond_tool.main(["--model", str(files.hred), "--input", str(files.contexts), "--output",
                        str(tmp_path / "o.jsonl"), "-n", "2", "--max-len", "4", "--device", "cpu"])
     assert "textvae-respond: 1 of 1 contexts (100%)" in capsys.readouterr().err
+
+
+def test_a_reader_that_stops_early_ends_the_tool_quietly(files):
+    """textvae-sample ... | head -1: no "Broken pipe" error, no traceback, SIGPIPE's exit code."""
+    root = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen([sys.executable, "-m", "tools.sample", "--model", str(files.vae), "-n", "5000",
+                                "--max-len", "3", "--device", "cpu"], cwd=root, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert process.stdout.readline()  # one line, then the reader goes away
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141 and err == ""

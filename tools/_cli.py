@@ -334,7 +334,8 @@ def require_dialogue_contract(parser: argparse.ArgumentParser, directory: Path, 
 def run(parser: argparse.ArgumentParser, body: Callable[[argparse.ArgumentParser, argparse.Namespace], None],
         argv: list[str] | None) -> int:
     """Parse ``argv`` and run ``body``; user mistakes become one-line errors, data warnings are reported after,
-    and Ctrl-C ends the run with one line and exit code 130 (the shell's code for SIGINT)."""
+    Ctrl-C ends the run with one line and exit code 130 (the shell's code for SIGINT), and a reader that
+    stops reading our output (``| head``) ends it quietly with 141 (SIGPIPE's)."""
     args = parser.parse_args(argv)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
@@ -344,6 +345,12 @@ def run(parser: argparse.ArgumentParser, body: Callable[[argparse.ArgumentParser
             sys.stdout.flush()
             parser.exit(130, f"\n{parser.prog}: interrupted\n" if getattr(sys.stderr, "isatty", lambda: False)()
                         else f"{parser.prog}: interrupted\n")  # on a terminal, off the ^C the shell echoed
+        except BrokenPipeError:  # the reader of our output stopped early (| head): nothing left to say
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the final flush cannot fail
+            except (OSError, ValueError):  # a stdout without a file descriptor
+                pass
+            sys.exit(141)  # as the shell reports a writer killed by SIGPIPE
         except (DataError, ValueError) as err:  # the error says what to fix; its warnings would only repeat it
             parser.error(str(err))
         except OSError as err:  # a missing or unreadable file, a folder we may not write
