@@ -217,6 +217,16 @@ def test_an_absurd_learning_rate_stops_at_the_first_nonfinite_loss_and_exports_n
     assert not list(tmp_path.glob("export*"))  # no lock file or staging folder left behind either
 
 
+def test_nonfinite_weights_after_the_last_step_are_not_exported(tiny, tmp_path, capsys, monkeypatch):
+    def poison(self):  # a last step with a finite loss that sent a weight to inf
+        with torch.no_grad():
+            next(self.parameters())[0] = float("inf")
+    monkeypatch.setattr(TextVAESystem, "on_train_end", poison, raising=False)
+    line = the_error(*run_train(fit_args(tiny, tmp_path), capsys))
+    assert "trained weights hold non-finite values" in line
+    assert not list(tmp_path.glob("export*"))
+
+
 class _PoisonGradient(pl.Callback):
     """A finite loss whose gradient is NaN (as an overflow in the backward pass gives)."""
 
