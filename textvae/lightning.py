@@ -40,7 +40,6 @@ from textvae.metrics import active_units
 from textvae.schedules import KLSchedule
 from textvae.training_objectives import ELBO, SVI, Objective
 
-
 VALIDATION_SEED = 0
 
 
