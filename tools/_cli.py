@@ -228,11 +228,12 @@ class Progress:
 
 def printable(text: str) -> str:
     """``text`` safe for one line of a terminal: control and format characters (a newline, a tab, an ANSI
-    escape that would recolour or move the cursor, a bidirectional override) written as Python escapes,
-    e.g. ``\\n``, ``\\x1b``, ``\\u202e``; everything else as it is."""
+    escape that would recolour or move the cursor, a bidirectional override) and lone surrogates (an
+    undecodable byte of a command line, which UTF-8 output cannot encode) written as Python escapes, e.g.
+    ``\\n``, ``\\x1b``, ``\\u202e``, ``\\udcff``; everything else as it is."""
     if text.isprintable():
         return text
-    return "".join(ch if ch == " " or unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp")
+    return "".join(ch if ch == " " or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Zl", "Zp")
                    else ascii(ch)[1:-1] for ch in text)
 
 

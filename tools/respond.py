@@ -47,7 +47,7 @@ import torch
 from textvae.data.batching import DialogueExample, batch_to, collate_dialogues
 from textvae.data.datasets import DEFAULT_MAX_CONTEXT
 from textvae.data.profiles import caller_profiles, example_profile
-from textvae.data.records import DataError, DataWarning
+from textvae.data.records import DataError, DataWarning, parse_json_line
 from textvae.data.tokenizers import UNK_ID
 from textvae.decoding import Decoding
 from textvae.dialogue import (
@@ -352,11 +352,7 @@ def read_contexts(path: Path, responder: Responder, *, act: int | None, topic: i
     first_cut = None
     for number, text in text_lines(path):
         where = f"{path}:{number}"
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{where}: malformed JSON ({err.msg} at column {err.colno}); each line must be one "
-                            "context") from None
+        obj = parse_json_line(text, path, number, what="one context")
         texts, speakers = _turns(obj, where)
         fields = obj if isinstance(obj, dict) else {}
         line_act = act

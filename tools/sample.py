@@ -18,13 +18,19 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
 
-from textvae.data.records import DataError, Sentence, detect_kind, iter_text_lines, read_jsonl
+from textvae.data.records import (
+    DataError,
+    Sentence,
+    detect_kind,
+    iter_text_lines,
+    parse_json_line,
+    read_jsonl,
+)
 from textvae.decoding import Decoding
 from textvae.export import Export
 from textvae.latent import decode_texts, encode_texts, plot_projection, project_2d, require_latent
@@ -78,10 +84,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _is_jsonl(path: Path) -> bool:
     """A prepared JSONL file (its first line a JSON object with "text" or "turns"), not plain sentences."""
-    for _, line in iter_text_lines(path):
+    for number, line in iter_text_lines(path):
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
+            obj = parse_json_line(line, path, number)
+        except DataError:  # not JSON (or JSON nested deeper than any record): plain text
             return False
         return isinstance(obj, dict) and ("text" in obj or "turns" in obj)
     return False
