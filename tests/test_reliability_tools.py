@@ -499,3 +499,21 @@ def test_a_reader_that_stops_early_ends_the_tool_quietly(files):
     process.stdout.close()
     err = process.stderr.read().decode()
     assert process.wait(timeout=120) == 141 and err == ""
+
+
+def test_deeply_nested_json_lines_are_one_line_errors_or_plain_text(files, tmp_path, capsys):
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text("[" * 5000 + "\n", encoding="utf-8")
+    line = error(respond_tool, ["--model", files.hred, "--input", deep, "--output", tmp_path / "o.jsonl"], capsys)
+    assert "deep.jsonl:1: JSON nested deeper than" in line, line
+    assert sample_tool.main(["--model", str(files.vae), "--reconstruct", str(deep), "--max-len", "3",
+                             "--device", "cpu"]) == 0  # not a JSONL file: one sentence of text
+    assert len(capsys.readouterr().out.splitlines()) == 1
+
+
+def test_undecodable_command_line_bytes_are_printed_escaped(files, capsys):
+    start = b"caf\xe9 .".decode("utf-8", "surrogateescape")  # as Python hands a Latin-1 argument over
+    assert homotopy_tool.main(["--model", str(files.vae), "--from", start, "--to", "b", "--steps", "1",
+                               "--max-len", "3", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "[from] caf\\udce9 ." in out and out.encode("utf-8")  # encodable: no lone surrogate printed
