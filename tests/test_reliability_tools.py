@@ -517,3 +517,20 @@ def test_undecodable_command_line_bytes_are_printed_escaped(files, capsys):
                                "--max-len", "3", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "[from] caf\\udce9 ." in out and out.encode("utf-8")  # encodable: no lone surrogate printed
+
+
+@pytest.mark.parametrize("tool", ["textvae-eval", "textvae-sample", "textvae-train"])
+def test_ctrl_c_while_a_tool_starts_is_one_line_and_exit_130(tool):
+    """Ctrl-C in the seconds a console script spends importing torch and Lightning, before its main runs."""
+    import signal
+    import time
+
+    script = Path(sys.executable).parent / tool
+    if not script.is_file():
+        pytest.skip(f"{tool} is not installed beside this Python (pip install -e .)")
+    process = subprocess.Popen([str(script), "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)  # inside the imports: torch alone takes longer
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and err.strip() == f"{tool}: interrupted"

@@ -33,6 +33,7 @@ from textvae.decoding import MAX_TEMPERATURE, MIN_TEMPERATURE, Decoding, Method,
 from textvae.dialogue import default_method
 from textvae.export import Export, check_device, load_export
 from textvae.models import DialogueModel
+from tools import restore_interrupt
 
 # --------------------------------------------------------------------------------------------- bounds
 
@@ -337,6 +338,7 @@ def run(parser: argparse.ArgumentParser, body: Callable[[argparse.ArgumentParser
     """Parse ``argv`` and run ``body``; user mistakes become one-line errors, data warnings are reported after,
     Ctrl-C ends the run with one line and exit code 130 (the shell's code for SIGINT), and a reader that
     stops reading our output (``| head``) ends it quietly with 141 (SIGPIPE's)."""
+    restore_interrupt()
     args = parser.parse_args(argv)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)

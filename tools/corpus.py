@@ -16,6 +16,7 @@ from pathlib import Path
 
 import corpora
 from textvae.data.records import DataError
+from tools import restore_interrupt
 
 PROG = "textvae-corpus"
 
@@ -76,6 +77,7 @@ def _prepare(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    restore_interrupt()
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -83,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             _list()
         else:
             _prepare(args)
+    except KeyboardInterrupt:  # a download resumes from its partial file; a prepared file appears whole or not at all
+        parser.exit(130, f"\n{PROG}: interrupted\n")
     except DataError as err:
         parser.exit(2, f"{PROG}: error: {err}\n")
     except OSError as err:  # a missing or unreadable file, a full disk, a folder we may not write

@@ -35,6 +35,7 @@ from textvae.guards import (
     is_url,
 )
 from textvae.lightning import TextDataModule, TextVAESystem
+from tools import restore_interrupt
 
 
 class TrainCLI(LightningCLI):
@@ -151,6 +152,7 @@ class TrainCLI(LightningCLI):
 
 
 def main(argv: list[str] | None = None) -> None:
+    restore_interrupt()  # Lightning handles Ctrl-C in training (stops, exports nothing, exit code 1)
     try:
         with ExitStack() as resources:
             TrainCLI(TextVAESystem, TextDataModule, args=argv, save_config_kwargs={"overwrite": True},
