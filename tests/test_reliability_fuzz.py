@@ -203,12 +203,6 @@ def deep_json_finding(where: str) -> pytest.MarkDecorator:
                                     "RecursionError traceback (issue 13; use records.parse_json_line)", strict=False)
 
 
-def contents_params(finding: str | None = None) -> list:
-    """The two kinds of file; the pathological one marked xfail when ``finding`` names a known failure."""
-    marks = [deep_json_finding(finding)] if finding else []
-    return ["ordinary", pytest.param("pathological", marks=marks)]
-
-
 def run_tool(main, argv: list[str], prog: str, stdin: bytes = b"") -> tuple[int, str, str]:
     """Run a tool's ``main(argv)`` as a terminal would (UTF-8 stdout, strict as Python's own; stdin
     ``stdin``) and check the contract; returns (exit code, stdout, stderr)."""
@@ -405,7 +399,7 @@ def test_tokenizers_decode_ids_or_refuse_ids_outside_the_vocabulary(name, ids, t
 # ---------------------------------------------------------------------------------------------- the tools
 
 
-@pytest.mark.parametrize("contents", contents_params("tools/sample.py (_is_jsonl)"))
+@pytest.mark.parametrize("contents", CONTENTS)
 @fuzz
 @given(data=st.data())
 def test_sample_reconstruct_any_file(contents, data, sentence_exports, work):
@@ -447,7 +441,7 @@ def test_eval_any_dialogue_file(contents, data, dialogue_exports, work):
                               "--device", "cpu"], "textvae-eval")
 
 
-@pytest.mark.parametrize("contents", contents_params("tools/respond.py (read_contexts)"))
+@pytest.mark.parametrize("contents", CONTENTS)
 @fuzz
 @given(data=st.data())
 def test_respond_any_input_file(contents, data, dialogue_exports, work):
