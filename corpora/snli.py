@@ -7,13 +7,12 @@ Source: Stanford's ``snli_1.0.zip`` (or its extracted folder) with ``snli_1.0_{t
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from corpora.common import Source, SourceTree, convert, open_source
-from textvae.data.records import DataError, Sentence
+from textvae.data.records import DataError, Sentence, parse_json_line
 
 NAME = "snli"
 KIND = "sentences"
@@ -31,11 +30,7 @@ SPLIT_FILES = {
 def read(tree: SourceTree, name: str) -> list[Sentence]:
     seen: dict[str, None] = {}  # insertion-ordered set
     for number, line in tree.lines(name):
-        try:
-            pair = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{tree.where(name)}:{number}: malformed JSON ({err.msg} at column {err.colno}); "
-                            "each line must be one SNLI pair object") from None
+        pair = parse_json_line(line, tree.where(name), number, what="one SNLI pair object")
         for field in ("sentence1", "sentence2"):
             text = pair.get(field) if isinstance(pair, dict) else None
             if not isinstance(text, str):

@@ -14,7 +14,6 @@ Source: snakeztc/NeuralDialog-CVAE ``data/json_data/{train,valid,test}.jsonl``.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import warnings
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from corpora.common import Source, SourceTree, convert, open_source
-from textvae.data.records import DataError, DataWarning, Dialogue, Turn
+from textvae.data.records import DataError, DataWarning, Dialogue, Turn, parse_json_line
 
 NAME = "switchboard"
 KIND = "dialogues"
@@ -100,11 +99,7 @@ def read(tree: SourceTree, name: str) -> list[Dialogue]:
     where, file_name = tree.where(name), name.rpartition("/")[2]
     dialogues, empty = [], 0
     for number, line in tree.lines(name):
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{where}:{number}: malformed JSON ({err.msg} at column {err.colno}); each line must "
-                            "be one kgCVAE dialogue object") from None
+        obj = parse_json_line(line, where, number, what="one kgCVAE dialogue object")
         dialogue, dropped = parse(obj, where, number, f"{file_name}:{number}")
         dialogues.append(dialogue)
         empty += dropped

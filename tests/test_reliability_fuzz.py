@@ -195,14 +195,6 @@ argv_texts = st.one_of(
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def deep_json_finding(where: str) -> pytest.MarkDecorator:
-    """A known failure in a file this module's author does not own, reported in the issue-13 findings: a
-    line of ~2,000 "[" ends in RecursionError where ``where`` calls json.loads itself. Switching it to
-    textvae.data.records.parse_json_line (which refuses nesting deeper than MAX_JSON_DEPTH) fixes it."""
-    return pytest.mark.xfail(reason=f"{where} parses JSON lines with json.loads: deep nesting is a "
-                                    "RecursionError traceback (issue 13; use records.parse_json_line)", strict=False)
-
-
 def run_tool(main, argv: list[str], prog: str, stdin: bytes = b"") -> tuple[int, str, str]:
     """Run a tool's ``main(argv)`` as a terminal would (UTF-8 stdout, strict as Python's own; stdin
     ``stdin``) and check the contract; returns (exit code, stdout, stderr)."""
@@ -475,13 +467,9 @@ CORPUS_FILES = {"ptb": "ptb.train.txt", "snli": "snli_1.0_train.jsonl", "switchb
                 "dailydialog": "train.utts.txt", "yahoo": "train.txt"}
 CORPUS_FORMATS = {"ptb": "text", "snli": "snli", "switchboard": "switchboard", "dailydialog": "eou text",
                   "yahoo": "labelled text"}
-CORPUS_FINDINGS = {"snli": "corpora/snli.py (read)", "switchboard": "corpora/switchboard.py (read)"}
 
 
-@pytest.mark.parametrize(("contents", "name"), [
-    pytest.param(contents, name, marks=[deep_json_finding(CORPUS_FINDINGS[name])]
-                 if contents == "pathological" and name in CORPUS_FINDINGS else [])
-    for contents in CONTENTS for name in CORPUS_FILES])
+@pytest.mark.parametrize(("contents", "name"), [(contents, name) for contents in CONTENTS for name in CORPUS_FILES])
 @fuzz
 @given(data=st.data())
 def test_corpus_prepare_any_source_file(contents, name, data, work):
