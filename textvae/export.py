@@ -30,6 +30,7 @@ from torch import nn
 from textvae.components import textvae_class
 from textvae.data.records import DataError
 from textvae.data.tokenizers import Tokenizer, load_tokenizer
+from textvae.guards import all_finite
 from textvae.models import DialogueModel
 
 FORMAT = "textvae-export"
@@ -385,8 +386,11 @@ def _check_shapes(cls: type[nn.Module], init_args: dict[str, Any], weights: Path
 def _check_finite(model: nn.Module, weights: Path) -> None:
     """Refuse weights with NaN or infinite values: such a model (a training that diverged) only generates
     empty or random text and evaluates to NaN, which no tool should report as a result."""
-    for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+    floating = {name: t for name, t in model.state_dict().items() if t.is_floating_point()}
+    if all_finite(list(floating.values())):
+        return
+    for name, tensor in floating.items():
+        if not bool(torch.isfinite(tensor).all()):
             raise DataError(f"{weights}: tensor {name!r} holds NaN or infinite values (the training diverged, e.g. "
                             "with too high a learning rate); retrain the model, or export an earlier checkpoint")
 
