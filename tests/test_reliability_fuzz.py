@@ -273,6 +273,18 @@ label_values = st.one_of(printable, st.integers(-10**6, 10**6))
 labels = st.none() | label_values
 
 
+def load_round_trip(path: Path, work: Path, kind: str, kept: list, empty_error: str):
+    """``load_records`` of a file just written; None after checking the one-line error of a file whose every
+    text is empty (``kept`` empty)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        if not kept:
+            with pytest.raises(DataError, match=empty_error):
+                load_records(path, cache_dir=work / "cache", kind=kind)
+            return None
+        return load_records(path, cache_dir=work / "cache", kind=kind)
+
+
 @fuzz
 @given(sentences=st.lists(st.builds(Sentence, printable, labels, st.dictionaries(printable, label_values, max_size=2)),
                           min_size=1, max_size=6))
@@ -280,13 +292,9 @@ def test_sentences_round_trip_through_write_and_load(sentences, work):
     path = work / "round_trip.jsonl"
     write_jsonl(path, sentences)
     kept = [s for s in sentences if s.text.strip()]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DataWarning)
-        if not kept:
-            with pytest.raises(DataError, match="no sentences .every sentence is empty."):
-                load_records(path, cache_dir=work / "cache", kind="sentences")
-            return
-        loaded = load_records(path, cache_dir=work / "cache", kind="sentences")
+    loaded = load_round_trip(path, work, "sentences", kept, "no sentences .every sentence is empty.")
+    if loaded is None:
+        return
     assert loaded["text"] == [s.text for s in kept]
     assert loaded["label"] == [None if s.label is None else str(s.label) for s in kept]
     assert [json.loads(a) if a else {} for a in loaded["attributes"]] == [s.attributes for s in kept]
@@ -301,13 +309,9 @@ def test_dialogues_round_trip_through_write_and_load(dialogues, work):
     write_jsonl(path, dialogues)
     kept = [[t for t in d.turns if t.text.strip()] for d in dialogues]
     kept = [turns for turns in kept if turns]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DataWarning)
-        if not kept:
-            with pytest.raises(DataError, match="no dialogues .every turn is empty."):
-                load_records(path, cache_dir=work / "cache", kind="dialogues")
-            return
-        loaded = load_records(path, cache_dir=work / "cache", kind="dialogues")
+    loaded = load_round_trip(path, work, "dialogues", kept, "no dialogues .every turn is empty.")
+    if loaded is None:
+        return
     assert [[(t["speaker"], t["text"], t["act"]) for t in d] for d in loaded["turns"]] == [
         [(t.speaker, t.text, t.act) for t in turns] for turns in kept]
 
