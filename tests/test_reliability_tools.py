@@ -22,7 +22,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from textvae.data.records import DataError, write_jsonl
+from textvae.data.records import DataError, atomic_output, write_jsonl
 from textvae.data.synthetic import generate_dialogues, generate_sentences
 from textvae.data.tokenizers import WordTokenizer
 from textvae.export import load_export, save_export
@@ -384,7 +384,7 @@ def test_ctrl_c_in_batch_tools_exits_130_with_one_line_and_no_output(files, tmp_
 def test_an_interrupted_write_leaves_the_previous_file_and_no_tmp(tmp_path):
     out = tmp_path / "out.jsonl"
     out.write_text("previous\n", encoding="utf-8")
-    with pytest.raises(KeyboardInterrupt), _cli.atomic_output(out) as tmp:
+    with pytest.raises(KeyboardInterrupt), atomic_output(out) as tmp:
         tmp.write_text("half a", encoding="utf-8")
         raise KeyboardInterrupt
     assert out.read_text(encoding="utf-8") == "previous\n" and sorted(tmp_path.iterdir()) == [out]

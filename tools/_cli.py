@@ -22,7 +22,6 @@ import time
 import unicodedata
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
@@ -256,19 +255,6 @@ def output_file(parser: argparse.ArgumentParser, flag: str, path: Path | None, e
     """A one-line error, before any work, when an output path names a folder (a file is written there)."""
     if path is not None and path.is_dir():
         parser.error(f"{flag} {path} is a folder; give a file name, e.g. {path / example}")
-
-
-@contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """Write ``path`` through ``PATH.tmp`` beside it, moved into place only once complete: an error or Ctrl-C
-    leaves neither half a file under the final name nor the temporary one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        yield tmp
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def text_source(parser: argparse.ArgumentParser, flag: str, path: Path) -> None:

@@ -39,7 +39,7 @@ import torch
 
 from textvae.act_tagger import load_act_tagger
 from textvae.data.datasets import DEFAULT_MAX_CONTEXT, DialogueDataset, SentenceDataset, Vocab, load_records
-from textvae.data.records import DataError, detect_kind
+from textvae.data.records import DataError, atomic_output, detect_kind
 from textvae.data.word_vectors import load_word_vectors
 from textvae.dialogue_eval import evaluate_dialogues
 from textvae.evaluation import evaluate, prior_sample_metrics
@@ -58,7 +58,6 @@ from tools._cli import (
     add_device_argument,
     add_response_decoding_arguments,
     add_seed_argument,
-    atomic_output,
     check_decoding_memory,
     check_memory,
     count,

@@ -47,7 +47,7 @@ import torch
 from textvae.data.batching import DialogueExample, batch_to, collate_dialogues
 from textvae.data.datasets import DEFAULT_MAX_CONTEXT
 from textvae.data.profiles import caller_profiles, example_profile
-from textvae.data.records import DataError, DataWarning, parse_json_line
+from textvae.data.records import DataError, DataWarning, atomic_output, parse_json_line
 from textvae.data.tokenizers import UNK_ID
 from textvae.decoding import Decoding
 from textvae.dialogue import (
@@ -65,7 +65,6 @@ from tools._cli import (
     add_device_argument,
     add_response_decoding_arguments,
     add_seed_argument,
-    atomic_output,
     check_decoding_memory,
     count,
     load_dialogue_model,

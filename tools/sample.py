@@ -26,6 +26,7 @@ import torch
 from textvae.data.records import (
     DataError,
     Sentence,
+    atomic_output,
     detect_kind,
     iter_text_lines,
     parse_json_line,
@@ -40,7 +41,6 @@ from tools._cli import (
     add_decoding_arguments,
     add_device_argument,
     add_seed_argument,
-    atomic_output,
     check_decoding_memory,
     count,
     load_sentence_model,

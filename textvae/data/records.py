@@ -22,6 +22,7 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
@@ -261,17 +262,28 @@ def read_jsonl(path: str | os.PathLike, kind: Kind) -> Iterator[Sentence] | Iter
             warnings.warn(f"{path}: skipped {count} {what}{'s' if count != 1 else ''}", DataWarning, stacklevel=2)
 
 
-def write_jsonl(path: str | os.PathLike, records: Iterable[Sentence | Dialogue]) -> int:
-    """Write records one JSON object a line (UTF-8, not ASCII-escaped); returns how many."""
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Write ``path`` through ``PATH.tmp`` beside it, moved into place only once complete: an error or Ctrl-C
+    leaves neither half a file under the final name nor the temporary one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    try:
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[Sentence | Dialogue]) -> int:
+    """Write records one JSON object a line (UTF-8, not ASCII-escaped); returns how many. The file appears
+    whole or not at all (:func:`atomic_output`)."""
+    count = 0
+    with atomic_output(path) as tmp, tmp.open("w", encoding="utf-8") as f:
         for record in records:
             f.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
             count += 1
-    tmp.replace(path)  # never leave a half-written corpus under the final name
     return count
 
 
