@@ -5,6 +5,7 @@ measure on a machine without the full training sets (``../shared/corpora/README.
 name                train                             valid / test
 ==================  ================================  =====================================
 yelp10k             short_yelp/train.10000.txt        short_yelp/valid.txt / test.txt
+                    (+ labelled subsets train.{100,500,1000,2000}.txt as train.N.jsonl, for M2)
 ptb-lite            ptb/valid.txt                     ptb/test.txt (both)
 yahoo-lite          yahoo/val.txt                     yahoo/test.txt (both)
 dailydialog-lite    dailydialog/valid.*               dailydialog/test.* (both)
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from corpora import dailydialog, ptb, short_yelp, switchboard, yahoo
-from corpora.common import Source, SourceTree, convert, open_source, write_corpus
+from corpora.common import Source, SourceTree, convert, find_splits, open_source, write_corpus
 from textvae.data.records import DataError
 
 _DG_VAES = "https://raw.githubusercontent.com/zhangjf-nlp/DG-VAEs/51699815f0a8d1f48126ef900f07b2705736da1f/"
@@ -37,7 +38,13 @@ YELP10K_SOURCES = tuple(
     Source(_DG_VAES + f"datasets/short_yelp_data/short_yelp.{part}.txt", sha256, f"short_yelp.{part}.txt")
     for part, sha256 in (("train.10000", "db61555383043e4032443c9a04bffe2129c8e181f596e437c9c9b56292578c06"),
                          ("valid", "34240114bd7b8b8b016c2ea033aaf7efefbc4e5be5aa7c53f95e03260c631521"),
-                         ("test", "56dc9c763128e315b167870ba6714c0f528b335855b7cc469ab3018457daddeb")))
+                         ("test", "56dc9c763128e315b167870ba6714c0f528b335855b7cc469ab3018457daddeb"),
+                         # the labelled subsets of train.10000 for semi-supervised training (Li et al. 2019)
+                         ("train.100", "eb17b8855e8307badf3f4a50b467268ae21c3ec471a9d2f7a152eceff5e7a91c"),
+                         ("train.500", "a11eb4bdea7bc5e58d1d316744c61d42da5a7467e4babef51c2cc5d839565a05"),
+                         ("train.1000", "ceba2d95fd4ea802d2b0f873d34aff5289a453e7c3ecd63669c7186d2a077fb6"),
+                         ("train.2000", "f91ae9deaffee1943c6308f9b723dab00bb87fa10c39a5fe7ec9fb9a1197716f")))
+YELP10K_LABELLED = (100, 500, 1000, 2000)
 PTB_LITE_SOURCES = tuple(Source(_PTB + f"ptb.{split}.txt", None, f"ptb.{split}.txt") for split in ("valid", "test"))
 YAHOO_LITE_SOURCES = (
     Source(_IMPLICIT_LVM + "lang_model_yahoo/data/val.txt",
@@ -65,8 +72,14 @@ def prepare_yelp10k(out: str | os.PathLike, source: str | os.PathLike | None = N
     files = {"train": ("train.10000.txt", "short_yelp.train.10000.txt"),
              "valid": ("valid.txt", "short_yelp.valid.txt"),
              "test": ("test.txt", "short_yelp.test.txt")}
-    return convert(Path(out), tree, files, short_yelp.read, name="yelp10k", kind=short_yelp.KIND,
-                   require_all=True, lite_of=short_yelp.NAME)
+    found = find_splits(tree, files, corpus="yelp10k", require_all=True)
+    for n in YELP10K_LABELLED:  # train.N.jsonl where the folder has the subset (a download always does)
+        if (member := tree.find(f"train.{n}.txt", f"short_yelp.train.{n}.txt")) is not None:
+            found[f"train.{n}"] = member
+    return write_corpus(Path(out), name="yelp10k", kind=short_yelp.KIND,
+                        splits={split: short_yelp.read(tree, member) for split, member in found.items()},
+                        source=tree.origin, files={split: tree.where(member) for split, member in found.items()},
+                        lite_of=short_yelp.NAME)
 
 
 def prepare_ptb_lite(out: str | os.PathLike, source: str | os.PathLike | None = None, *,

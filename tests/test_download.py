@@ -246,7 +246,8 @@ def test_prepare_downloads_and_pins_the_canonical_files(server, cache, monkeypat
 
     out = cache.parent / "yelp10k"
     summary = corpora.prepare("yelp10k", out, cache_dir=cache)
-    assert summary["splits"] == {"train": 10_000, "valid": 10_000, "test": 10_000}
-    assert len(server.requests) == 3
+    assert summary["splits"] == {"train": 10_000, "valid": 10_000, "test": 10_000, "train.100": 100,
+                                 "train.500": 500, "train.1000": 1_000, "train.2000": 2_000}
+    assert len(server.requests) == 7
     corpora.prepare("yelp10k", out, cache_dir=cache)
-    assert len(server.requests) == 3  # the second preparation is served from the cache
+    assert len(server.requests) == 7  # the second preparation is served from the cache

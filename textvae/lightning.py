@@ -28,6 +28,7 @@ from textvae.data.datasets import (
     DialogueDataset,
     SentenceDataset,
     Vocab,
+    label_values,
     load_records,
     texts_of,
 )
@@ -107,6 +108,12 @@ class TextDataModule(pl.LightningDataModule):
 
     The tokenizer is trained on the training split when the module is built (the model's vocabulary
     size depends on it), or loaded from ``tokenizer_dir`` (e.g. a model export folder).
+
+    Sentence labels are read from ``label_key``: ``label`` or ``attributes.NAME``. ``unlabelled``: a second
+    sentence file trained on without its labels (semi-supervised training: ``train`` holds the labelled
+    sentences); its texts count for the tokenizer too. ``train_repeats``: each epoch reads the ``train``
+    sentences this many times (a few labelled sentences beside many unlabelled ones, as semi-supervised
+    training balances them).
     """
 
     def __init__(self, *, train: str, valid: str | None = None, test: str | None = None,
@@ -114,9 +121,14 @@ class TextDataModule(pl.LightningDataModule):
                  min_count: int = 1, max_vocab: int | None = None, lowercase: bool = False,
                  sentencepiece_vocab_size: int = 8000, max_len: int | None = 100, max_context: int = DEFAULT_MAX_CONTEXT,
                  batch_size: int = 32, eval_batch_size: int | None = None, num_workers: int = 0,
-                 cache_dir: str | None = None, seed: int = 0):
+                 cache_dir: str | None = None, seed: int = 0, label_key: str = "label",
+                 unlabelled: str | None = None, train_repeats: int = 1):
         super().__init__()
-        self.paths = {"train": train, "valid": valid, "test": test}
+        if train_repeats < 1:
+            raise ValueError(f"train_repeats must be >= 1, got {train_repeats}")
+        self.train_repeats = train_repeats
+        self.paths = {"train": train, "valid": valid, "test": test, "unlabelled": unlabelled}
+        self.label_key = label_key
         self.kind = detect_kind(train)
         self.max_len, self.max_context = max_len, max_context
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
@@ -127,14 +139,20 @@ class TextDataModule(pl.LightningDataModule):
         if tokenizer_dir is not None:
             self.tokenizer = load_tokenizer(tokenizer_dir)
         else:
-            self.tokenizer = train_tokenizer(texts_of(self.records["train"], self.kind), kind=tokenizer,
+            texts = texts_of(self.records["train"], self.kind)
+            if "unlabelled" in self.records:
+                texts = list(texts) + list(texts_of(self.records["unlabelled"], self.kind))
+            self.tokenizer = train_tokenizer(texts, kind=tokenizer,
                                              min_count=min_count, max_size=max_vocab, lowercase=lowercase,
                                              vocab_size=sentencepiece_vocab_size)
         # Category inventories come from every split given: they are metadata, not learned content,
         # and a dev split may hold a dialog act the train split lacks.
-        all_records = list(self.records.values())
+        if unlabelled is not None and (self.kind != "sentences" or detect_kind(unlabelled) != "sentences"):
+            raise DataError(f"data.unlabelled ({unlabelled}) is for sentence corpora: give train and unlabelled as "
+                            "sentence files")
+        all_records = [r for split, r in self.records.items() if split != "unlabelled"]
         if self.kind == "sentences":
-            self.labels = Vocab.build(v for r in all_records for v in r["label"])
+            self.labels = Vocab.build(v for r in all_records for v in label_values(r, label_key))
         else:
             turns = [t for r in all_records for d in r for t in d["turns"]]
             self.acts = Vocab.build(t["act"] for t in turns)
@@ -176,8 +194,15 @@ class TextDataModule(pl.LightningDataModule):
                 raise DataError(f"no {split} split was given to the data module (data.{split})")
             source = self.paths[split]
             if self.kind == "sentences":
-                self.datasets[split] = SentenceDataset(self.records[split], self.tokenizer, max_len=self.max_len,
-                                                       labels=self.labels, source=source)
+                dataset = SentenceDataset(self.records[split], self.tokenizer, max_len=self.max_len,
+                                          labels=self.labels, source=source, label_key=self.label_key)
+                if split == "train" and self.train_repeats > 1:
+                    dataset.repeat(self.train_repeats)
+                if split == "train" and "unlabelled" in self.records:
+                    dataset.extend(SentenceDataset(self.records["unlabelled"], self.tokenizer, max_len=self.max_len,
+                                                   labels=self.labels, source=self.paths["unlabelled"],
+                                                   unlabelled=True))
+                self.datasets[split] = dataset
             else:
                 self.datasets[split] = DialogueDataset(self.records[split], self.tokenizer,
                                                        max_context=self.max_context, max_len=self.max_len,
@@ -363,6 +388,13 @@ class TextVAESystem(pl.LightningModule):
         if stage == "val" and terms.code is not None:
             self._val_codes.append(terms.code.detach())
             self._val_posteriors.append(terms.posterior)
+        labels = getattr(batch, "labels", None)
+        if stage == "val" and getattr(self.model, "num_labels", 0) and labels is not None and (labels >= 0).any():
+            # a labelled model's classifier q(y | x) on the labelled validation sentences
+            known = labels >= 0
+            guess = self.model.classify(batch.tokens, batch.lengths).argmax(-1)
+            self.log("val/label_accuracy", (guess[known] == labels[known]).float().mean(),
+                     batch_size=int(known.sum()), sync_dist=True, on_epoch=True)
         self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, batch_size=size,
                       sync_dist=stage != "train", on_step=stage == "train", on_epoch=True)
         if stage == "train":  # a short progress bar: loss, KL, beta
@@ -535,6 +567,19 @@ class TextVAESystem(pl.LightningModule):
         if self._training_rng is not None:
             set_rng_state(self._training_rng, self.device)
             self._training_rng = None
+
+    def setup(self, stage: str) -> None:
+        """A model conditioned on labels must agree with the data's label inventory (``data.label_key``)."""
+        wanted = getattr(self.model, "num_labels", 0)
+        data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if not wanted or not isinstance(data, TextDataModule):
+            return
+        have = data.num_labels
+        if have != wanted:
+            names = ", ".join(data.labels.names[:10]) if data.kind == "sentences" and have else "none"
+            raise DataError(f"the model is conditioned on {wanted} labels but the data has {have} under "
+                            f"data.label_key {data.label_key!r} ({names}); set model.model.init_args.num_labels "
+                            f"to {have}" + (" or choose another data.label_key" if have < 2 else ""))
 
     def on_train_start(self):
         if self._resumed_rng is not None:

@@ -4,6 +4,11 @@ Prints N sentences decoded from prior draws z ~ N(0, I) (a language model: its o
 with --reconstruct, "input<TAB>reconstruction" for each sentence of FILE, decoded from its posterior mean;
 with --plot, a 2-D PCA of the posterior means of --data coloured by a label, saved as PNG.
 
+A model conditioned on labels (a CVAE or M2 SentenceVAE) generates for --label NAME (prior samples: for
+that label; without it each draw takes a label at random). Its reconstructions encode each sentence at
+its own label (from a prepared JSONL under --label-key, else the model's classifier q(y|x)) and decode it
+at --label when given: the same z with another label, i.e. style transfer.
+
 Lines are printed as they are decoded; with stdout redirected and stderr a terminal, a progress line shows
 on stderr once the work takes more than a few seconds. Control characters in the text (a newline, an ANSI
 escape) are printed escaped (\n, \x1b). Ctrl-C stops with "interrupted" and exit code 130, and never leaves
@@ -13,6 +18,8 @@ Examples:
   textvae-sample --model runs/yelp/export -n 10 --decode sample --top-p 0.9 --seed 1
   textvae-sample --model runs/yelp/export --reconstruct sentences.txt
   textvae-sample --model runs/synth/export --plot latent.png --data data/synth/test.jsonl --label-key attributes.topic
+  textvae-sample --model runs/yelp10k_cvae/export -n 5 --label 1
+  textvae-sample --model runs/yelp10k_cvae/export --reconstruct data/yelp10k/test.jsonl -n 5 --label 0
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from textvae.data.records import (
 )
 from textvae.decoding import Decoding
 from textvae.export import Export
-from textvae.latent import decode_texts, encode_texts, plot_projection, project_2d, require_latent
+from textvae.latent import decode_texts, encode_texts, num_labels, plot_projection, project_2d, require_latent
 from tools._cli import (
     MAX_SAMPLES,
     Progress,
@@ -75,7 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--plot", type=Path, metavar="OUT.png", help="plot a 2-D projection of the posterior means of --data")
     parser.add_argument("--data", type=Path, metavar="FILE", help="with --plot: the sentences (prepared JSONL, or one a line)")
     parser.add_argument("--label-key", default="label", metavar="KEY",
-                        help="with --plot: colour by 'label' or 'attributes.NAME', e.g. attributes.topic (default label)")
+                        help="with --plot: colour by 'label' or 'attributes.NAME', e.g. attributes.topic; with "
+                             "--reconstruct on a labelled model: where a JSONL sentence's own label is (default label)")
+    parser.add_argument("--label", metavar="NAME",
+                        help="a model conditioned on labels: generate for this label (with --reconstruct: decode "
+                             "each sentence's z with it, i.e. transfer it to this label)")
     add_decoding_arguments(parser, default=None, help="decoding method (default: sample for prior samples, greedy for reconstructions)")
     add_seed_argument(parser, "the prior draws and sampling")
     add_device_argument(parser)
@@ -117,15 +128,28 @@ def _label(sentence: Sentence, key: str) -> str | None:
     return None if value is None else str(value)
 
 
+def _label_id(parser: argparse.ArgumentParser, export: Export, name: str | None) -> int | None:
+    """The id of --label NAME in a labelled model; a one-line error for any other model or an unknown name."""
+    if name is None:
+        return None
+    if not num_labels(export.model):
+        parser.error(f"--label needs a model conditioned on labels (a CVAE or M2 SentenceVAE); {type(export.model).__name__}"
+                     " here generates without one")
+    if name not in export.labels:
+        parser.error(f"--label {name!r} is not one of the model's labels ({', '.join(export.labels)})")
+    return export.labels.index(name)
+
+
 def _print_decoded(export: Export, z: torch.Tensor | None, n: int, decoding: Decoding, generator: torch.Generator,
-                   inputs: list[str] | None = None) -> None:
+                   inputs: list[str] | None = None, labels: torch.Tensor | None = None) -> None:
     """Decode the n rows of ``z`` (a language model: n samples) CHUNK at a time and print each chunk at once,
     escaped, after its input when given ("input<TAB>decoded"); a progress line when stdout is not the terminal."""
     with Progress(PROG, "sentences", n, enabled=not sys.stdout.isatty()) as progress:
         for start in range(0, n, CHUNK):
             rows = z[start:start + CHUNK] if z is not None else None
             texts = decode_texts(export.model, export.tokenizer, rows, decoding, count=min(CHUNK, n - start),
-                                 chunk=CHUNK, generator=generator)
+                                 chunk=CHUNK, generator=generator,
+                                 labels=labels[start:start + CHUNK] if labels is not None else None)
             for i, text in enumerate(texts, start=start):
                 print(printable(text) if inputs is None else f"{printable(inputs[i])}\t{printable(text)}")
             sys.stdout.flush()
@@ -146,26 +170,42 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     export = load_sentence_model(parser, args.model, args.device, dialogue_message=DIALOGUE_MESSAGE)
     model, tokenizer = export.model, export.tokenizer
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
+    label = _label_id(parser, export, args.label)
+    if label is not None and args.plot is not None:
+        parser.error("--label goes with prior samples or --reconstruct, not --plot")
 
     if args.reconstruct is None and args.plot is None:  # prior samples
         n = args.n or 10
         decoding = sentence_decoding(args, "sample")
         check_decoding_memory(parser, min(n, CHUNK), decoding, tokenizer.vocab_size, args.device, fix=FIX,
                               extra=n * model.latent_dim * 4)  # and the n prior draws
-        z = model.sample_prior(n, generator=generator) if model.latent_dim > 0 else None  # (n, Z)
-        _print_decoded(export, z, n, decoding, generator)
+        labels = None
+        if num_labels(model):
+            labels = (torch.full((n,), label, dtype=torch.long, device=args.device) if label is not None else
+                      torch.randint(num_labels(model), (n,), generator=generator, device=args.device))
+        z = model.sample_prior(n, generator=generator, **({"labels": labels} if labels is not None else {})) \
+            if model.latent_dim > 0 else None  # (n, Z)
+        _print_decoded(export, z, n, decoding, generator, labels=labels)
         return
 
     require_latent(model, "--reconstruct" if args.reconstruct is not None else "--plot")
     sentences = read_sentences(args.reconstruct or args.data)[: args.n]
-    encoded = encode_texts(model, tokenizer, [s.text for s in sentences])
+    own = None
+    if num_labels(model):  # each sentence's own label where the file gives one the model knows
+        names = {name: i for i, name in enumerate(export.labels)}
+        own = torch.tensor([names.get(_label(s, args.label_key), -1) for s in sentences], dtype=torch.long)
+    encoded = encode_texts(model, tokenizer, [s.text for s in sentences], labels=own)
     if args.reconstruct is not None:
         note_unknown(PROG, encoded.tokens, encoded.unknown)
         note_cut(PROG, encoded.truncated, model.max_words)
         decoding = sentence_decoding(args, "greedy")
         check_decoding_memory(parser, min(len(sentences), CHUNK), decoding, tokenizer.vocab_size, args.device,
                               fix=FIX)
-        _print_decoded(export, encoded.mu, len(sentences), decoding, generator, [s.text for s in sentences])
+        labels = encoded.labels
+        if label is not None:
+            labels = torch.full_like(labels, label)
+        _print_decoded(export, encoded.mu, len(sentences), decoding, generator, [s.text for s in sentences],
+                       labels=labels)
         return
 
     labels = [_label(s, args.label_key) for s in sentences]

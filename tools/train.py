@@ -142,6 +142,7 @@ class TrainCLI(LightningCLI):
         data = self.datamodule
         info = {"data": {k: v for k, v in data.paths.items() if v}}
         if data.kind == "sentences":
+            info["label_key"] = data.label_key  # where the label names came from
             save_export(export, self.model.model, data.tokenizer, kind="sentences", labels=data.labels.names,
                         info=info)
         else:

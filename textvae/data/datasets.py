@@ -150,11 +150,29 @@ def _warn_truncated(source: str, what: str, count: int, total: int, max_len: int
                       DataWarning, stacklevel=3)
 
 
+def label_values(records, key: str = "label") -> list[str | None]:
+    """Each sentence's label under ``key``: ``label``, or ``attributes.NAME`` for an attribute the corpus
+    records (the synthetic corpus: topic, sentiment, tense, ...); None where a sentence has none."""
+    if key == "label":
+        return list(records["label"])
+    if not key.startswith("attributes.") or key == "attributes.":
+        raise DataError(f"label key {key!r}: use 'label' or 'attributes.NAME' (e.g. attributes.topic)")
+    name = key.removeprefix("attributes.")
+    values = []
+    for raw in records["attributes"]:
+        value = json.loads(raw).get(name) if raw else None
+        values.append(None if value is None else str(value))
+    return values
+
+
 class SentenceDataset(torch.utils.data.Dataset):
-    """Encoded sentences: ``SentenceExample(ids, label, index)``; ``lengths`` for bucketing (with BOS/EOS)."""
+    """Encoded sentences: ``SentenceExample(ids, label, index)``; ``lengths`` for bucketing (with BOS/EOS).
+    ``label_key``: where a sentence's label is read (:func:`label_values`); ``unlabelled=True`` reads none
+    (the unlabelled part of semi-supervised training)."""
 
     def __init__(self, records, tokenizer: Tokenizer, *, max_len: int | None = None,
-                 labels: Vocab | None = None, source: str = "sentences"):
+                 labels: Vocab | None = None, source: str = "sentences", label_key: str = "label",
+                 unlabelled: bool = False):
         texts = records["text"]
         self.texts = texts
         encoded = [tokenizer.encode(t) for t in texts]
@@ -165,11 +183,26 @@ class SentenceDataset(torch.utils.data.Dataset):
             truncated += cut
             self.ids.append(ids)
         _warn_truncated(source, "sentences", truncated, len(texts), max_len)
-        raw_labels = records["label"]
+        raw_labels = [None] * len(texts) if unlabelled else label_values(records, label_key)
         self.labels = labels if labels is not None else Vocab.build(raw_labels)
         self.label_ids = [category_id(self.labels, v, "label", source) for v in raw_labels]
         self.attributes = [json.loads(a) if a else {} for a in records["attributes"]]
         self.lengths = [len(ids) + 2 for ids in self.ids]
+
+    def extend(self, other: SentenceDataset) -> None:
+        """Append the sentences of ``other`` (encoded with the same tokenizer and label names) after these."""
+        if other.labels.names != self.labels.names:
+            raise ValueError("only datasets with the same label names can be joined")
+        self.texts = list(self.texts) + list(other.texts)
+        self.ids += other.ids
+        self.label_ids += other.label_ids
+        self.attributes += other.attributes
+        self.lengths += other.lengths
+
+    def repeat(self, times: int) -> None:
+        """Hold every sentence ``times`` times (an epoch then reads each that often)."""
+        self.texts, self.ids = list(self.texts) * times, self.ids * times
+        self.label_ids, self.attributes, self.lengths = self.label_ids * times, self.attributes * times, self.lengths * times
 
     def __len__(self) -> int:
         return len(self.ids)
