@@ -259,3 +259,21 @@ def test_sample_tool_generates_for_a_label_and_transfers(corpus, tmp_path):
     out = run_tool("tools.sample", "--model", str(tmp_path / "plain"), "-n", "2", "--label", "x")
     assert out.returncode == 2 and "needs a model conditioned on labels" in out.stderr
     assert json.loads((tmp_path / "export" / "config.json").read_text())["categories"]["labels"] == ["negative", "positive"]
+
+
+def test_evaluation_of_a_labelled_model(corpus):
+    """textvae.evaluation on a labelled model: the bound is on log p(x | y) at the gold labels, and the
+    greedy reconstruction decodes [code; e(y)]."""
+    from textvae.evaluation import evaluate, prior_sample_metrics
+
+    folder, sentences = corpus
+    data = TextDataModule(train=str(folder / "all.jsonl"), label_key="attributes.sentiment", batch_size=8,
+                          cache_dir=str(folder / "cache"))
+    torch.manual_seed(0)
+    model = SentenceVAE(vocab_size=data.vocab_size, embed_dim=8, hidden_dim=16, latent_dim=3, num_labels=2,
+                        classifier_weight=1.0, prior=ConditionalGaussianPrior)
+    dataset = data.dataset("train")
+    result = evaluate(model, dataset, samples=3, tokenizer=data.tokenizer, batch_size=64)
+    assert math.isfinite(result.iw_nll) and result.recon_bleu is not None
+    metrics = prior_sample_metrics(model, data.tokenizer, 4, generator=torch.Generator().manual_seed(0))
+    assert len(metrics.samples) == 4

@@ -304,7 +304,9 @@ def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: in
                     total_nll_svi += float(importance_weighted_nll(*refined_terms).sum())
                 if bleu:
                     max_len = int(batch.lengths.max()) - 1 + RECONSTRUCTION_SLACK
-                    hypotheses += [_text(ids, tokenizer) for ids in greedy(model, code, max_len)]
+                    # a labelled model decodes [z; e(y)] at the label it was encoded with (its infer's condition)
+                    start_code = code if not getattr(model, "num_labels", 0) else torch.cat([code, inference.condition], -1)
+                    hypotheses += [_text(ids, tokenizer) for ids in greedy(model, start_code, max_len)]
                     references += [_text(e.ids, tokenizer) for e in examples]
             if progress is not None:
                 progress(sentences)
@@ -345,7 +347,8 @@ def prior_sample_metrics(model: TextModel, tokenizer: Tokenizer, n: int, *,
                          decoding: Decoding = PRIOR_SAMPLING, batch_size: int = 256,
                          generator: torch.Generator | None = None,
                          progress: Callable[[int], None] | None = None) -> PriorSampleMetrics:
-    """Decode ``n`` sentences from prior draws z ~ p(z) (a language model: from nothing) and measure their
+    """Decode ``n`` sentences from prior draws z ~ p(z) (a language model: from nothing; a labelled model:
+    each for a label drawn uniformly, z ~ p(z | y)) and measure their
     diversity: distinct-1/2 and self-BLEU. Sampling (default) draws from the model's own p(x|z), which is
     what a language model must be compared on; greedy decoding shows what z alone encodes. ``generator``
     on the model's device; ``progress`` is called after each batch with the number of sentences decoded."""
@@ -356,8 +359,14 @@ def prior_sample_metrics(model: TextModel, tokenizer: Tokenizer, n: int, *,
     texts: list[str] = []
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
-        z = model.sample_prior(m, generator=generator) if model.latent_dim > 0 else None  # (m, Z) or None
-        texts += decode_texts(model, tokenizer, z, decoding, count=m, chunk=batch_size, generator=generator)
+        labels = None
+        if getattr(model, "num_labels", 0):  # a labelled model: each draw for a label drawn uniformly
+            labels = torch.randint(model.num_labels, (m,), generator=generator, device=generator.device
+                                   if generator is not None else None)
+        z = (model.sample_prior(m, generator=generator, **({"labels": labels} if labels is not None else {}))
+             if model.latent_dim > 0 else None)  # (m, Z) or None
+        texts += decode_texts(model, tokenizer, z, decoding, count=m, chunk=batch_size, generator=generator,
+                              labels=labels)
         if progress is not None:
             progress(len(texts))
     return PriorSampleMetrics(n=n, method=decoding.method, distinct_1=distinct_n(texts, 1),
