@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from textvae.distributions import KL, DiagonalGaussian, FlowDistribution, kl_divergence, standard_noise
+from textvae.distributions import KL, PosteriorDistribution, closed_form_kl, kl_divergence, standard_noise
 from textvae.models.modules import ImportanceSamples, Inference
 
 
@@ -37,17 +37,17 @@ def importance_samples(model: Any, batch: Any, k: int, *, inference: Inference |
     training); wrap in ``torch.no_grad()`` to evaluate."""
     inference = inference if inference is not None else model.infer(batch)
     q = inference.q
-    eps = noise if noise is not None else standard_noise(q.params[0], k, generator)  # (K, B, Z)
+    eps = noise if noise is not None else standard_noise(q.noise_like, k, generator)  # (K, B, Z)
     z, log_q = q.rsample_with_log_prob(eps)  # (K, B, Z), (K, B)
     log_px = model.log_px_given_z(batch, z, chunk=chunk, condition=inference.condition)  # (K, B)
     return ImportanceSamples(log_px_given_z=log_px, log_pz=inference.p.log_prob(z), log_qz=log_q)
 
 
 def sampled_kl(inference: Inference, terms: ImportanceSamples) -> KL:
-    """KL(q || p) per example, (B,): closed form for two diagonal Gaussians, else the Monte-Carlo estimate over
-    the K importance samples of ``terms`` (their log q - log p)."""
+    """KL(q || p) per example, (B,): closed form where one exists (two diagonal Gaussians; a Gaussian-categorical
+    pair), else the Monte-Carlo estimate over the K importance samples of ``terms`` (their log q - log p)."""
     q, p = inference.q, inference.p
-    if q.gaussian is not None and isinstance(p, DiagonalGaussian):
+    if closed_form_kl(q, p):
         return KL(kl_divergence(q, p, None, None).value.sum(-1), closed_form=True)
     return KL((terms.log_qz - terms.log_pz).mean(0), closed_form=False)
 
@@ -75,7 +75,10 @@ def refine(model: Any, batch: Any, inference: Inference, *, steps: int, lr: floa
     ``keep_best`` (not differentiable): each example keeps the parameters of its best ELBO estimate along
     the way, the start included, which guards against steps that overshoot. The choice is made on the
     ``samples``-draw estimates, so with a Monte-Carlo ELBO (a flow, a mixture prior) it can still be worse in
-    truth than the start: measure the result with fresh samples, not with these estimates."""
+    truth than the start: measure the result with fresh samples, not with these estimates.
+    A categorical posterior in eval mode draws one-hot samples, which have no gradient: there its logits move
+    by the closed-form KL's gradient alone (the Gaussian part by both terms); in training mode (SA-VAE) its
+    relaxed samples carry the reconstruction's gradient too."""
     if steps < 0 or lr <= 0:
         raise ValueError(f"refine needs steps >= 0 and lr > 0, got {steps}, {lr}")
     if keep_best and differentiable:
@@ -89,7 +92,7 @@ def refine(model: Any, batch: Any, inference: Inference, *, steps: int, lr: floa
             if step == steps and not keep_best:  # the last parameters need no scoring
                 break
             current = inference._replace(q=inference.q.with_params(params))
-            noise = standard_noise(params[0], samples, generator)  # (S, B, Z)
+            noise = standard_noise(current.q.noise_like, samples, generator)  # (S, B, Z)
             value = elbo(model, batch, current, noise)  # (B,)
             if keep_best:
                 better = value.detach() if best is None else value.detach() > best_value  # (B,)
@@ -113,7 +116,7 @@ def refine(model: Any, batch: Any, inference: Inference, *, steps: int, lr: floa
     return inference._replace(q=inference.q.with_params(params))
 
 
-def concatenate(distributions: list[DiagonalGaussian | FlowDistribution]) -> DiagonalGaussian | FlowDistribution:
+def concatenate(distributions: list[PosteriorDistribution]) -> PosteriorDistribution:
     """One distribution whose rows are those of the given ones (the same kind, the same flows), in order."""
     first = distributions[0]
     params = [torch.cat(parts) for parts in zip(*(d.params for d in distributions), strict=True)]
@@ -121,14 +124,14 @@ def concatenate(distributions: list[DiagonalGaussian | FlowDistribution]) -> Dia
 
 
 @torch.no_grad()
-def mutual_information(q: DiagonalGaussian | FlowDistribution, *, group_size: int = 1000,
+def mutual_information(q: PosteriorDistribution, *, group_size: int = 1000,
                        generator: torch.Generator | None = None, chunk: int = 64) -> float:
     """I(x; z) = E_x E_q(z|x)[log q(z | x) - log q(z)] over the N rows of ``q`` (one per example), with
     the aggregate posterior of each group of ``group_size`` examples, q(z) ~ 1/G sum_j q(z | x_j), one
     sample z_i ~ q(z | x_i) per example (He et al. 2019's estimator, with the analytic entropy replaced by
     the sample's log q so it holds for any posterior). Examples are grouped at random (``generator``); a
     group of G bounds the estimate by log G, so compare models at the same G. In nats."""
-    n = q.params[0].shape[0]
+    n = q.noise_like.shape[0]
     if n < 2:
         raise ValueError(f"mutual information needs at least 2 examples, got {n}")
     if group_size < 2:
@@ -139,8 +142,8 @@ def mutual_information(q: DiagonalGaussian | FlowDistribution, *, group_size: in
         groups[-2:] = [torch.cat(groups[-2:])]
     total = 0.0
     for rows in groups:
-        group = q.rows(rows.to(q.params[0].device))
-        eps = torch.randn(group.params[0].shape, generator=generator).to(group.params[0])  # (G, Z)
+        group = q.rows(rows.to(q.noise_like.device))
+        eps = torch.randn(group.noise_like.shape, generator=generator).to(group.noise_like)  # (G, Z)
         z, log_q = group.rsample_with_log_prob(eps)  # (G, Z), (G,)
         g = z.shape[0]
         log_aggregate = torch.cat([

@@ -1,6 +1,7 @@
 """The VAE objective as small pure functions, written once and shared by every model.
 
-Notation: B batch, T tokens, Z latent, K importance samples. A diagonal Gaussian is ``(mu, logvar)``.
+Notation: B batch, T tokens, Z latent, K importance samples; K_1..K_n the sizes of n categorical blocks
+(sum K their total). A diagonal Gaussian is ``(mu, logvar)``.
 
 A model's training loss is assembled from these pieces (Bowman et al. 2016, "Generating Sentences from
 a Continuous Space"; Higgins et al. 2017; Burgess et al. 2018; Kingma et al. 2016)::
@@ -16,9 +17,10 @@ can be made deterministic.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -143,6 +145,75 @@ def importance_weighted_nll(log_px_given_z: Tensor, log_pz: Tensor, log_qz: Tens
     log_weights = log_px_given_z + log_pz - log_qz  # (K, B)
     k = log_weights.shape[0]
     return -(torch.logsumexp(log_weights, dim=0) - math.log(k))  # (B,)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Categorical latents: Gumbel-softmax (Jang et al. 2017) / Concrete (Maddison et al. 2017)
+#
+# A block layout: the last dimension holds n categorical blocks of sizes ``categories`` = (K_1, .., K_n)
+# side by side, (..., sum K); each function works block by block.
+
+
+def gumbel_from_normal(eps: Tensor) -> Tensor:
+    """Standard Gumbel noise from standard-normal noise, elementwise: g = -log(-log u) with u = Phi(eps),
+    which is uniform on (0, 1). log u = log Phi(eps) is computed directly (``log_ndtr``), so u never rounds
+    to 0 or 1: -log u is floored at the smallest normal float only where it underflows (eps > ~9 in float32,
+    where g would be ~87 or more)."""
+    x = eps if eps.dtype in (torch.float32, torch.float64) else eps.float()
+    neg_log_u = -torch.special.log_ndtr(x)  # (...) > 0
+    return -torch.log(neg_log_u.clamp_min(torch.finfo(x.dtype).tiny)).to(eps.dtype)
+
+
+def block_log_softmax(logits: Tensor, categories: Sequence[int]) -> Tensor:
+    """log softmax within each block: (..., sum K) -> (..., sum K)."""
+    return torch.cat([block.log_softmax(-1) for block in logits.split(list(categories), dim=-1)], dim=-1)
+
+
+def block_one_hot(scores: Tensor, categories: Sequence[int]) -> Tensor:
+    """The one-hot of each block's argmax: (..., sum K) -> (..., sum K), in the dtype of ``scores``."""
+    return torch.cat([F.one_hot(block.argmax(-1), block.shape[-1]).to(scores.dtype)
+                      for block in scores.split(list(categories), dim=-1)], dim=-1)
+
+
+def gumbel_softmax(logits: Tensor, gumbel: Tensor, categories: Sequence[int], *, temperature: float | None,
+                   straight_through: bool = False) -> Tensor:
+    """One sample per row of each block from its logits (..., sum K) and Gumbel noise (..., sum K).
+
+    * ``temperature`` tau: the relaxed sample softmax((logits + g) / tau) (Jang et al. 2017, eq. 1; the
+      Concrete distribution of Maddison et al. 2017), a point of the simplex, differentiable in the logits;
+      ``straight_through``: its one-hot argmax in the forward pass with the relaxed sample's gradient
+      (Jang et al. 2017, section 2.2).
+    * ``temperature=None``: the one-hot of argmax(logits + g), an exact categorical sample with
+      probabilities softmax(logits) (the Gumbel-max trick), without a gradient.
+    """
+    scores = logits + gumbel  # (..., sum K)
+    if temperature is None:
+        return block_one_hot(scores, categories)
+    if temperature <= 0:
+        raise ValueError(f"the Gumbel-softmax temperature must be > 0, got {temperature}")
+    relaxed = torch.cat([block.div(temperature).softmax(-1) for block in scores.split(list(categories), dim=-1)],
+                        dim=-1)
+    if not straight_through:
+        return relaxed
+    return block_one_hot(scores, categories) + (relaxed - relaxed.detach())  # exactly one-hot: x - x is 0
+
+
+def categorical_log_prob(logits: Tensor, z: Tensor, categories: Sequence[int]) -> Tensor:
+    """sum over blocks of log softmax(logits)[c], c the argmax of z's block: the log probability of the classes
+    a (one-hot, or relaxed) sample picks. logits (B, sum K) broadcast against z (..., B, sum K) -> (..., B)."""
+    log_p = block_log_softmax(logits, categories).expand_as(z)  # (..., B, sum K)
+    picked = [lp.gather(-1, block.argmax(-1, keepdim=True))  # (..., B, 1)
+              for lp, block in zip(log_p.split(list(categories), -1), z.split(list(categories), -1), strict=True)]
+    return torch.cat(picked, dim=-1).sum(-1)
+
+
+def categorical_kl(logits_q: Tensor, logits_p: Tensor, categories: Sequence[int]) -> Tensor:
+    """KL(Cat(softmax(logits_q)) || Cat(softmax(logits_p))) per block: (B, sum K) x2 -> (B, n),
+    sum_c q_c (log q_c - log p_c). Against uniform logits it is sum_c q_c log q_c + log K = log K - H(q)."""
+    log_q = block_log_softmax(logits_q, categories)  # (B, sum K)
+    log_p = block_log_softmax(logits_p, categories)
+    terms = torch.exp(log_q) * (log_q - log_p)  # (B, sum K)
+    return torch.stack([block.sum(-1) for block in terms.split(list(categories), dim=-1)], dim=-1)  # (B, n)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -8,21 +8,35 @@ Every latent model (SentenceVAE, VHRED, CVAE/kgCVAE) takes one as its ``posterio
 * :class:`IAFPosterior`: the Gaussian followed by inverse autoregressive flow steps (Kingma et al. 2016).
 * :class:`PlanarPosterior`: the Gaussian followed by planar flows with amortised parameters (Rezende &
   Mohamed 2015; amortised as in van den Berg et al. 2018).
+* :class:`GumbelSoftmaxPosterior`: a Gaussian on some dimensions of z and one-hot categorical blocks on the
+  rest, relaxed by the Gumbel-softmax in training (Jang et al. 2017; Maddison et al. 2017) with an annealed
+  temperature; the joint continuous and discrete z of JointVAE (Dupont 2018). Pair it with
+  :class:`textvae.priors.JointPrior`.
 
 The flows' log-determinants enter log q(z); the KL against the prior is then a Monte-Carlo estimate
 (:func:`textvae.distributions.kl_divergence`), and log q at any z inverts the flow (IAF in Z passes of its
 autoregressive network, planar by bisection along w), which the mutual-information estimate needs.
 
-Notation: B batch, D features, Z latent, H hidden, P flow context, N rows.
+Notation: B batch, D features, Z latent, H hidden, P flow context, N rows; Zc continuous dimensions,
+K_1..K_n the sizes of categorical blocks (sum K their total).
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from textvae.distributions import DiagonalGaussian, FlowDistribution
+from textvae.distributions import (
+    DiagonalGaussian,
+    FlowDistribution,
+    GaussianCategorical,
+    PosteriorDistribution,
+    continuous_dim,
+)
 
 
 class Posterior(nn.Module):
@@ -35,7 +49,7 @@ class Posterior(nn.Module):
         self.input_dim, self.latent_dim = input_dim, latent_dim
         self.init_args: dict = {}
 
-    def forward(self, h: Tensor) -> DiagonalGaussian | FlowDistribution:
+    def forward(self, h: Tensor) -> PosteriorDistribution:
         raise NotImplementedError
 
 
@@ -225,3 +239,61 @@ class PlanarPosterior(GaussianPosterior):
 
     def forward(self, h: Tensor) -> FlowDistribution:
         return FlowDistribution(self.gaussian(h), self.to_flow(h), self.flows)  # context (B, K (2Z + 1))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Categorical latents: Gumbel-softmax (Jang et al. 2017; Maddison et al. 2017), JointVAE (Dupont 2018)
+
+
+class GumbelSoftmaxPosterior(Posterior):
+    """q(z | .) = N(mu, diag(exp(logvar))) on the first Zc = latent_dim - sum(categories) dimensions (linear in h,
+    as :class:`GaussianPosterior`; none when Zc = 0) times independent categoricals with logits linear in h on
+    one-hot blocks of sizes ``categories``: a :class:`~textvae.distributions.GaussianCategorical`.
+
+    In training the blocks are Gumbel-softmax samples at the temperature tau = max(min_temperature,
+    temperature * exp(-anneal_rate * t)), t the training-mode forward passes so far (Jang et al. 2017's
+    schedule, updated every pass), counted in the ``steps`` buffer so a resumed checkpoint or an export
+    continues it; ``straight_through``: one-hot forward, relaxed gradient. In eval mode they are exact one-hot
+    samples, scored by the discrete model's log q (the IW-NLL and MI of the discrete model).
+
+    Args:
+        categories: the sizes K_i of the categorical blocks, each >= 2; they take the last sum(K_i) dimensions.
+        temperature: tau at the start.
+        min_temperature: the floor of the annealing (Jang et al.: 0.5).
+        anneal_rate: r in exp(-r t) (Jang et al.'s code: 3e-5); 0 keeps tau fixed (Dupont 2018: 0.67).
+        straight_through: hard one-hot samples in training too, with the relaxed gradient.
+    """
+
+    def __init__(self, input_dim: int, latent_dim: int, *, categories: Sequence[int] = (10,),
+                 temperature: float = 1.0, min_temperature: float = 0.5, anneal_rate: float = 3e-5,
+                 straight_through: bool = False):
+        super().__init__(input_dim, latent_dim)
+        categories = tuple(int(k) for k in categories)
+        zc = continuous_dim(latent_dim, categories, "GumbelSoftmaxPosterior")
+        if not 0 < min_temperature <= temperature or anneal_rate < 0:
+            raise ValueError(f"GumbelSoftmaxPosterior needs 0 < min_temperature <= temperature and anneal_rate >= 0, "
+                             f"got {min_temperature}, {temperature}, {anneal_rate}")
+        self.init_args = {"categories": list(categories), "temperature": temperature,
+                          "min_temperature": min_temperature, "anneal_rate": anneal_rate,
+                          "straight_through": straight_through}
+        self.categories, self.straight_through = categories, straight_through
+        self.temperature, self.min_temperature, self.anneal_rate = temperature, min_temperature, anneal_rate
+        self.continuous = GaussianPosterior(input_dim, zc) if zc else None
+        self.to_logits = nn.Linear(input_dim, sum(categories))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # training forward passes: tau's clock
+
+    def temperature_at(self, step: int) -> float:
+        """tau after ``step`` training forward passes."""
+        return max(self.min_temperature, self.temperature * math.exp(-self.anneal_rate * step))
+
+    def forward(self, h: Tensor) -> GaussianCategorical:
+        temperature = None  # eval: one-hot samples
+        if self.training:
+            temperature = self.temperature_at(int(self.steps))
+            self.steps += 1
+        if self.continuous is not None:
+            mu, logvar = self.continuous.gaussian(h)  # (B, Zc) x2
+        else:
+            mu = logvar = h.new_zeros(h.shape[0], 0)
+        return GaussianCategorical(mu, logvar, self.to_logits(h), self.categories, temperature,  # logits (B, sum K)
+                                   self.straight_through)

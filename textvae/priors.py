@@ -6,18 +6,30 @@ model, ``condition_dim=0``) to a distribution over z.
   the condition (VHRED, Serban et al. 2017; CVAE, Zhao et al. 2017).
 * :class:`MixturePrior`: a mixture of C Gaussians with learned means, variances and (optionally) weights
   (Dilokthanakul et al. 2016; VaDE, Jiang et al. 2017): ``responsibilities`` give p(c | z) for clustering.
+* :class:`JointPrior`: N(0, I) on the continuous dimensions times uniform categoricals on one-hot blocks
+  (Jang et al. 2017; JointVAE, Dupont 2018), the prior of :class:`textvae.posteriors.GumbelSoftmaxPosterior`.
 
-Against a Gaussian posterior the first two give a closed-form KL; the mixture a Monte-Carlo one.
+Against a Gaussian posterior the first two give a closed-form KL; the mixture a Monte-Carlo one; the joint
+prior against the Gumbel-softmax posterior a closed form per continuous dimension and per categorical block.
 
-Notation: B batch, C condition, Z latent, K mixture components.
+Notation: B batch, C condition, Z latent, K mixture components; Zc continuous dimensions, K_1..K_n the sizes
+of categorical blocks (sum K their total).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
-from textvae.distributions import DiagonalGaussian, GaussianMixture
+from textvae.distributions import (
+    DiagonalGaussian,
+    GaussianCategorical,
+    GaussianMixture,
+    LatentDistribution,
+    continuous_dim,
+)
 
 
 class Prior(nn.Module):
@@ -31,7 +43,7 @@ class Prior(nn.Module):
         self.init_args: dict = {}
         self.register_buffer("_anchor", torch.zeros(()), persistent=False)  # the device and dtype of z
 
-    def forward(self, condition: Tensor | None, batch_size: int) -> DiagonalGaussian | GaussianMixture:
+    def forward(self, condition: Tensor | None, batch_size: int) -> LatentDistribution:
         raise NotImplementedError
 
 
@@ -86,3 +98,20 @@ class MixturePrior(Prior):
 
     def forward(self, condition: Tensor | None, batch_size: int) -> GaussianMixture:
         return GaussianMixture(self.logits, self.mu, self.logvar, batch_size)
+
+
+class JointPrior(Prior):
+    """p(z) = N(0, I) on the first Zc = latent_dim - sum(categories) dimensions times a uniform categorical on each
+    one-hot block of sizes ``categories`` (Jang et al. 2017; Dupont 2018), whatever the condition: the prior of
+    :class:`textvae.posteriors.GumbelSoftmaxPosterior`, with the same ``categories``. Its samples are one-hot."""
+
+    def __init__(self, condition_dim: int, latent_dim: int, *, categories: Sequence[int] = (10,)):
+        super().__init__(condition_dim, latent_dim)
+        self.categories = tuple(int(k) for k in categories)
+        self.continuous_dim = continuous_dim(latent_dim, self.categories, "JointPrior")
+        self.init_args = {"categories": list(self.categories)}
+
+    def forward(self, condition: Tensor | None, batch_size: int) -> GaussianCategorical:
+        zeros = self._anchor.new_zeros(batch_size, self.continuous_dim)  # (B, Zc)
+        uniform = self._anchor.new_zeros(batch_size, sum(self.categories))  # (B, sum K) equal logits
+        return GaussianCategorical(zeros, zeros, uniform, self.categories)

@@ -4,13 +4,15 @@ by ``class_path`` (``model.objective``). The math is :mod:`textvae.objectives`; 
 
 * :class:`ELBO`: ``reconstruction + aux + beta * KL term`` (Bowman et al. 2016), the KL term with free
   bits per dimension (Kingma et al. 2016) or per sentence (Li et al. 2019) and a capacity
-  (Burgess et al. 2018); optionally at a posterior refined by semi-amortised steps (Kim et al. 2018).
+  (Burgess et al. 2018), one for the continuous and one for the categorical part of a joint z (Dupont 2018);
+  optionally at a posterior refined by semi-amortised steps (Kim et al. 2018).
 * :class:`IWAE`: the importance-weighted bound with k samples (Burda et al. 2016), the prior-to-posterior
   ratio of every sample weighted by the same annealed beta (beta = 1 is the IWAE bound).
 
 Both report the same metrics, the *true* ones (never the weighted or clamped loss): reconstruction,
 KL (closed form where one exists, else the Monte-Carlo estimate; ``kl_closed_form`` says which), ELBO,
-kgCVAE's act NLL, aux; IWAE adds ``iw_bound``.
+kgCVAE's act NLL, aux; the ELBO adds ``kl_discrete`` (the categorical blocks' share of the KL) for a joint z,
+IWAE adds ``iw_bound``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from textvae.distributions import kl_divergence, standard_noise
+from textvae.distributions import discrete_kl_columns, kl_divergence, standard_noise
 from textvae.inference import importance_samples, refine, sampled_kl
 from textvae.objectives import free_bits_kl, kl_term
 
@@ -49,23 +51,32 @@ class Objective:
 
 
 class ELBO(Objective):
-    """The negative ELBO with β (from the KL schedule), free bits and a capacity (all in nats).
+    """The negative ELBO with β (from the KL schedule), free bits and capacities (all in nats).
 
     Args:
-        free_bits_per_dim: Kingma et al. (2016): each latent dimension's batch-mean KL is floored at this.
+        free_bits_per_dim: Kingma et al. (2016): each latent dimension's batch-mean KL is floored at this (a
+            categorical block counts as one dimension).
         free_bits_per_sentence: Li et al. (2019): each sentence's KL is floored at this target.
-        capacity: Burgess et al. (2018): optimise beta * |KL - C| instead of beta * KL.
+        capacity: Burgess et al. (2018): optimise beta * |KL - C| instead of beta * KL. With categorical blocks
+            in z (:class:`~textvae.posteriors.GumbelSoftmaxPosterior`) it is the continuous part's capacity.
+        discrete_capacity: Dupont (2018): the categorical blocks' capacity, optimised as beta * |KL_discrete -
+            C_discrete| beside beta * |KL_continuous - C| (each part plain beta * KL where its capacity is 0);
+            no more than the blocks can hold, sum_i log K_i (as Dupont caps it).
+
+    Both capacities are constant: an objective is not told the training step, so Dupont's linear increase of
+    each C from 0 is not available here.
     """
 
-    def __init__(self, *, free_bits_per_dim: float = 0.0, free_bits_per_sentence: float = 0.0, capacity: float = 0.0):
-        if min(free_bits_per_dim, free_bits_per_sentence, capacity) < 0:
-            raise ValueError(f"free bits and capacity must be >= 0 nats, got {free_bits_per_dim}, "
-                             f"{free_bits_per_sentence}, {capacity}")
+    def __init__(self, *, free_bits_per_dim: float = 0.0, free_bits_per_sentence: float = 0.0, capacity: float = 0.0,
+                 discrete_capacity: float = 0.0):
+        if min(free_bits_per_dim, free_bits_per_sentence, capacity, discrete_capacity) < 0:
+            raise ValueError(f"free bits and capacities must be >= 0 nats, got {free_bits_per_dim}, "
+                             f"{free_bits_per_sentence}, {capacity}, {discrete_capacity}")
         if free_bits_per_dim > 0 and free_bits_per_sentence > 0:
             raise ValueError("give free_bits_per_dim (Kingma et al. 2016) or free_bits_per_sentence (Li et al. 2019), "
                              "not both")
         self.free_bits_per_dim, self.free_bits_per_sentence = free_bits_per_dim, free_bits_per_sentence
-        self.capacity = capacity
+        self.capacity, self.discrete_capacity = capacity, discrete_capacity
 
     def __call__(self, model: Any, batch: Any, *, beta: float, svi: SVI | None = None) -> LossTerms:
         if svi is not None:
@@ -81,17 +92,41 @@ class ELBO(Objective):
         if out.kl is None:
             metrics["elbo"] = -bound
             return LossTerms(reconstruction + aux, self._with_aux(metrics, out.aux_loss, aux), None, None)
-        loss = reconstruction + aux + self._kl_term(out.kl, out.kl_closed_form, beta)
+        discrete = discrete_kl_columns(out.posterior) if out.kl_closed_form else 0
+        loss = reconstruction + aux + self._kl_term(out.kl, out.kl_closed_form, beta, out.posterior)
         kl = out.kl.sum(-1).mean()  # the true KL, whatever is optimised
-        metrics |= {"kl": kl, "elbo": -(bound + kl)}
+        metrics |= {"kl": kl, "elbo": -(bound + kl)} | self._discrete_metrics(out.kl, discrete)
         return LossTerms(loss, self._with_aux(metrics, out.aux_loss, aux), out.mu, out.posterior, out.kl_closed_form)
 
-    def _kl_term(self, kl: Tensor, closed_form: bool, beta: float) -> Tensor:
+    def _kl_term(self, kl: Tensor, closed_form: bool, beta: float, posterior: Any) -> Tensor:
         if self.free_bits_per_dim > 0 and not closed_form:
             raise ValueError("free_bits_per_dim needs a KL per dimension (closed form: Gaussian posterior and "
                              "Gaussian prior); with a flow posterior or a mixture prior use free_bits_per_sentence")
-        optimised = free_bits_kl(kl, per_dim=self.free_bits_per_dim, per_sentence=self.free_bits_per_sentence)
-        return kl_term(optimised, beta, self.capacity)
+        discrete = discrete_kl_columns(posterior) if closed_form else 0
+        if self.discrete_capacity > 0 and discrete == 0:
+            raise ValueError("discrete_capacity acts on the KL of categorical latents: use a posterior with "
+                             "categorical blocks (textvae.posteriors.GumbelSoftmaxPosterior), or leave it 0")
+        if discrete == 0 or self.capacity == self.discrete_capacity == 0:
+            optimised = free_bits_kl(kl, per_dim=self.free_bits_per_dim, per_sentence=self.free_bits_per_sentence)
+            return kl_term(optimised, beta, self.capacity)
+        # Dupont (2018): beta |KL_continuous - C| + beta |KL_discrete - C_discrete|
+        if self.free_bits_per_sentence > 0:
+            raise ValueError("free_bits_per_sentence floors a sentence's whole KL, capacities act on each part's: "
+                             "with capacities on a joint z use free_bits_per_dim or no free bits")
+        continuous, categorical = kl[..., :-discrete], kl[..., -discrete:]  # (B, Zc), (B, n)
+        if self.capacity > 0 and continuous.shape[-1] == 0:
+            raise ValueError("capacity acts on the continuous part of z and this posterior has none (latent_dim = "
+                             "the sum of its categories): give discrete_capacity alone")
+        limit = sum(math.log(k) for k in posterior.categories)  # the most KL the blocks can hold
+        term = kl_term(free_bits_kl(categorical, per_dim=self.free_bits_per_dim), beta,
+                       min(self.discrete_capacity, limit))
+        if continuous.shape[-1] > 0:
+            term = term + kl_term(free_bits_kl(continuous, per_dim=self.free_bits_per_dim), beta, self.capacity)
+        return term
+
+    @staticmethod
+    def _discrete_metrics(kl: Tensor, discrete: int) -> dict[str, Tensor]:
+        return {"kl_discrete": kl[..., -discrete:].sum(-1).mean()} if discrete else {}
 
     @staticmethod
     def _with_aux(metrics: dict[str, Tensor], aux_loss: Tensor, aux: Tensor) -> dict[str, Tensor]:
@@ -103,12 +138,13 @@ class ELBO(Objective):
         through the steps. The models' auxiliary losses are not added here."""
         inference = refine(model, batch, model.infer(batch), steps=svi.steps, lr=svi.lr, differentiable=True)
         q = inference.q
-        z, log_q = q.rsample_with_log_prob(standard_noise(q.params[0], 1))  # (1, B, Z), (1, B)
+        z, log_q = q.rsample_with_log_prob(standard_noise(q.noise_like, 1))  # (1, B, Z), (1, B)
         reconstruction = -model.log_px_given_z(batch, z, condition=inference.condition)[0].mean()
         kl = kl_divergence(q, inference.p, z, log_q)
-        loss = reconstruction + self._kl_term(kl.value, kl.closed_form, beta)
+        loss = reconstruction + self._kl_term(kl.value, kl.closed_form, beta, q)
         true_kl = kl.value.sum(-1).mean()
         metrics = {"reconstruction": reconstruction, "kl": true_kl, "elbo": -(reconstruction + true_kl)}
+        metrics |= self._discrete_metrics(kl.value, kl.discrete)
         return LossTerms(loss, metrics, q.code, q)
 
 
