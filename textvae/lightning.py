@@ -22,6 +22,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
+from textvae.clustering import fit_gaussian_mixture
 from textvae.data.batching import BucketBatchSampler, batch_to, collate_dialogues, collate_sentences
 from textvae.data.datasets import (
     DEFAULT_MAX_CONTEXT,
@@ -319,6 +320,10 @@ class TextVAESystem(pl.LightningModule):
         ae_pretrain_epochs: Li et al. (2019): train as an autoencoder (β = 0) for this many epochs, then
             re-initialise the decoder and its optimiser state and start the KL schedule (and the objective's
             free bits) from there. Those epochs do not count for early stopping.
+        after_pretraining: what ends AE pretraining: ``reset_decoder`` (Li et al. 2019, above) or
+            ``fit_mixture`` (VaDE, Jiang et al. 2017): keep the decoder and start the model's mixture prior
+            (:class:`~textvae.priors.MixturePrior`) at a Gaussian mixture fitted by EM to the posterior means of
+            the training sentences (:func:`textvae.clustering.fit_gaussian_mixture`).
         svi_steps, svi_lr: Kim et al. (2018)'s semi-amortised training: the ELBO at each posterior after
             this many differentiable gradient steps of size ``svi_lr`` from the encoder's output.
     """
@@ -327,8 +332,13 @@ class TextVAESystem(pl.LightningModule):
                  lr: float = 1e-3, weight_decay: float = 0.0, grad_clip_norm: float | None = 5.0,
                  optimizer: Literal["adam", "sgd"] = "adam", aggressive: bool = False,
                  aggressive_max_inner_steps: int = 100, ae_pretrain_epochs: int = 0, svi_steps: int = 0,
-                 svi_lr: float = 0.25):
+                 svi_lr: float = 0.25, after_pretraining: Literal["reset_decoder", "fit_mixture"] = "reset_decoder"):
         super().__init__()
+        if after_pretraining not in ("reset_decoder", "fit_mixture"):
+            raise ValueError(f"after_pretraining must be 'reset_decoder' or 'fit_mixture', got {after_pretraining!r}")
+        if after_pretraining == "fit_mixture" and not hasattr(getattr(model, "prior", None), "logits"):
+            raise ValueError("after_pretraining: fit_mixture needs a model with a mixture prior "
+                             "(prior: textvae.priors.MixturePrior)")
         if min(ae_pretrain_epochs, svi_steps) < 0 or aggressive_max_inner_steps < 1 or svi_lr <= 0:
             raise ValueError(f"need ae_pretrain_epochs >= 0, svi_steps >= 0, svi_lr > 0 and "
                              f"aggressive_max_inner_steps >= 1, got {ae_pretrain_epochs}, {svi_steps}, {svi_lr}, "
@@ -344,6 +354,7 @@ class TextVAESystem(pl.LightningModule):
         self.lr, self.weight_decay, self.grad_clip_norm, self.optimizer_name = lr, weight_decay, grad_clip_norm, optimizer
         self.aggressive = AggressiveInference(aggressive_max_inner_steps) if aggressive else None
         self.ae_pretrain_epochs = ae_pretrain_epochs
+        self.after_pretraining = after_pretraining
         self.svi = SVI(svi_steps, svi_lr) if svi_steps else None
         # aggressive training steps two optimisers by hand (encoder alone, then decoder)
         self.automatic_optimization = not aggressive
@@ -508,7 +519,13 @@ class TextVAESystem(pl.LightningModule):
 
     def _end_pretraining(self) -> None:
         """Li et al. (2019): keep the pretrained encoder, re-initialise the decoder and what the optimiser
-        remembers of it, and start the KL schedule from here."""
+        remembers of it, and start the KL schedule from here. VaDE: fit the mixture prior instead."""
+        if self.after_pretraining == "fit_mixture":
+            self._fit_mixture()
+            self.schedule_start = max(self.batches_seen, 1)
+            print(f"textvae-train: autoencoder pretraining done after {self.ae_pretrain_epochs} epochs: mixture prior "
+                  "fitted to the training codes, KL schedule starts")
+            return
         self.model.reset_decoder()
         inference = {id(p) for p in self.model.inference_parameters()}
         optimizers = self.optimizers()
@@ -524,6 +541,32 @@ class TextVAESystem(pl.LightningModule):
                 callback.best_score = torch.tensor(math.inf if callback.mode == "min" else -math.inf)
         print(f"textvae-train: autoencoder pretraining done after {self.ae_pretrain_epochs} epochs: decoder "
               "re-initialised, KL schedule starts")
+
+    @torch.no_grad()
+    def _fit_mixture(self) -> None:
+        """VaDE's initialisation: EM on the posterior means of the training examples, into the mixture prior
+        (every rank encodes all of them and runs the same seeded EM, so the ranks agree)."""
+        prior = self.model.prior
+        data = self.trainer.datamodule
+        dataset = data.dataset("train")
+        collate = collate_sentences if data.kind == "sentences" else collate_dialogues
+        was_training = self.model.training
+        self.model.eval()
+        codes = []
+        for start in range(0, len(dataset), 256):
+            batch = batch_to(collate([dataset[i] for i in range(start, min(start + 256, len(dataset)))]), self.device)
+            codes.append(self.model.infer(batch).q.code.float())
+        self.model.train(was_training)
+        codes = torch.cat(codes)
+        fit = fit_gaussian_mixture(codes, prior.mu.shape[0], generator=torch.Generator().manual_seed(0))
+        prior.mu.copy_(fit.mu.to(prior.mu))
+        prior.logvar.copy_(fit.logvar.to(prior.logvar))
+        if prior.logits.requires_grad:
+            prior.logits.copy_(fit.logits.to(prior.logits))
+        optimizers = self.optimizers()
+        for optimizer in optimizers if isinstance(optimizers, list) else [optimizers]:
+            for parameter in (prior.mu, prior.logvar, prior.logits):
+                optimizer.state.pop(parameter, None)
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
