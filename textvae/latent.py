@@ -298,7 +298,8 @@ def add_attribute(model: TextModel, tokenizer: Tokenizer, texts: Sequence[str], 
                   scales: Sequence[float], *, decoding: Decoding = GREEDY, chunk: int = 256,
                   generator: torch.Generator | None = None) -> AttributeEdit:
     """Each text moved along an :func:`attribute_vector`: its posterior mean z, then z + s * vector decoded with
-    ``decoding`` for each scale s (s = 0 decodes z itself, as a reconstruction)."""
+    ``decoding`` for each scale s (s = 0 decodes z itself, as a reconstruction). A labelled model keeps each
+    text's own label (its classifier's) at every scale: only z moves."""
     require_latent(model, "adding an attribute vector")
     if not scales:
         raise ValueError("give at least one scale")
@@ -306,7 +307,8 @@ def add_attribute(model: TextModel, tokenizer: Tokenizer, texts: Sequence[str], 
         raise ValueError(f"the vector has shape {tuple(vector.shape)}; this model's codes are ({model.latent_dim},)")
     encoded = encode_texts(model, tokenizer, texts)
     points = shift_codes(encoded.mu, vector, scales).flatten(0, 1)  # (N * S, Z)
-    decoded = decode_texts(model, tokenizer, points, decoding, chunk=chunk, generator=generator)
+    labels = None if encoded.labels is None else encoded.labels.repeat_interleave(len(scales))  # (N * S,)
+    decoded = decode_texts(model, tokenizer, points, decoding, chunk=chunk, generator=generator, labels=labels)
     k = len(scales)
     return AttributeEdit(decoded=[decoded[i:i + k] for i in range(0, len(decoded), k)], tokens=encoded.tokens,
                          unknown=encoded.unknown, truncated=encoded.truncated)
@@ -324,12 +326,14 @@ class Analogy(NamedTuple):
 def analogy(model: TextModel, tokenizer: Tokenizer, a: str, b: str, c: str, *, scale: float = 1.0,
             decoding: Decoding = GREEDY, generator: torch.Generator | None = None) -> Analogy:
     """a : b :: c : d by vector offset (Mikolov et al. 2013), on posterior means instead of word vectors, as
-    Li et al. (2020, Optimus) do with sentences: z_d = z_c + scale * (z_b - z_a), decoded with ``decoding``."""
+    Li et al. (2020, Optimus) do with sentences: z_d = z_c + scale * (z_b - z_a), decoded with ``decoding``
+    (a labelled model: for c's label, as its classifier reads c)."""
     require_latent(model, "an analogy")
     encoded = encode_texts(model, tokenizer, [a, b, c])
     z_a, z_b, z_c = encoded.mu  # (Z,) x3
     z = z_c + scale * (z_b - z_a)  # (Z,)
-    (decoded,) = decode_texts(model, tokenizer, z[None], decoding, generator=generator)
+    labels = None if encoded.labels is None else encoded.labels[2:]  # (1,) c's
+    (decoded,) = decode_texts(model, tokenizer, z[None], decoding, generator=generator, labels=labels)
     return Analogy(z=z, decoded=decoded, tokens=encoded.tokens, unknown=encoded.unknown,
                    truncated=encoded.truncated)
 
