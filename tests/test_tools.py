@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-TOOLS = ["train", "corpus", "eval", "sample", "homotopy", "respond"]
+TOOLS = ["train", "corpus", "eval", "sample", "homotopy", "respond", "latent"]
 
 
 @pytest.mark.parametrize("tool", TOOLS)

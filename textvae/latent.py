@@ -93,6 +93,7 @@ def encode_texts(model: TextModel, tokenizer: Tokenizer, texts: Sequence[str], *
                         labels=used if labelled else None)
 
 
+@torch.inference_mode()
 def decode_texts(model: TextModel, tokenizer: Tokenizer, z: Tensor | None, decoding: Decoding = GREEDY, *,
                  count: int | None = None, chunk: int = 256, generator: torch.Generator | None = None,
                  labels: Tensor | None = None) -> list[str]:
