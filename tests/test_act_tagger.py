@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from textvae.act_tagger import (
     ActTagger,
@@ -15,6 +16,7 @@ from textvae.act_tagger import (
     tagged_turns,
     train_act_tagger,
 )
+from textvae.classifier import save_classifier, train_classifier
 from textvae.data.datasets import DialogueDataset, Vocab, load_records
 from textvae.data.records import DataError
 from textvae.decoding import Decoding
@@ -31,7 +33,7 @@ STATEMENTS = ["the bank is closed .", "it is late .", "i can help you .", "it is
 
 def _toy_tagger() -> ActTagger:
     texts = QUESTIONS * 4 + STATEMENTS * 4
-    return train_act_tagger(texts, ["question"] * 20 + ["inform"] * 20, min_count=1, epochs=30, lr=0.1)
+    return train_act_tagger(texts, ["question"] * 20 + ["inform"] * 20, min_count=1)
 
 
 def test_ngrams_have_sentence_boundaries():
@@ -44,34 +46,54 @@ def test_tagger_learns_acts_and_falls_back_to_its_bias():
     held_out = ["why is the bank closed ?", "the help is late ."]
     assert [tagger.acts[t] for t in tagger.tag(held_out)] == ["question", "inform"]
     assert tagger.accuracy(held_out, ["question", "inform"]) == 1.0
-    ids, offsets, has_any = tagger.featurize(["zebra xylophone", "is it ?"])
-    assert has_any.tolist() == [False, True]
-    logits = tagger(ids, offsets)
+    x = tagger.features(["zebra xylophone", "is it ?"])
+    assert x.to_dense().sum(1).tolist() == [0.0, 7.0]  # is, it, ?, <s> is, is it, it ?, ? </s>
+    logits = tagger(x)
     assert torch.equal(logits[0], tagger.bias.detach())  # no known n-gram: the bias alone
 
 
 def test_tagger_round_trips_without_pickle(tmp_path):
     tagger = _toy_tagger()
     save_act_tagger(tmp_path / "tagger", tagger, {"note": "toy"})
-    assert sorted(p.name for p in (tmp_path / "tagger").iterdir()) == ["act_tagger.json", "act_tagger.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "tagger").iterdir()) == ["classifier.json", "classifier.safetensors"]
     loaded = load_act_tagger(tmp_path / "tagger")
     texts = QUESTIONS + STATEMENTS + ["who is late ?"]
     assert loaded.tag(texts) == tagger.tag(texts) and loaded.acts == tagger.acts
 
 
 def test_tagger_load_errors_say_what_to_do(tmp_path):
-    with pytest.raises(DataError, match="no act_tagger.json"):
+    with pytest.raises(DataError, match="no classifier.json.*save one with textvae-act-tagger"):
         load_act_tagger(tmp_path)
-    (tmp_path / "act_tagger.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(DataError, match="corrupt"):
+    (tmp_path / "act_tagger.json").write_text("{not json", encoding="utf-8")  # the first tagger's name
+    with pytest.raises(DataError, match="act_tagger.json: corrupt"):
         load_act_tagger(tmp_path)
     (tmp_path / "act_tagger.json").write_text(json.dumps({"format": "textvae-export"}), encoding="utf-8")
-    with pytest.raises(DataError, match="not a textvae act tagger"):
+    with pytest.raises(DataError, match="not a textvae classifier"):
         load_act_tagger(tmp_path)
     save_act_tagger(tmp_path, _toy_tagger())
-    (tmp_path / "act_tagger.safetensors").write_bytes(b"garbage")
-    with pytest.raises(DataError, match="cannot load the act tagger"):
+    (tmp_path / "classifier.safetensors").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="cannot load the classifier"):
         load_act_tagger(tmp_path)
+    save_classifier(tmp_path, train_classifier(torch.randn(4, 2), ["a", "b", "a", "b"]))
+    with pytest.raises(DataError, match="a classifier of vectors, not of text"):
+        load_act_tagger(tmp_path)
+
+
+def test_a_tagger_saved_before_the_shared_classifier_still_loads_and_tags(tmp_path):
+    """The first tagger's folder, as its save_act_tagger wrote it: act_tagger.json (format textvae-act-tagger,
+    version 1, acts, features, info) + act_tagger.safetensors (EmbeddingBag(mode="mean") weight.weight, bias)."""
+    features = ["?", "? </s>", "is", "the"]  # sorted, as it sorted them
+    config = {"format": "textvae-act-tagger", "version": 1, "acts": ["inform", "question"], "features": features,
+              "info": {"turns": 40, "epochs": 10}}
+    (tmp_path / "act_tagger.json").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+    weight = torch.tensor([[0.0, 2.0], [0.0, 2.0], [0.0, 1.0], [1.0, 0.0]])  # (F, A)
+    save_file({"weight.weight": weight, "bias": torch.tensor([0.25, 0.0])}, str(tmp_path / "act_tagger.safetensors"))
+    tagger = load_act_tagger(tmp_path)
+    assert isinstance(tagger, ActTagger) and tagger.acts == ["inform", "question"]
+    # "is the ?": known is, the, ?, ? </s> -> mean (0.25, 1.25) + bias (0.25, 0): question
+    # "the the": known the, the -> mean (1, 0) + bias: inform; "hello": the bias alone: inform
+    assert tagger.tag(["is the ?", "the the", "hello"]) == [1, 0, 0]
+    torch.testing.assert_close(tagger.probabilities(["is the ?"]), torch.softmax(torch.tensor([[0.5, 1.25]]), -1))
 
 
 def test_training_needs_acts():
@@ -107,8 +129,8 @@ def test_cli_trains_scores_and_saves(dialogue_exports, tmp_path, capsys):
                                  "--out", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
     printed = capsys.readouterr().out
     assert "test accuracy" in printed and f"saved {out}" in printed
-    info = json.loads((out / "act_tagger.json").read_text(encoding="utf-8"))["info"]
-    assert 0.0 <= info["test_accuracy"] <= 1.0 and info["turns"] > 0
+    info = json.loads((out / "classifier.json").read_text(encoding="utf-8"))["info"]
+    assert 0.0 <= info["test_accuracy"] <= 1.0 and info["examples"] > 0 and info["label_key"] == "act"
     assert set(load_act_tagger(out).acts) <= set(dialogue_exports.acts)
 
 
@@ -168,7 +190,7 @@ def test_eval_cli_with_an_act_tagger(dialogue_exports, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         eval_tool.main(["--model", str(dialogue_exports.kgcvae), "--act-tagger", str(tmp_path / "nothing"), *common])
     err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and "act_tagger.json" in err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and "classifier.json" in err
     toy = tmp_path / "toy"
     save_act_tagger(toy, _toy_tagger())  # knows two acts the data does not have
     with pytest.raises(SystemExit):

@@ -24,7 +24,10 @@ from sacrebleu.metrics.bleu import BLEU
 from sacrebleu.metrics.helpers import extract_all_word_ngrams
 from torch import Tensor
 
+from textvae.classifier import train_classifier
 from textvae.objectives import LOG_2PI, log_normal, reparameterize
+
+PROBE_L2 = 2e-3  # linear_probe's weight penalty, l2 / 2 ||W||^2 on standardised features
 
 # ---------------------------------------------------------------------------------------------------
 # Latent usage
@@ -199,37 +202,26 @@ def linear_probe(features: Tensor, labels: Sequence[str], *, train_fraction: flo
                  seed: int = 0) -> tuple[float, float]:
     """How well a linear classifier on ``features`` (N, D), e.g. posterior means, predicts ``labels``.
 
-    Multinomial logistic regression (full-batch L-BFGS, standardised features) fit on a random
-    ``train_fraction`` of the examples and scored on the rest. Returns ``(accuracy, chance)`` where
-    chance is the accuracy of always answering the most frequent training label.
+    The multinomial logistic regression of :mod:`textvae.classifier` (standardised features, full-batch
+    L-BFGS for at most ``steps`` iterations, L2 penalty :data:`PROBE_L2`) fit on a random ``train_fraction``
+    of the examples and scored on the rest. Returns ``(accuracy, chance)`` where chance is the accuracy of
+    always answering the most frequent training label (ties: the first in sorted order).
     """
     if features.dim() != 2 or features.shape[0] != len(labels):
         raise ValueError(f"features must be (N, D) with N = len(labels), got {tuple(features.shape)} and {len(labels)}")
-    names = sorted(set(labels))
-    y = torch.tensor([names.index(label) for label in labels])
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-    cut = int(train_fraction * len(y))
-    if cut < 1 or cut >= len(y):
-        raise ValueError(f"train_fraction {train_fraction} leaves no train or no test examples of {len(y)}")
-    train, test = order[:cut], order[cut:]
-    x = features.detach().float()
-    mean, std = x[train].mean(0), x[train].std(0).clamp_min(1e-6)
-    x = (x - mean) / std
-    with torch.enable_grad():
-        classifier = torch.nn.Linear(x.shape[1], len(names))
-        optimizer = torch.optim.LBFGS(classifier.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
-
-        def closure():
-            optimizer.zero_grad()
-            loss = torch.nn.functional.cross_entropy(classifier(x[train]), y[train]) + 1e-3 * classifier.weight.pow(2).sum()
-            loss.backward()
-            return loss
-
-        optimizer.step(closure)
-    with torch.no_grad():
-        accuracy = (classifier(x[test]).argmax(-1) == y[test]).float().mean().item()
-    chance = (y[test] == torch.bincount(y[train]).argmax()).float().mean().item()
-    return accuracy, chance
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    cut = int(train_fraction * len(labels))
+    if cut < 1 or cut >= len(labels):
+        raise ValueError(f"train_fraction {train_fraction} leaves no train or no test examples of {len(labels)}")
+    train, test = order[:cut].tolist(), order[cut:].tolist()
+    x = features.detach().float().cpu()
+    classifier = train_classifier(x[train], [labels[i] for i in train], l2=PROBE_L2, max_steps=steps)
+    predicted = classifier.classify(x[test]).labels
+    gold = [labels[i] for i in test]
+    counts = Counter(labels[i] for i in train)
+    majority = max(sorted(counts), key=counts.__getitem__)
+    accuracy = sum(p == y for p, y in zip(predicted, gold, strict=True)) / len(gold)
+    return accuracy, sum(y == majority for y in gold) / len(gold)
 
 
 # ---------------------------------------------------------------------------------------------------
