@@ -20,6 +20,9 @@
   gaps: amortisation gap = ELBO after SVI - ELBO of q; approximation gap = log p(x) - ELBO after SVI,
   log p(x) estimated by the better (lower) of the two IW-NLLs (an amortised proposal can be looser than
   the refined ELBO).
+* **Clustering** (a mixture prior, and labels under a key): each sentence's component argmax_c p(c | z) at
+  its posterior code (the mean; a flow's code), scored against its label by the accuracy of the best
+  one-to-one map of components to labels and by NMI: VaDE's protocol (Jiang et al. 2017).
 
 Reproducibility: sentence i's K samples come from a generator seeded by ``(seed, i)``, so its estimate
 depends neither on the batch size nor on which sentences share its batch; the same seed gives the same
@@ -52,18 +55,22 @@ from textvae.data.batching import (
 )
 from textvae.data.tokenizers import Tokenizer
 from textvae.decoding import Decoding, greedy
+from textvae.distributions import GaussianMixture
 from textvae.inference import concatenate, mutual_information, refine, sampled_kl
 from textvae.inference import importance_samples as model_importance_samples
-from textvae.latent import decode_texts
+from textvae.latent import decode_texts, encode_texts
 from textvae.metrics import (
     active_units,
+    clustering_accuracy,
     corpus_bleu,
     distinct_n,
+    normalized_mutual_information,
     perplexity,
     self_bleu,
 )
 from textvae.models import ImportanceSamples, Inference, TextModel
 from textvae.objectives import importance_weighted_nll
+from textvae.priors import Prior
 
 AU_THRESHOLD = 0.01
 PRIOR_SAMPLING = Decoding("sample", allow_unk=True)
@@ -84,6 +91,20 @@ class PriorSampleMetrics:
     distinct_2: float  # distinct bigrams / bigrams
     self_bleu: float  # 0-100, higher = less diverse (Zhu et al. 2018)
     samples: list[str]
+
+
+@dataclass
+class ClusteringMetrics:
+    """The components of a mixture prior as clusters of the sentences, against their labels (VaDE's protocol)."""
+
+    label_key: str  # where the labels were read: label or attributes.NAME
+    sentences: int  # with a label under label_key
+    unlabelled: int  # without one: left out
+    components: int  # of the mixture
+    used: int  # components that are the most likely of at least one sentence
+    classes: int  # distinct labels
+    accuracy: float  # of the best one-to-one map of components to labels (Hungarian algorithm)
+    nmi: float  # normalised mutual information, arithmetic mean of the entropies
 
 
 class JSONResult:
@@ -130,6 +151,7 @@ class EvalResult(JSONResult):
     iw_nll_svi: float | None = None  # IW-NLL with the refined posteriors as the proposal (K samples)
     amortization_gap: float | None = None  # elbo_svi - elbo (Cremer et al. 2018)
     approximation_gap: float | None = None  # log p(x) estimate - elbo_svi, log p(x) ~ -min(iw_nll, iw_nll_svi)
+    clustering: ClusteringMetrics | None = None
 
     def table(self) -> str:
         """Aligned, human-readable lines."""
@@ -166,6 +188,15 @@ class EvalResult(JSONResult):
                 (f"prior samples ({p.method})", f"{p.n:,}"),
                 ("  distinct-1 / -2", f"{p.distinct_1:.3f} / {p.distinct_2:.3f}"),
                 ("  self-BLEU", f"{p.self_bleu:.2f}"),
+            ]
+        if self.clustering is not None:
+            c = self.clustering
+            left_out = f", {c.unlabelled:,} without a label left out" if c.unlabelled else ""
+            rows += [
+                (f"clustering ({c.label_key})", f"accuracy {c.accuracy:.3f}, NMI {c.nmi:.3f} (argmax_c p(c | z) at "
+                                                "the posterior code)"),
+                ("  components", f"{c.used} of {c.components} used; {c.classes} labels, {c.sentences:,} sentences"
+                                 f"{left_out}"),
             ]
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
@@ -371,3 +402,48 @@ def prior_sample_metrics(model: TextModel, tokenizer: Tokenizer, n: int, *,
             progress(len(texts))
     return PriorSampleMetrics(n=n, method=decoding.method, distinct_1=distinct_n(texts, 1),
                               distinct_2=distinct_n(texts, 2), self_bleu=self_bleu(texts), samples=texts)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Clustering by a mixture prior
+
+
+def mixture_prior(model: TextModel) -> GaussianMixture:
+    """The model's prior p(z) when it is a mixture of Gaussians, whose components cluster the data; a
+    ValueError (one line for the user) for any other model."""
+    prior = getattr(model, "prior", None)
+    mixture = prior(None, 1) if isinstance(prior, Prior) and prior.condition_dim == 0 else None
+    if not isinstance(mixture, GaussianMixture):
+        has = f"its prior is a {type(prior).__name__}" if isinstance(prior, Prior) else "it has no prior p(z)"
+        raise ValueError(f"clustering needs a sentence model whose prior is a mixture (textvae.priors.MixturePrior); "
+                         f"{has}")
+    return mixture
+
+
+@torch.inference_mode()
+def cluster_assignments(model: TextModel, tokenizer: Tokenizer, texts: Sequence[str], *,
+                        batch_size: int = 64) -> Tensor:
+    """Each text's cluster: the component argmax_c p(c | z) of the mixture prior at the text's posterior code
+    (:func:`textvae.latent.encode_texts`), (N,) on the CPU."""
+    mixture = mixture_prior(model)
+    codes = encode_texts(model, tokenizer, texts, batch_size=batch_size).mu  # (N, Z)
+    return mixture.responsibilities(codes).argmax(-1).cpu()  # (N,)
+
+
+def clustering_metrics(model: TextModel, tokenizer: Tokenizer, texts: Sequence[str], labels: Sequence[str | None],
+                       *, label_key: str, batch_size: int = 64) -> ClusteringMetrics:
+    """:func:`cluster_assignments` scored against ``labels`` (read under ``label_key``); texts whose label is
+    None are left out and counted."""
+    if len(texts) != len(labels):
+        raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+    mixture = mixture_prior(model)
+    keep = [i for i, label in enumerate(labels) if label is not None]
+    if not keep:
+        raise ValueError(f"no sentence has a label under {label_key!r}; choose a key the data has (label or "
+                         "attributes.NAME)")
+    clusters = cluster_assignments(model, tokenizer, [texts[i] for i in keep], batch_size=batch_size).tolist()
+    gold = [labels[i] for i in keep]
+    return ClusteringMetrics(label_key=label_key, sentences=len(keep), unlabelled=len(labels) - len(keep),
+                             components=mixture.mu.shape[0], used=len(set(clusters)), classes=len(set(gold)),
+                             accuracy=clustering_accuracy(clusters, gold),
+                             nmi=normalized_mutual_information(clusters, gold))

@@ -6,6 +6,10 @@ Autoencoders" (code: jxhe/vae-lagging-encoder, ``calc_au`` / ``calc_mi``). BLEU 
 tokenised (e.g. the PTB, Yahoo and Yelp sets of the text-VAE literature); pass ``tokenize="13a"`` for
 raw, untokenised text.
 
+Clusters are scored against gold classes as VaDE (Jiang et al. 2017) and DEC (Xie et al. 2016) do: the
+accuracy of the best one-to-one map of clusters to classes, and the normalised mutual information with the
+arithmetic mean of the two entropies as the normaliser (Vinh et al. 2010's NMI_sum, scikit-learn's default).
+
 Dialogue responses are scored as Zhao et al. (2017) and Gu et al. (2019) do: BLEU-1..4 of each of N
 sampled responses against the reference (sentence BLEU, 0-1), recall = max and precision = mean over the
 samples; and the embedding average / extrema / greedy matching of Liu et al. (2016).
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from typing import Literal
 
 import sacrebleu
@@ -89,6 +93,51 @@ def dataset_mutual_information(
     if count == 0:
         raise ValueError("dataset_mutual_information got no batches")
     return total / count
+
+
+# ---------------------------------------------------------------------------------------------------
+# Clusters against classes
+
+
+def contingency_table(predicted: Sequence[Hashable], gold: Sequence[Hashable]) -> Tensor:
+    """Counts n[k, c] of the examples in cluster k and class c: (K, C) float64, rows and columns in a fixed order."""
+    if len(predicted) != len(gold):
+        raise ValueError(f"{len(predicted)} cluster assignments but {len(gold)} gold labels")
+    if not predicted:
+        raise ValueError("clustering metrics need at least one example")
+    clusters = {k: i for i, k in enumerate(sorted(set(predicted), key=repr))}
+    classes = {c: j for j, c in enumerate(sorted(set(gold), key=repr))}
+    table = torch.zeros(len(clusters), len(classes), dtype=torch.float64)
+    for (k, c), n in Counter(zip(predicted, gold, strict=True)).items():
+        table[clusters[k], classes[c]] = n
+    return table
+
+
+def clustering_accuracy(predicted: Sequence[Hashable], gold: Sequence[Hashable]) -> float:
+    """max over one-to-one maps m of clusters to classes of 1/N sum_i [m(k_i) = y_i] (Xie et al. 2016;
+    Jiang et al. 2017), the map found by the Hungarian algorithm on the contingency table. The numbers of
+    clusters and classes may differ: the clusters left without a class (or classes without a cluster)
+    count as wrong."""
+    from scipy.optimize import linear_sum_assignment
+
+    table = contingency_table(predicted, gold)  # (K, C)
+    rows, columns = linear_sum_assignment(table.numpy(), maximize=True)
+    return table[rows, columns].sum().item() / len(gold)
+
+
+def normalized_mutual_information(predicted: Sequence[Hashable], gold: Sequence[Hashable]) -> float:
+    """I(K; Y) / ((H(K) + H(Y)) / 2) of the empirical joint distribution of clusters and classes, in [0, 1]:
+    1 when the clusters are the classes up to names, 0 when independent; 1 when both are one group (as
+    scikit-learn's ``normalized_mutual_info_score``)."""
+    joint = contingency_table(predicted, gold)
+    if joint.shape == (1, 1):
+        return 1.0
+    joint = joint / joint.sum()  # p(k, y)
+    p_cluster, p_class = joint.sum(1), joint.sum(0)  # (K,), (C,)
+    nonzero = joint > 0
+    mi = (joint[nonzero] * (joint[nonzero] / torch.outer(p_cluster, p_class)[nonzero]).log()).sum()
+    entropy = -(p_cluster * p_cluster.log()).sum() - (p_class * p_class.log()).sum()  # no zero marginals
+    return max(mi.item(), 0.0) / (entropy.item() / 2)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 Sentence models (VAE or language-model baseline) on a prepared sentence JSONL split: importance-weighted
 NLL, PPL, ELBO, KL, mutual information, active units, reconstruction BLEU and prior-sample diversity,
 for any posterior and prior (flows and mixtures: a Monte-Carlo KL); with --svi-steps, the ELBO after
-semi-amortised refinement and the amortisation and approximation gaps.
+semi-amortised refinement and the amortisation and approximation gaps; with --label-key KEY, for a model
+whose prior is a mixture, how its components cluster the sentences against their labels under KEY
+(clustering accuracy and NMI, VaDE's protocol).
 PPL = exp(total NLL / (words + EOS)), the papers' definition.
 
 Dialogue models (HRED, VHRED, CVAE, kgCVAE) on a prepared dialogue JSONL split, one (context, response)
@@ -25,6 +27,7 @@ Examples:
   textvae-eval --model runs/yelp/export --data data/yelp/test.jsonl
   textvae-eval --model runs/yelp/export --data data/yelp/test.jsonl --samples 100 --json eval.json
   textvae-eval --model runs/yelp/export --data data/yelp/test.jsonl --samples 100 --svi-steps 20
+  textvae-eval --model runs/synthetic_vade/export --data data/synthetic-sentences/test.jsonl --label-key attributes.topic
   textvae-eval --model runs/switchboard_kgcvae/export --data data/switchboard/test.jsonl --responses 10 --embeddings glove.txt
   textvae-eval --model runs/dailydialog_lite_kgcvae/export --data data/dailydialog-lite/test.jsonl --act-tagger runs/dailydialog_lite_act_tagger
 """
@@ -38,11 +41,18 @@ from pathlib import Path
 import torch
 
 from textvae.act_tagger import load_act_tagger
-from textvae.data.datasets import DEFAULT_MAX_CONTEXT, DialogueDataset, SentenceDataset, Vocab, load_records
+from textvae.data.datasets import (
+    DEFAULT_MAX_CONTEXT,
+    DialogueDataset,
+    SentenceDataset,
+    Vocab,
+    label_values,
+    load_records,
+)
 from textvae.data.records import DataError, atomic_output, detect_kind
 from textvae.data.word_vectors import load_word_vectors
 from textvae.dialogue_eval import evaluate_dialogues
-from textvae.evaluation import evaluate, prior_sample_metrics
+from textvae.evaluation import clustering_metrics, evaluate, mixture_prior, prior_sample_metrics
 from textvae.export import Export
 from textvae.latent import GREEDY
 from textvae.models.modules import LOGITS_BUDGET
@@ -73,7 +83,7 @@ from tools._cli import (
 )
 
 PROG = "textvae-eval"
-SENTENCE_ONLY = ("--samples", "--prior-samples", "--mi-group", "--svi-steps", "--svi-lr")
+SENTENCE_ONLY = ("--samples", "--prior-samples", "--mi-group", "--svi-steps", "--svi-lr", "--label-key")
 DIALOGUE_ONLY = ("--responses", "--embeddings", "--act-tagger", "--max-context", "--decode", "--temperature", "--top-k", "--top-p",
                  "--beam", "--allow-unk")
 
@@ -112,6 +122,10 @@ def _parser() -> argparse.ArgumentParser:
                                 f"and approximation gaps (Cremer et al. 2018); {span(0, MAX_SVI_STEPS)} (default 0)")
     sentences.add_argument("--svi-lr", type=number(0.0, 100.0, include_low=False), metavar="LR",
                            help="step size of --svi-steps, in (0, 100] (default 0.25)")
+    sentences.add_argument("--label-key", metavar="KEY",
+                           help="a model whose prior is a mixture: also score its components as clusters, "
+                                "argmax_c p(c | z) at each posterior code, against the labels under KEY (label or "
+                                "attributes.NAME): clustering accuracy and NMI (VaDE, Jiang et al. 2017)")
     dialogues = parser.add_argument_group("dialogue models")
     dialogues.add_argument("--responses", type=count(1, MAX_RESPONSES), metavar="N",
                            help=f"responses sampled per context, {span(1, MAX_RESPONSES)} (default 10, as Zhao et "
@@ -159,6 +173,7 @@ def _sentences(parser: argparse.ArgumentParser, args: argparse.Namespace, export
         records = records.select(range(args.max_sentences))
     if len(records) == 0:
         parser.error(f"{args.data}: no sentences to evaluate")
+    cluster_labels = _cluster_labels(parser, args, export, records)
     # Evaluation does not use labels; the model's label names are kept when the data's fit them, and a
     # label the model never saw must not stop the evaluation.
     data_labels = {v for v in records["label"] if v is not None}
@@ -177,7 +192,27 @@ def _sentences(parser: argparse.ArgumentParser, args: argparse.Namespace, export
         with Progress(PROG, "prior samples", prior_samples) as progress:
             result.prior = prior_sample_metrics(model, tokenizer, prior_samples, generator=generator,
                                                 progress=progress)
+    if cluster_labels is not None:
+        result.clustering = clustering_metrics(model, tokenizer, records["text"], cluster_labels,
+                                               label_key=args.label_key, batch_size=args.batch_size)
     _write(args, result)
+
+
+def _cluster_labels(parser: argparse.ArgumentParser, args: argparse.Namespace, export: Export,
+                    records) -> list[str | None] | None:
+    """The labels --label-key asks the clusters to be scored against, checked before any work: a model
+    without a mixture prior, or data without a label under the key, is a one-line error."""
+    if args.label_key is None:
+        return None
+    try:
+        mixture_prior(export.model)
+    except ValueError as err:
+        parser.error(f"--label-key: {err}")
+    labels = label_values(records, args.label_key)
+    if all(label is None for label in labels):
+        parser.error(f"--label-key: no sentence of {args.data} has a label under {args.label_key!r}; give a key it "
+                     "has (label or attributes.NAME)")
+    return labels
 
 
 def _check_sentence_memory(parser: argparse.ArgumentParser, args: argparse.Namespace, export: Export,
