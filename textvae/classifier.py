@@ -165,9 +165,9 @@ class Classifier(nn.Module):
 # Training
 
 
-def _fit(classifier: Classifier, x: Tensor, y: Tensor, *, l2: float, max_steps: int) -> int:
-    """Minimise the objective of the module doc over W, b from their current values; x (N, D) sparse CSR or
-    dense, y (N,) label ids. Returns the L-BFGS iterations taken."""
+def _fit(classifier: Classifier, x: Tensor, y: Tensor, *, l2: float, max_steps: int) -> None:
+    """Minimise the objective of the module doc over W, b from their current values (at most ``max_steps``
+    L-BFGS iterations); x (N, D) sparse CSR or dense, y (N,) label ids."""
     weight, bias = classifier.weight, classifier.bias
     xt = x.t().to_sparse_csr() if x.layout == torch.sparse_csr else x.T  # (D, N)
     one_hot = torch.nn.functional.one_hot(y, len(classifier.labels)).float()  # (N, C)
@@ -185,7 +185,6 @@ def _fit(classifier: Classifier, x: Tensor, y: Tensor, *, l2: float, max_steps: 
     optimizer = torch.optim.LBFGS([weight, bias], max_iter=max_steps, history_size=HISTORY,
                                   line_search_fn="strong_wolfe")
     optimizer.step(closure)
-    return optimizer.state[weight]["n_iter"]
 
 
 def _targets(classifier: Classifier, labels: Sequence[str]) -> Tensor:
@@ -240,11 +239,13 @@ def tune_classifier(inputs: Sequence[str] | Tensor, labels: Sequence[str], valid
         raise DataError(f"validation label(s) {', '.join(map(str, unknown[:10]))} never occur in the training "
                         "data; train and validate on splits of the same corpus")
     x, y = classifier.features(inputs), _targets(classifier, labels)
+    valid_x, valid_y = classifier.features(valid_inputs), _targets(classifier, valid_labels)
     accuracies: dict[float, float] = {}
     best = None
     for l2 in sorted(set(grid), reverse=True):
         _fit(classifier, x, y, l2=l2, max_steps=max_steps)
-        accuracies[l2] = classifier.accuracy(valid_inputs, valid_labels)
+        with torch.no_grad():
+            accuracies[l2] = (classifier(valid_x).argmax(-1) == valid_y).double().mean().item()
         if best is None or accuracies[l2] > accuracies[best[0]]:
             best = (l2, {k: v.clone() for k, v in classifier.state_dict().items()})
     classifier.load_state_dict(best[1])
