@@ -231,3 +231,12 @@ def test_cli_errors_are_one_line(tmp_path, capsys, extra, message):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
     assert not (tmp_path / "c").exists()
+
+
+def test_cli_help_states_every_range(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        classifier_tool.main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert exit_info.value.code == 0 and help_text.startswith("usage: textvae-classifier")
+    for stated in ("in (0, 1000]", "1 to 1,000,000,000", "1 to 10,000"):
+        assert stated in help_text
