@@ -1,0 +1,112 @@
+"""Controlled generation: does a model conditioned on a label write sentences of that label?
+
+    python benchmarks/label_control.py --model runs/yelp10k_cvae/export --classifier runs/yelp10k_sentiment_classifier \
+        --lm runs/yelp10k_lm/export --unconditioned runs/yelp10k_lstm_vae/export --test data/yelp10k/test.jsonl
+
+For each label y of the model, ``-n`` sentences are sampled with z ~ p(z | y) and decoded for y (sampling at
+temperature 1, as ``textvae-sample``); a text classifier trained on the corpus' gold labels (``textvae-classifier``;
+its accuracy on ``--test`` is printed beside) says which label each sample carries, and the control
+accuracy is the fraction of samples it assigns to the label asked for. An unconditioned model's prior
+samples (``--unconditioned``) give the reference: the share of each label the classifier finds in them.
+Fluency: the NLL of the samples under a language model trained on the same corpus (``--lm``, exact
+-log p(x) per sentence and per word + EOS, the papers' perplexity definition), beside the LM's NLL of the
+test sentences. Writes ``--json`` with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import torch
+
+from textvae.classifier import load_classifier
+from textvae.data.batching import SentenceExample, collate_sentences
+from textvae.data.records import read_jsonl
+from textvae.decoding import Decoding
+from textvae.export import load_export
+from textvae.latent import decode_texts
+
+SAMPLING = Decoding("sample", max_len=40)
+
+
+@torch.inference_mode()
+def lm_nll(export, texts: list[str], batch_size: int = 256) -> tuple[float, float]:
+    """Mean -log p(x) per sentence and per word (+ EOS) of ``texts`` under a language-model export."""
+    model, tokenizer = export.model.eval(), export.tokenizer
+    total = words = 0.0
+    for start in range(0, len(texts), batch_size):
+        ids = [tokenizer.encode(t) for t in texts[start:start + batch_size]]
+        batch = collate_sentences([SentenceExample(x, None, i) for i, x in enumerate(ids)])
+        total += float(model(batch).reconstruction.sum())
+        words += batch.num_targets
+    return total / len(texts), total / words
+
+
+@torch.inference_mode()
+def samples_for(export, label: int | None, n: int, seed: int) -> list[str]:
+    """n prior samples, for ``label`` when the model is conditioned on labels."""
+    model = export.model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.full((n,), label, dtype=torch.long) if label is not None else None
+    z = model.sample_prior(n, generator=generator, **({"labels": labels} if labels is not None else {}))
+    return decode_texts(model, export.tokenizer, z, SAMPLING, generator=generator, labels=labels)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", nargs="+", required=True, help="exports conditioned on labels (CVAE, M2)")
+    parser.add_argument("--classifier", required=True, help="a textvae-classifier folder trained on the gold labels")
+    parser.add_argument("--lm", required=True, help="a language-model export trained on the same corpus")
+    parser.add_argument("--unconditioned", default=None, help="an unconditioned sentence VAE export (reference)")
+    parser.add_argument("--test", required=True, help="the labelled test split (prepared JSONL)")
+    parser.add_argument("-n", type=int, default=500, help="samples per label")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default="benchmarks/label_control.json")
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+
+    classifier = load_classifier(args.classifier)
+    test = list(read_jsonl(args.test, "sentences"))
+    gold = [str(s.label) for s in test]
+    predicted = classifier.classify([s.text for s in test]).labels
+    accuracy = sum(p == g for p, g in zip(predicted, gold, strict=True)) / len(test)
+    lm = load_export(args.lm)
+    test_nll, test_word_nll = lm_nll(lm, [s.text for s in test])
+    print(f"classifier accuracy on {args.test}: {accuracy:.3f} ({len(test):,} sentences); "
+          f"LM NLL of the test sentences: {test_nll:.2f} per sentence, {test_word_nll:.3f} per word")
+    results = {"classifier_accuracy": accuracy, "test_sentences": len(test), "lm_test_nll": test_nll,
+               "lm_test_word_nll": test_word_nll, "samples_per_label": args.n, "models": {}}
+
+    def report(name: str, texts: list[str], asked: str | None) -> dict:
+        verdicts = classifier.classify(texts).labels
+        shares = {label: verdicts.count(label) / len(texts) for label in classifier.labels}
+        nll, word_nll = lm_nll(lm, texts)
+        row = {"asked": asked, "shares": shares, "control": shares.get(asked) if asked is not None else None,
+               "lm_nll": nll, "lm_word_nll": word_nll, "lm_word_ppl": math.exp(word_nll), "examples": texts[:5]}
+        share_text = ", ".join(f"{label} {share:.3f}" for label, share in shares.items())
+        control = f"control {row['control']:.3f}" if asked is not None else "unconditioned"
+        print(f"{name:<40} {control:<16} classifier says: {share_text}; LM NLL {nll:.2f} ({word_nll:.3f}/word)")
+        return row
+
+    for path in args.model:
+        export = load_export(path)
+        rows = {}
+        for label_id, label in enumerate(export.labels):
+            texts = samples_for(export, label_id, args.n, args.seed + label_id)
+            rows[label] = report(f"{path} y={label}", texts, label)
+        rows["mean_control"] = sum(r["control"] for r in rows.values()) / len(export.labels)
+        print(f"{path}: mean control accuracy {rows['mean_control']:.3f}")
+        results["models"][path] = rows
+    if args.unconditioned:
+        export = load_export(args.unconditioned)
+        results["unconditioned"] = {args.unconditioned: report(args.unconditioned,
+                                                               samples_for(export, None, 2 * args.n, args.seed), None)}
+    with open(args.json, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
