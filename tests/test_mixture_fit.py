@@ -50,6 +50,14 @@ def test_em_log_likelihood_matches_torch_distributions():
     assert math.isclose(float(mixture.log_prob(x.double()).mean()), fit.log_likelihood[-1], abs_tol=1e-4)
 
 
+def test_restarts_keep_the_most_likely_fit():
+    x, *_ = three_clusters(seed=5)
+    generator = torch.Generator().manual_seed(3)
+    singles = [fit_gaussian_mixture(x, 4, generator=generator) for _ in range(5)]  # the same five seedings
+    best = fit_gaussian_mixture(x, 4, restarts=5, generator=torch.Generator().manual_seed(3))
+    assert best.log_likelihood[-1] == max(fit.log_likelihood[-1] for fit in singles)
+
+
 def test_kmeans_plus_plus_picks_distinct_points_and_checks_sizes():
     x, *_ = three_clusters()
     seeds = kmeans_plus_plus(x, 3, torch.Generator().manual_seed(0))
@@ -86,7 +94,7 @@ def test_fit_mixture_after_pretraining(tmp_path):
                          enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
                          limit_val_batches=0, num_sanity_val_steps=0, callbacks=[Spy()])
     trainer.fit(system, datamodule=data)
-    expected = fit_gaussian_mixture(seen["codes"], 3, generator=torch.Generator().manual_seed(0))
+    expected = fit_gaussian_mixture(seen["codes"], 3, restarts=10, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(seen["mu"], expected.mu, atol=1e-4, rtol=1e-4)
     # the decoder was trained in pretraining and kept (not re-initialised)
     assert not all(torch.equal(a, b) for a, b in zip(decoder_before, seen["decoder"], strict=True))

@@ -41,13 +41,22 @@ def kmeans_plus_plus(x: Tensor, k: int, generator: torch.Generator | None = None
 
 
 def fit_gaussian_mixture(x: Tensor, k: int, *, iterations: int = 100, min_variance: float = 1e-3,
-                         tolerance: float = 1e-5, generator: torch.Generator | None = None) -> GaussianMixtureFit:
+                         tolerance: float = 1e-5, restarts: int = 1,
+                         generator: torch.Generator | None = None) -> GaussianMixtureFit:
     """EM for a k-component diagonal Gaussian mixture on ``x`` (N, D), in float64; stops when the mean
-    log-likelihood gains less than ``tolerance`` in an iteration. Variances are floored at ``min_variance``."""
+    log-likelihood gains less than ``tolerance`` in an iteration. Variances are floored at ``min_variance``.
+    ``restarts``: EM from that many k-means++ seedings, keeping the fit of the highest likelihood."""
     if x.dim() != 2 or x.shape[0] < k or k < 1:
         raise ValueError(f"a {k}-component mixture needs k >= 1 and at least k points of shape (N, D), got "
                          f"{tuple(x.shape)}")
-    x = x.detach().double().cpu()
+    if restarts < 1:
+        raise ValueError(f"restarts must be >= 1, got {restarts}")
+    fits = [_em(x.detach().double().cpu(), k, iterations, min_variance, tolerance, generator) for _ in range(restarts)]
+    return max(fits, key=lambda fit: fit.log_likelihood[-1])
+
+
+def _em(x: Tensor, k: int, iterations: int, min_variance: float, tolerance: float,
+        generator: torch.Generator | None) -> GaussianMixtureFit:
     mu = kmeans_plus_plus(x, k, generator)  # (C, D)
     var = x.var(0, unbiased=False).clamp_min(min_variance).expand(k, -1).clone()  # (C, D)
     log_pi = torch.full((k,), -math.log(k), dtype=x.dtype)

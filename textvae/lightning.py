@@ -43,6 +43,7 @@ from textvae.schedules import KLSchedule
 from textvae.training_objectives import ELBO, SVI, Objective
 
 VALIDATION_SEED = 0
+MIXTURE_RESTARTS = 10  # EM runs from k-means++ seeds when VaDE fits its prior (the most likely fit is kept)
 
 
 def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
@@ -323,7 +324,7 @@ class TextVAESystem(pl.LightningModule):
         after_pretraining: what ends AE pretraining: ``reset_decoder`` (Li et al. 2019, above) or
             ``fit_mixture`` (VaDE, Jiang et al. 2017): keep the decoder and start the model's mixture prior
             (:class:`~textvae.priors.MixturePrior`) at a Gaussian mixture fitted by EM to the posterior means of
-            the training sentences (:func:`textvae.clustering.fit_gaussian_mixture`).
+            the training sentences (:func:`textvae.clustering.fit_gaussian_mixture`, best of 10 seedings).
         svi_steps, svi_lr: Kim et al. (2018)'s semi-amortised training: the ELBO at each posterior after
             this many differentiable gradient steps of size ``svi_lr`` from the encoder's output.
     """
@@ -558,7 +559,8 @@ class TextVAESystem(pl.LightningModule):
             codes.append(self.model.infer(batch).q.code.float())
         self.model.train(was_training)
         codes = torch.cat(codes)
-        fit = fit_gaussian_mixture(codes, prior.mu.shape[0], generator=torch.Generator().manual_seed(0))
+        fit = fit_gaussian_mixture(codes, prior.mu.shape[0], restarts=MIXTURE_RESTARTS,
+                                   generator=torch.Generator().manual_seed(0))
         prior.mu.copy_(fit.mu.to(prior.mu))
         prior.logvar.copy_(fit.logvar.to(prior.logvar))
         if prior.logits.requires_grad:
