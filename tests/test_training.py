@@ -39,10 +39,16 @@ def recipe_kind(path: Path) -> str:
 def test_recipe_fast_dev_run_and_export(recipe, tiny_data, tmp_path):
     data = tiny_data[recipe_kind(recipe)]
     export = tmp_path / "export"
+    text = recipe.read_text(encoding="utf-8")
+    labels = []  # a recipe conditioned on a two-way label reads the synthetic sentences' sentiment instead
+    if "num_labels: 2" in text:
+        labels += ["--data.label_key", "attributes.sentiment"]
+    if "unlabelled:" in text:
+        labels += ["--data.unlabelled", str(data)]
     train.main(["fit", "--config", str(recipe), "--trainer.fast_dev_run", "true", "--trainer.logger", "false",
                 "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path),
                 "--data.train", str(data), "--data.valid", str(data), "--data.test", str(data),
-                "--data.cache_dir", str(tmp_path / "cache"), "--export", str(export)])
+                "--data.cache_dir", str(tmp_path / "cache"), "--export", str(export), *labels])
     loaded = load_export(export)
     assert (export / "config.json").is_file() and (export / "model.safetensors").is_file()
     assert loaded.tokenizer.vocab_size == loaded.model.init_args["vocab_size"]
