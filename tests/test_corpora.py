@@ -105,7 +105,8 @@ def test_switchboard_counts_acts_and_cleaned_meta(shared, tmp_path):
 # ---------------------------------------------------------------------------------------- lite protocol
 
 LITE = {
-    "yelp10k": ("sentences", {"train": 10_000, "valid": 10_000, "test": 10_000}, None),
+    "yelp10k": ("sentences", {"train": 10_000, "valid": 10_000, "test": 10_000, "train.100": 100, "train.500": 500,
+                            "train.1000": 1_000, "train.2000": 2_000}, None),
     "ptb-lite": ("sentences", {"train": 3_370, "valid": 3_761, "test": 3_761}, None),
     "yahoo-lite": ("sentences", {"train": 10_000, "valid": 10_000, "test": 10_000}, None),
     "dailydialog-lite": ("dialogues", {"train": 1_000, "valid": 1_000, "test": 1_000},
@@ -145,10 +146,11 @@ def test_swda_valid_split_is_deterministic_and_disjoint(shared, tmp_path):
 
 def test_pinned_checksums_are_those_of_the_shared_copies(shared):
     pinned = {s.filename: s.sha256 for c in corpora.CORPORA.values() for s in c.sources if s.sha256}
-    assert len(pinned) == 6
+    assert len(pinned) == 10
     local = {"short_yelp.train.10000.txt": "short_yelp/train.10000.txt", "short_yelp.valid.txt": "short_yelp/valid.txt",
              "short_yelp.test.txt": "short_yelp/test.txt", "val.txt": "yahoo/val.txt", "test.txt": "yahoo/test.txt",
              "valid.jsonl": "swda/valid.jsonl"}
+    local |= {f"short_yelp.train.{n}.txt": f"short_yelp/train.{n}.txt" for n in (100, 500, 1000, 2000)}
     for filename, sha256 in pinned.items():
         assert hashlib.sha256((shared / local[filename]).read_bytes()).hexdigest() == sha256, filename
 
