@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
+from textvae.classifier import train_classifier
 from textvae.data.batching import SentenceExample, collate_sentences
 from textvae.data.records import DataError, write_jsonl
 from textvae.data.synthetic import generate_sentences
@@ -160,12 +161,14 @@ def test_forced_label_changes_what_is_generated():
     model.eval()
     z = model.sample_prior(6, generator=torch.Generator().manual_seed(0), labels=torch.zeros(6, dtype=torch.long))
 
-    def verdict(ids):  # 0 if the words are mostly the first label's, else 1
-        return int(sum(i in (8, 9) for i in ids) > sum(i in (4, 5) for i in ids))
+    # the judge: textvae's text classifier trained on the toy corpus' gold labels (ids written as words)
+    def text(ids):
+        return " ".join(f"w{i}" for i in ids)
 
+    judge = train_classifier([text(s) for s in a + b], ["0"] * 4 + ["1"] * 4, min_count=1)
     for label in (0, 1):
         decoded = greedy(model, model.decoder_code(z, torch.full((6,), label)), max_len=8)
-        assert [verdict(ids) for ids in decoded] == [label] * 6
+        assert judge.classify([text(ids) for ids in decoded]).labels == [str(label)] * 6
     # and the classifier q(y | x) learned the labels
     assert model.classify(batch.tokens, batch.lengths).argmax(-1).tolist() == [0] * 4 + [1] * 4
 
@@ -277,3 +280,17 @@ def test_evaluation_of_a_labelled_model(corpus):
     assert math.isfinite(result.iw_nll) and result.recon_bleu is not None
     metrics = prior_sample_metrics(model, data.tokenizer, 4, generator=torch.Generator().manual_seed(0))
     assert len(metrics.samples) == 4
+
+
+def test_bag_of_words_skips_the_most_frequent_ids():
+    """bow_skip=3 asks z for neither the specials (EOS included) nor ids 4, 5, 6 (a word tokenizer's three most
+    frequent words)."""
+    torch.manual_seed(0)
+    model = SentenceVAE(vocab_size=VOCAB, embed_dim=8, hidden_dim=16, latent_dim=3, bow_weight=1.0, bow_skip=3,
+                        mlp_dim=8).eval()
+    nearly_deterministic(model)
+    batch = batch_of([[4, 9, 6, 9, 11]], [None])
+    out = model(batch)
+    mu = model.posterior(model.encoder(batch.tokens, batch.lengths)).mu
+    log_probs = model.bow_network(mu).log_softmax(-1)[0]
+    torch.testing.assert_close(out.aux_loss[0], -(2 * log_probs[9] + log_probs[11]), rtol=1e-5, atol=1e-5)

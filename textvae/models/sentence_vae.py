@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from textvae import components
 from textvae.data.batching import SentenceBatch
-from textvae.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from textvae.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
 from textvae.distributions import kl_divergence, standard_noise
 from textvae.models.modules import (
     DecoderState,
@@ -93,6 +93,9 @@ class SentenceVAE(nn.Module):
         prior: p(z), a :class:`~textvae.priors.Prior` built for (0, latent_dim), or for (label_dim, latent_dim)
             with labels: p(z | y); default N(0, I).
         bow_weight: weight of the bag-of-words loss on z (Zhao et al. 2017); 0 turns it off.
+        bow_skip: the bag-of-words loss leaves out the special tokens and the ids below ``4 + bow_skip``: with
+            the word tokenizer, whose ids are in frequency order, the ``bow_skip`` most frequent words (function
+            words and punctuation, as topic models drop stop words), so z is asked for the content words only.
         num_labels: sentence labels the model is conditioned on (a CVAE on y); 0: none. A recipe sets it to
             the data's count (textvae-train checks they agree).
         label_dim: size of the label embedding e(y).
@@ -108,7 +111,8 @@ class SentenceVAE(nn.Module):
                  z_to_every_input: bool = False, tie_embeddings: bool = False, max_len: int = 512,
                  positions: Literal["learned", "sinusoidal"] = "learned", pooling: Literal["mean", "first"] = "mean",
                  posterior: Callable[[int, int], Posterior] | None = None,
-                 prior: Callable[[int, int], Prior] | None = None, bow_weight: float = 0.0, num_labels: int = 0,
+                 prior: Callable[[int, int], Prior] | None = None, bow_weight: float = 0.0, bow_skip: int = 0,
+                 num_labels: int = 0,
                  label_dim: int = 16, classifier_weight: float = 0.0, mlp_dim: int = 256):
         # the constructor arguments, exactly: textvae.export writes them to config.json to rebuild the model
         init_args = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
@@ -118,9 +122,10 @@ class SentenceVAE(nn.Module):
             raise ValueError(f"latent_dim must be >= 1, got {latent_dim}; use LanguageModel for no latent")
         if not 0.0 <= word_dropout <= 1.0:
             raise ValueError(f"word_dropout must be in [0, 1], got {word_dropout}")
-        if min(bow_weight, num_labels, classifier_weight) < 0 or label_dim < 1 or mlp_dim < 1:
-            raise ValueError(f"need bow_weight, num_labels, classifier_weight >= 0 and label_dim, mlp_dim >= 1, got "
-                             f"{bow_weight}, {num_labels}, {classifier_weight}, {label_dim}, {mlp_dim}")
+        if min(bow_weight, bow_skip, num_labels, classifier_weight) < 0 or label_dim < 1 or mlp_dim < 1:
+            raise ValueError(f"need bow_weight, bow_skip, num_labels, classifier_weight >= 0 and label_dim, mlp_dim >= 1, "
+                             f"got {bow_weight}, {bow_skip}, {num_labels}, {classifier_weight}, {label_dim}, {mlp_dim}")
+        self.bow_skip = bow_skip
         if classifier_weight > 0 and num_labels < 2:
             raise ValueError(f"classifier_weight needs num_labels >= 2 (a classifier q(y|x)), got num_labels={num_labels}")
         self.latent_dim = latent_dim
@@ -237,6 +242,8 @@ class SentenceVAE(nn.Module):
     def _bag_of_words(self, z: Tensor, targets: Tensor) -> Tensor:
         if self.bow_network is None:
             return z.new_zeros(z.shape[0])
+        if self.bow_skip:  # the specials and the bow_skip most frequent words are not asked for
+            targets = targets.masked_fill(targets < len(SPECIAL_TOKENS) + self.bow_skip, PAD_ID)
         return self.bow_weight * bag_of_words_nll(self.bow_network(z), targets, pad_id=PAD_ID)  # (B,)
 
     def forward(self, batch: SentenceBatch) -> ModelOutput:
