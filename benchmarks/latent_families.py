@@ -104,7 +104,8 @@ def main() -> None:
     parser.add_argument("--svi-sentences", type=int, default=200,
                         help="the gaps are measured on the first N of the sentences (refinement is slow)")
     parser.add_argument("--svi-lr", type=float, default=0.25)
-    parser.add_argument("--train-steps", type=int, default=30)
+    parser.add_argument("--train-steps", type=int, default=30,
+                        help="training steps timed for sentences/s (needs recipes/RUN.yaml); 0: not measured")
     parser.add_argument("--batch-size", type=int, default=32, help="sentences per IW-NLL batch")
     parser.add_argument("--json", default=None)
     parser.add_argument("--gaps-only", action="store_true",
@@ -136,8 +137,9 @@ def main() -> None:
             row["svi"] = {k: getattr(gaps, k) for k in ("sentences", "svi_steps", "svi_lr", "iw_nll", "elbo", "elbo_svi",
                                                         "iw_nll_svi", "amortization_gap", "approximation_gap")}
         if not args.gaps_only:
-            row |= {"train_sentences_per_s": training_speed(run, export, args.train_steps),
-                    "threads": torch.get_num_threads(), "matmul_peak_gflops": peak, "args": vars(args)}
+            speed = training_speed(run, export, args.train_steps) if args.train_steps else None  # 0: not measured
+            row |= {"train_sentences_per_s": speed, "threads": torch.get_num_threads(), "matmul_peak_gflops": peak,
+                    "args": vars(args)}
         # merge into the file as it is now: another evaluation may have written other runs meanwhile
         rows = (json.loads(path.read_text(encoding="utf-8"))["results"] if path.exists() else {}) | {run: row}
         path.write_text(json.dumps({"results": rows}, indent=2) + "\n", encoding="utf-8")
@@ -155,7 +157,7 @@ def main() -> None:
         svi = r.get("svi") or {}
         print(f"| `{run}` | {nll} | {f(r['ppl'], 1)} | {f(None if r['elbo'] is None else -r['elbo'])} | {kl} | "
               f"{f(r['mi'])} | {au} | {f(r['recon_bleu'], 1)} | {f(svi.get('amortization_gap'))} | "
-              f"{f(svi.get('approximation_gap'))} | {r['train_sentences_per_s']:.0f} |")
+              f"{f(svi.get('approximation_gap'))} | {f(r['train_sentences_per_s'], 0)} |")
     print(f"wrote {path}")  # the matmul peak at each run's evaluation is in it
 
 
