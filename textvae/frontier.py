@@ -1,0 +1,118 @@
+"""The diversity–relevance frontier of a dialogue model: its responses scored over a sweep of decoding settings.
+
+One decoding setting is one point (BLEU-F1 against distinct-n, Zhao et al. 2017's protocol at N responses per
+context, :func:`textvae.dialogue_eval.evaluate_dialogues`); a model is the curve of its points, so models
+are compared at their best trade-offs rather than at one default each (a latent model decoding each z
+greedily against HRED sampling its words is not a like-for-like comparison).
+
+* :func:`decoding_sweep`: the settings of a model: HRED (no latent) greedy, beam and word sampling at
+  temperatures and top-p; a latent model greedy per z, word sampling per z at temperatures and top-p, and
+  prior scales (z drawn from a wider or narrower prior network);
+* :func:`frontier`: evaluate every setting;
+* :func:`dominates` / :func:`covers`: is one point at least as good on every axis; does one curve cover
+  every point of another;
+* :func:`plot_frontier`: BLEU-F1 against distinct-2, one curve per model (PNG, matplotlib's Agg canvas).
+
+Notation: N responses per context.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
+
+from textvae.data.datasets import DialogueDataset
+from textvae.data.tokenizers import Tokenizer
+from textvae.decoding import Decoding
+from textvae.dialogue import describe_method
+from textvae.dialogue_eval import evaluate_dialogues
+from textvae.models import DialogueModel
+
+HRED_TEMPERATURES = (0.3, 0.5, 0.7, 0.9, 1.0, 1.2)
+LATENT_TEMPERATURES = (0.5, 0.7, 1.0)
+TOP_PS = (0.9,)
+PRIOR_SCALES = (0.5, 1.5, 2.0)
+
+
+class FrontierPoint(NamedTuple):
+    setting: str  # how the responses were decoded, e.g. "sample (T 0.7)", "greedy per sampled z, prior x1.5"
+    decoding: Decoding
+    bleu_f1: list[float]  # BLEU-1..4 F1 (0-1)
+    distinct_1_within: float  # within each context's N responses, mean over contexts
+    distinct_2_within: float
+    distinct_1: float  # over all generated responses
+    distinct_2: float
+
+
+def _name(model: DialogueModel, decoding: Decoding) -> str:
+    text = describe_method(model, decoding)
+    return text + (f", prior x{decoding.prior_scale:g}" if decoding.prior_scale != 1.0 else "")
+
+
+def decoding_sweep(model: DialogueModel, *, temperatures: Sequence[float] | None = None,
+                   top_ps: Sequence[float] = TOP_PS, prior_scales: Sequence[float] = PRIOR_SCALES,
+                   beam_size: int = 5, max_len: int = 50) -> list[Decoding]:
+    """The decoding settings a model's frontier is traced over (see the module doc). ``temperatures``: word
+    sampling temperatures (default: 0.3 to 1.2 for HRED, 0.5 to 1 per z for a latent model); ``top_ps``: sampling
+    at temperature 1 within each nucleus; ``prior_scales`` (latent models): greedy per z drawn with the prior's
+    standard deviation times each scale. HRED also gets greedy and beam search."""
+    latent = model.latent_dim > 0
+    temperatures = tuple(temperatures if temperatures is not None else
+                         (LATENT_TEMPERATURES if latent else HRED_TEMPERATURES))
+    settings = [Decoding("greedy", max_len=max_len)]
+    settings += [Decoding("sample", temperature=t, max_len=max_len) for t in temperatures]
+    settings += [Decoding("sample", top_p=p, max_len=max_len) for p in top_ps]
+    if latent:
+        settings += [Decoding("greedy", prior_scale=s, max_len=max_len) for s in prior_scales]
+    else:
+        settings.append(Decoding("beam", beam_size=beam_size, max_len=max_len))
+    return list(dict.fromkeys(settings))  # in order, without repeats
+
+
+def frontier(model: DialogueModel, dataset: DialogueDataset, tokenizer: Tokenizer, settings: Iterable[Decoding], *,
+             responses: int = 10, max_contexts: int | None = None, seed: int = 0, batch_size: int = 32,
+             device: str | None = None) -> list[FrontierPoint]:
+    """One :class:`FrontierPoint` per setting: ``responses`` per context on the first ``max_contexts`` pairs of
+    ``dataset``, every setting from the same ``seed`` (the same latents where the setting draws them alike)."""
+    if responses < 2:
+        raise ValueError(f"a frontier needs at least 2 responses per context (distinct within), got {responses}")
+    points = []
+    for decoding in settings:
+        result = evaluate_dialogues(model, dataset, tokenizer, responses=responses, decoding=decoding, seed=seed,
+                                    max_contexts=max_contexts, batch_size=batch_size, device=device)
+        points.append(FrontierPoint(_name(model, decoding), decoding, list(result.bleu_f1),
+                                    result.distinct_1_within, result.distinct_2_within, result.distinct_1,
+                                    result.distinct_2))
+    return points
+
+
+def dominates(a: FrontierPoint, b: FrontierPoint, order: int = 1) -> bool:
+    """``a`` is at least as good as ``b`` on BLEU-``order`` F1 and on distinct-2 within and overall."""
+    return (a.bleu_f1[order - 1] >= b.bleu_f1[order - 1] and a.distinct_2_within >= b.distinct_2_within
+            and a.distinct_2 >= b.distinct_2)
+
+
+def covers(curve: Sequence[FrontierPoint], other: Sequence[FrontierPoint], order: int = 1) -> list[FrontierPoint]:
+    """The points of ``other`` that no point of ``curve`` dominates (empty: ``curve`` covers ``other``)."""
+    return [b for b in other if not any(dominates(a, b, order) for a in curve)]
+
+
+def plot_frontier(curves: Mapping[str, Sequence[FrontierPoint]], path: str | os.PathLike, *, order: int = 1,
+                  title: str = "") -> None:
+    """BLEU-``order`` F1 against distinct-2 overall, one marked curve per model (points sorted by diversity)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 5), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for name, points in curves.items():
+        ordered = sorted(points, key=lambda p: p.distinct_2)
+        axes.plot([p.distinct_2 for p in ordered], [p.bleu_f1[order - 1] for p in ordered], marker="o", label=name)
+    axes.set_xlabel("distinct-2 (all responses)")
+    axes.set_ylabel(f"BLEU-{order} F1")
+    axes.set_title(title or "diversity against relevance, one point per decoding setting")
+    axes.legend(loc="best", fontsize="small")
+    figure.tight_layout()
+    figure.savefig(os.fspath(path), format="png")
