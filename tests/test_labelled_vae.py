@@ -91,6 +91,10 @@ def test_m2_bound_on_two_class_toy_equals_hand_computation(prior):
     torch.testing.assert_close(bound, torch.stack(expected_bound), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(out.aux_loss, torch.stack(expected_aux), rtol=1e-5, atol=1e-5)
     assert out.kl[0, -1] == 0 and out.kl[2, -1] == 0 and out.kl[1, -1] >= 0  # the label KL: unlabelled rows only
+    # the code of a labelled sentence is q(z | x, y)'s mean at its label; of an unlabelled one, at the first label
+    for row, label in enumerate([1, 0, 0]):
+        h = torch.cat([features[row], model.label_embedding.weight[label]])
+        torch.testing.assert_close(out.mu[row], model.posterior.to_mu(h), rtol=1e-5, atol=1e-5)
 
 
 def test_unlabelled_batch_and_missing_labels_marginalise():

@@ -283,8 +283,9 @@ class SentenceVAE(nn.Module):
 
         label_kl = (log_qy.exp() * (log_qy + math.log(k))).sum(-1) * (~known)  # (B,) KL(q(y|x) || U), unlabelled
         classifier = -log_qy.gather(1, labels.clamp_min(0).unsqueeze(1)).squeeze(1) * known  # (B,)
-        first = torch.full((b,), -1, dtype=torch.long, device=rows.device)
-        first[rows.flip(0)] = torch.arange(len(rows) - 1, -1, -1, device=rows.device)  # each sentence's first row
+        positions = torch.arange(len(rows), device=rows.device)
+        first = torch.full((b,), len(rows), dtype=torch.long, device=rows.device).scatter_reduce(
+            0, rows, positions, reduce="amin")  # each sentence's first row
         code = q.code[first]  # (B, Z): at the given label, or at the first label for an unlabelled sentence
         return ModelOutput(reconstruction=per_sentence(reconstruction),
                            kl=torch.cat([per_sentence(kl.value), label_kl.unsqueeze(1)], -1), mu=code,
