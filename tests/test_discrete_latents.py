@@ -31,11 +31,8 @@ STANDARD = Normal(torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtyp
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Tiny tensors gain nothing from a second thread (conftest's one_thread, for every test here)."""
 
 
 def joint(categories=(3, 4), zc=2, b=5, temperature=None, straight_through=False, seed=0):

@@ -33,12 +33,8 @@ A, B, C = "they did not approve their treatment .", "will she upgrade a reliable
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from a second thread (see tests/test_sample_tools.py)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Tiny tensors gain nothing from a second thread (conftest's one_thread, for every test here)."""
 
 
 @pytest.fixture(scope="module")
