@@ -27,7 +27,17 @@ from typing import TextIO
 
 import torch
 
-from textvae.data.records import DataError, DataWarning, iter_stream_lines, iter_text_lines
+from textvae.data.datasets import label_under
+from textvae.data.records import (
+    DataError,
+    DataWarning,
+    Sentence,
+    detect_kind,
+    iter_stream_lines,
+    iter_text_lines,
+    parse_json_line,
+    read_jsonl,
+)
 from textvae.decoding import MAX_TEMPERATURE, MIN_TEMPERATURE, Decoding, Method, decoding_bytes
 from textvae.dialogue import default_method
 from textvae.export import Export, check_device, load_export
@@ -429,3 +439,53 @@ def response_decoding(parser: argparse.ArgumentParser, args: argparse.Namespace,
         parser.error(f"--beam applies to beam search, not to --decode {method}")
     beam = {"beam_size": args.beam} if args.beam is not None else {}
     return Decoding(method, max_len=args.max_len, allow_unk=args.allow_unk, **sampling, **beam)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sentences given to the sentence tools
+
+
+def nonempty_sentence(text: str) -> str:
+    """An argparse type: a sentence given on the command line, refused when empty or blank."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty sentence")
+    return text
+
+
+def _is_jsonl(path: Path) -> bool:
+    """A prepared JSONL file (its first line a JSON object with "text" or "turns"), not plain sentences."""
+    for number, line in iter_text_lines(path):
+        try:
+            obj = parse_json_line(line, path, number)
+        except DataError:  # not JSON (or JSON nested deeper than any record): plain text
+            return False
+        return isinstance(obj, dict) and ("text" in obj or "turns" in obj)
+    return False
+
+
+def read_sentences(path: Path) -> list[Sentence]:
+    """Sentences from a prepared JSONL file, or from a text file with one sentence a line (what is not a
+    regular file, e.g. /dev/stdin or a pipe, can be read only once: as one sentence a line)."""
+    if path.exists() and not path.is_file() and not path.is_dir():
+        sentences = [Sentence(text) for _, text in text_lines(path)]
+    elif _is_jsonl(path):
+        if detect_kind(path) != "sentences":
+            raise DataError(f"{path}: holds dialogues; give sentences (one a line, or a prepared sentence JSONL)")
+        sentences = list(read_jsonl(path, "sentences"))
+    else:
+        sentences = [Sentence(text) for _, text in iter_text_lines(path, what="line")]
+    if not sentences:
+        raise DataError(f"{path}: no sentences in the file")
+    return sentences
+
+
+def sentence_labels(parser: argparse.ArgumentParser, sentences: list[Sentence], key: str,
+                    source: Path) -> list[str | None]:
+    """Each sentence's label under ``key`` (``label`` or ``attributes.NAME``); when none has one, a one-line
+    error that lists the keys the sentences do have."""
+    labels = [label_under(key, s.label, s.attributes) for s in sentences]
+    if all(label is None for label in labels):
+        keys = sorted(({"label"} if any(s.label is not None for s in sentences) else set())
+                      | {f"attributes.{k}" for s in sentences for k in s.attributes})
+        parser.error(f"no sentence of {source} has {key}; available: {', '.join(keys) or 'none'}")
+    return labels

@@ -30,6 +30,7 @@ from tools._cli import (
     check_decoding_memory,
     count,
     load_sentence_model,
+    nonempty_sentence,
     note_cut,
     note_unknown,
     parser_from_doc,
@@ -44,21 +45,15 @@ PROG = "textvae-homotopy"
 CHUNK = 256  # points decoded together (textvae.latent.decode_texts' chunk)
 
 
-def _sentence(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("empty sentence")
-    return text
-
-
 
 def _parser() -> argparse.ArgumentParser:
     parser = parser_from_doc(__doc__)
     parser.add_argument("--model", required=True, type=Path, metavar="DIR", help="model export folder")
     start = parser.add_mutually_exclusive_group(required=True)
-    start.add_argument("--from", dest="start", type=_sentence, metavar="SENTENCE", help="the first end")
+    start.add_argument("--from", dest="start", type=nonempty_sentence, metavar="SENTENCE", help="the first end")
     start.add_argument("--from-prior", action="store_true", help="draw the first end from the prior")
     end = parser.add_mutually_exclusive_group(required=True)
-    end.add_argument("--to", dest="end", type=_sentence, metavar="SENTENCE", help="the last end")
+    end.add_argument("--to", dest="end", type=nonempty_sentence, metavar="SENTENCE", help="the last end")
     end.add_argument("--to-prior", action="store_true", help="draw the last end from the prior")
     parser.add_argument("--steps", type=count(1, MAX_STEPS), default=5, metavar="N",
                         help=f"points strictly between the ends, {span(1, MAX_STEPS)} (default 5)")

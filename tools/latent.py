@@ -40,16 +40,18 @@ from tools._cli import (
     add_seed_argument,
     check_decoding_memory,
     load_sentence_model,
+    nonempty_sentence,
     note_cut,
     note_unknown,
     number,
     parser_from_doc,
     printable,
+    read_sentences,
     run,
     sentence_decoding,
+    sentence_labels,
     text_source,
 )
-from tools.sample import _label, read_sentences
 
 DIALOGUE_MESSAGE = "latent arithmetic works on sentences; sample its responses with textvae-respond"
 PROG = "textvae-latent"
@@ -61,12 +63,6 @@ FIX = "lower --beam or --max-len, give fewer --scale values, or use --decode gre
 class _Command(Parser):
     def error(self, message: str):
         self.exit(2, f"{PROG}: error: {message}\n")  # subcommands too: one line named textvae-latent
-
-
-def _sentence(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("empty sentence")
-    return text
 
 
 def _scale() -> Callable[[str], float]:
@@ -98,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Move each sentence along v = mean code of the --data sentences labelled --to-label minus "
                     "that of those labelled --from-label: z + s * v decoded for each --scale s.")
     _common(attribute)
-    attribute.add_argument("sentences", nargs="*", type=_sentence, metavar="SENTENCE", help="sentences to move")
+    attribute.add_argument("sentences", nargs="*", type=nonempty_sentence, metavar="SENTENCE", help="sentences to move")
     attribute.add_argument("--input", type=Path, metavar="FILE",
                            help="or the sentences of FILE (one a line, or a prepared JSONL)")
     attribute.add_argument("--data", required=True, type=Path, metavar="FILE",
@@ -117,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
                     "--data sentence nearest to z_d by cosine, a, b and c left out.")
     _common(analogy_command)
     for name in ("a", "b", "c"):
-        analogy_command.add_argument(f"--{name}", required=True, type=_sentence, metavar="SENTENCE",
+        analogy_command.add_argument(f"--{name}", required=True, type=nonempty_sentence, metavar="SENTENCE",
                                      help=f"sentence {name}")
     analogy_command.add_argument("--scale", type=_scale(), default=1.0, metavar="S",
                                  help=f"step along z_b - z_a, in [-{MAX_SCALE:g}, {MAX_SCALE:g}] (default 1)")
@@ -130,11 +126,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _labels(parser: argparse.ArgumentParser, args: argparse.Namespace, sentences: list[Sentence]) -> list[str | None]:
     """The --label-key value of each --data sentence; a missing key or label is a one-line error."""
-    labels = [_label(s, args.label_key) for s in sentences]
-    if all(label is None for label in labels):
-        keys = sorted(({"label"} if any(s.label is not None for s in sentences) else set())
-                      | {f"attributes.{k}" for s in sentences for k in s.attributes})
-        parser.error(f"no sentence of {args.data} has {args.label_key}; available: {', '.join(keys) or 'none'}")
+    labels = sentence_labels(parser, sentences, args.label_key, args.data)
     present = sorted({label for label in labels if label is not None})
     for flag, label in (("--from-label", args.from_label), ("--to-label", args.to_label)):
         if label not in present:

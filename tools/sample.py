@@ -30,15 +30,8 @@ from pathlib import Path
 
 import torch
 
-from textvae.data.records import (
-    DataError,
-    Sentence,
-    atomic_output,
-    detect_kind,
-    iter_text_lines,
-    parse_json_line,
-    read_jsonl,
-)
+from textvae.data.datasets import label_under
+from textvae.data.records import atomic_output
 from textvae.decoding import Decoding
 from textvae.export import Export
 from textvae.latent import decode_texts, encode_texts, num_labels, plot_projection, project_2d, require_latent
@@ -56,10 +49,11 @@ from tools._cli import (
     output_file,
     parser_from_doc,
     printable,
+    read_sentences,
     run,
     sentence_decoding,
+    sentence_labels,
     span,
-    text_lines,
     text_source,
 )
 
@@ -91,41 +85,6 @@ def _parser() -> argparse.ArgumentParser:
     add_seed_argument(parser, "the prior draws and sampling")
     add_device_argument(parser)
     return parser
-
-
-def _is_jsonl(path: Path) -> bool:
-    """A prepared JSONL file (its first line a JSON object with "text" or "turns"), not plain sentences."""
-    for number, line in iter_text_lines(path):
-        try:
-            obj = parse_json_line(line, path, number)
-        except DataError:  # not JSON (or JSON nested deeper than any record): plain text
-            return False
-        return isinstance(obj, dict) and ("text" in obj or "turns" in obj)
-    return False
-
-
-def read_sentences(path: Path) -> list[Sentence]:
-    """Sentences from a prepared JSONL file, or from a text file with one sentence a line (what is not a
-    regular file, e.g. /dev/stdin or a pipe, can be read only once: as one sentence a line)."""
-    if path.exists() and not path.is_file() and not path.is_dir():
-        sentences = [Sentence(text) for _, text in text_lines(path)]
-    elif _is_jsonl(path):
-        if detect_kind(path) != "sentences":
-            raise DataError(f"{path}: holds dialogues; give sentences (one a line, or a prepared sentence JSONL)")
-        sentences = list(read_jsonl(path, "sentences"))
-    else:
-        sentences = [Sentence(text) for _, text in iter_text_lines(path, what="line")]
-    if not sentences:
-        raise DataError(f"{path}: no sentences in the file")
-    return sentences
-
-
-def _label(sentence: Sentence, key: str) -> str | None:
-    if key == "label":
-        value = sentence.label
-    else:
-        value = sentence.attributes.get(key.removeprefix("attributes."))
-    return None if value is None else str(value)
 
 
 def _label_id(parser: argparse.ArgumentParser, export: Export, name: str | None) -> int | None:
@@ -193,7 +152,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     own = None
     if num_labels(model):  # each sentence's own label where the file gives one the model knows
         names = {name: i for i, name in enumerate(export.labels)}
-        own = torch.tensor([names.get(_label(s, args.label_key), -1) for s in sentences], dtype=torch.long)
+        own = torch.tensor([names.get(label_under(args.label_key, s.label, s.attributes), -1) for s in sentences],
+                           dtype=torch.long)
     encoded = encode_texts(model, tokenizer, [s.text for s in sentences], labels=own)
     if args.reconstruct is not None:
         note_unknown(PROG, encoded.tokens, encoded.unknown)
@@ -208,11 +168,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
                        labels=labels)
         return
 
-    labels = [_label(s, args.label_key) for s in sentences]
-    if all(label is None for label in labels):
-        keys = sorted(({"label"} if any(s.label is not None for s in sentences) else set())
-                      | {f"attributes.{k}" for s in sentences for k in s.attributes})
-        parser.error(f"no sentence of {args.data} has {args.label_key}; available: {', '.join(keys) or 'none'}")
+    labels = sentence_labels(parser, sentences, args.label_key, args.data)
     labels = [label if label is not None else "(none)" for label in labels]
     projection = project_2d(encoded.mu)
     title = (f"{type(model).__name__} posterior means, PCA\n{args.data.name}: {len(sentences):,} sentences "

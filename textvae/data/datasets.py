@@ -150,19 +150,25 @@ def _warn_truncated(source: str, what: str, count: int, total: int, max_len: int
                       DataWarning, stacklevel=3)
 
 
+def check_label_key(key: str) -> None:
+    """A DataError unless ``key`` is ``label`` or ``attributes.NAME``."""
+    if key != "label" and (not key.startswith("attributes.") or key == "attributes."):
+        raise DataError(f"label key {key!r}: use 'label' or 'attributes.NAME' (e.g. attributes.topic)")
+
+
+def label_under(key: str, label: Any, attributes: dict | None) -> str | None:
+    """A sentence's label under ``key`` (``label`` or ``attributes.NAME``) as a string; None where it has none."""
+    value = label if key == "label" else (attributes or {}).get(key.removeprefix("attributes."))
+    return None if value is None else str(value)
+
+
 def label_values(records, key: str = "label") -> list[str | None]:
     """Each sentence's label under ``key``: ``label``, or ``attributes.NAME`` for an attribute the corpus
     records (the synthetic corpus: topic, sentiment, tense, ...); None where a sentence has none."""
+    check_label_key(key)
     if key == "label":
         return list(records["label"])
-    if not key.startswith("attributes.") or key == "attributes.":
-        raise DataError(f"label key {key!r}: use 'label' or 'attributes.NAME' (e.g. attributes.topic)")
-    name = key.removeprefix("attributes.")
-    values = []
-    for raw in records["attributes"]:
-        value = json.loads(raw).get(name) if raw else None
-        values.append(None if value is None else str(value))
-    return values
+    return [label_under(key, None, json.loads(raw) if raw else None) for raw in records["attributes"]]
 
 
 class SentenceDataset(torch.utils.data.Dataset):
