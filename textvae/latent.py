@@ -79,9 +79,8 @@ def encode_texts(model: TextModel, tokenizer: Tokenizer, texts: Sequence[str], *
             batch = collate_sentences([SentenceExample(ids[i], None, i) for i in order[start:start + batch_size]])
             index = batch.index.to(device)
             tokens, lengths = batch.tokens.to(device), batch.lengths.to(device)
-            if labelled:
-                used[index] = model.labels_for(model.encoder(tokens, lengths), used[index])
-                batch_mu, batch_logvar = model.encode(tokens, lengths, used[index])  # (B, Z) x2
+            if labelled:  # the code and the label it was encoded at (given, or the classifier's), in one pass
+                batch_mu, batch_logvar, used[index] = model.encode_labelled(tokens, lengths, used[index])
             else:
                 batch_mu, batch_logvar = model.encode(tokens, lengths)
             mu[index] = batch_mu.float()

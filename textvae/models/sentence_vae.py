@@ -189,12 +189,19 @@ class SentenceVAE(nn.Module):
         """A code for each sentence: tokens (B, T) BOS .. EOS, lengths (B,) -> (code, logvar), each (B, Z):
         the posterior mean (a flow posterior: its base mean pushed through the flow) and the base log-variance.
         With labels: q(z | x, y) at ``labels`` (B,), q(y | x)'s most likely label where not given or -1."""
+        code, logvar, _ = self.encode_labelled(tokens, lengths, labels)
+        return code, logvar
+
+    def encode_labelled(self, tokens: Tensor, lengths: Tensor,
+                        labels: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """:meth:`encode` and the label each code was encoded at, (B,) (None without labels): one encoder pass."""
         features = self.encoder(tokens, lengths)
-        if self.num_labels:
-            q = self._labelled(features, self.labels_for(features, labels))[0]
-        else:
+        if not self.num_labels:
             q = self.posterior(features)
-        return q.code, q.params[1]
+            return q.code, q.params[1], None
+        labels = self.labels_for(features, labels)
+        q = self._labelled(features, labels)[0]
+        return q.code, q.params[1], labels
 
     def classify(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         """log q(y | x): (B, T), (B,) -> (B, num_labels)."""
