@@ -26,7 +26,7 @@ from textvae.data.batching import SentenceExample, collate_sentences
 from textvae.data.records import read_jsonl
 from textvae.decoding import Decoding
 from textvae.export import load_export
-from textvae.latent import decode_texts
+from textvae.latent import decode_texts, prior_draws
 
 SAMPLING = Decoding("sample", max_len=40)
 
@@ -49,8 +49,7 @@ def samples_for(export, label: int | None, n: int, seed: int) -> list[str]:
     """n prior samples, for ``label`` when the model is conditioned on labels."""
     model = export.model.eval()
     generator = torch.Generator().manual_seed(seed)
-    labels = torch.full((n,), label, dtype=torch.long) if label is not None else None
-    z = model.sample_prior(n, generator=generator, **({"labels": labels} if labels is not None else {}))
+    z, labels = prior_draws(model, n, generator=generator, label=label)
     return decode_texts(model, export.tokenizer, z, SAMPLING, generator=generator, labels=labels)
 
 

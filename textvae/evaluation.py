@@ -58,7 +58,7 @@ from textvae.decoding import Decoding, greedy
 from textvae.distributions import GaussianMixture
 from textvae.inference import concatenate, mutual_information, refine, sampled_kl
 from textvae.inference import importance_samples as model_importance_samples
-from textvae.latent import decode_texts, encode_texts
+from textvae.latent import decode_texts, encode_texts, num_labels, prior_draws
 from textvae.metrics import (
     active_units,
     clustering_accuracy,
@@ -336,7 +336,7 @@ def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: in
                 if bleu:
                     max_len = int(batch.lengths.max()) - 1 + RECONSTRUCTION_SLACK
                     # a labelled model decodes [z; e(y)] at the label it was encoded with (its infer's condition)
-                    start_code = code if not getattr(model, "num_labels", 0) else torch.cat([code, inference.condition], -1)
+                    start_code = code if not num_labels(model) else torch.cat([code, inference.condition], -1)
                     hypotheses += [_text(ids, tokenizer) for ids in greedy(model, start_code, max_len)]
                     references += [_text(e.ids, tokenizer) for e in examples]
             if progress is not None:
@@ -390,12 +390,7 @@ def prior_sample_metrics(model: TextModel, tokenizer: Tokenizer, n: int, *,
     texts: list[str] = []
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
-        labels = None
-        if getattr(model, "num_labels", 0):  # a labelled model: each draw for a label drawn uniformly
-            labels = torch.randint(model.num_labels, (m,), generator=generator, device=generator.device
-                                   if generator is not None else None)
-        z = (model.sample_prior(m, generator=generator, **({"labels": labels} if labels is not None else {}))
-             if model.latent_dim > 0 else None)  # (m, Z) or None
+        z, labels = prior_draws(model, m, generator=generator)  # a labelled model: labels drawn uniformly
         texts += decode_texts(model, tokenizer, z, decoding, count=m, chunk=batch_size, generator=generator,
                               labels=labels)
         if progress is not None:

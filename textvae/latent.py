@@ -53,6 +53,26 @@ def num_labels(model: TextModel) -> int:
     return getattr(model, "num_labels", 0)
 
 
+class PriorDraws(NamedTuple):
+    z: Tensor | None  # (n, Z) draws of z; None for a language model, which decodes from nothing
+    labels: Tensor | None  # (n,) a labelled model's label of each draw; else None
+
+
+def prior_draws(model: TextModel, n: int, *, generator: torch.Generator | None = None, label: int | None = None,
+                scale: float = 1.0) -> PriorDraws:
+    """n draws from the prior, as :func:`decode_texts` takes them: z ~ p(z) (a labelled model: each for
+    ``label``, or for a label drawn uniformly, z ~ p(z | y)); ``scale`` multiplies the prior's standard
+    deviation. On ``generator``'s device (the CPU without one)."""
+    if getattr(model, "latent_dim", 0) < 1:
+        return PriorDraws(None, None)
+    if not num_labels(model):
+        return PriorDraws(model.sample_prior(n, generator=generator, scale=scale), None)
+    device = generator.device if generator is not None else None
+    labels = (torch.full((n,), label, dtype=torch.long, device=device) if label is not None else
+              torch.randint(num_labels(model), (n,), generator=generator, device=device))
+    return PriorDraws(model.sample_prior(n, generator=generator, scale=scale, labels=labels), labels)
+
+
 @torch.inference_mode()
 def encode_texts(model: TextModel, tokenizer: Tokenizer, texts: Sequence[str], *,
                  batch_size: int = 64, labels: Tensor | None = None) -> EncodedTexts:

@@ -34,7 +34,15 @@ from textvae.data.datasets import label_under
 from textvae.data.records import atomic_output
 from textvae.decoding import Decoding
 from textvae.export import Export
-from textvae.latent import decode_texts, encode_texts, num_labels, plot_projection, project_2d, require_latent
+from textvae.latent import (
+    decode_texts,
+    encode_texts,
+    num_labels,
+    plot_projection,
+    prior_draws,
+    project_2d,
+    require_latent,
+)
 from tools._cli import (
     MAX_SAMPLES,
     Progress,
@@ -138,12 +146,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         decoding = sentence_decoding(args, "sample")
         check_decoding_memory(parser, min(n, CHUNK), decoding, tokenizer.vocab_size, args.device, fix=FIX,
                               extra=n * model.latent_dim * 4)  # and the n prior draws
-        labels = None
-        if num_labels(model):
-            labels = (torch.full((n,), label, dtype=torch.long, device=args.device) if label is not None else
-                      torch.randint(num_labels(model), (n,), generator=generator, device=args.device))
-        z = model.sample_prior(n, generator=generator, **({"labels": labels} if labels is not None else {})) \
-            if model.latent_dim > 0 else None  # (n, Z)
+        z, labels = prior_draws(model, n, generator=generator, label=label)  # (n, Z), (n,) or None
         _print_decoded(export, z, n, decoding, generator, labels=labels)
         return
 
