@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from textvae.models.cvae import CVAE
 from textvae.models.hred import HRED
 from textvae.models.language_model import LanguageModel
+from textvae.models.larl import LaRL
 from textvae.models.modules import DecoderState, ImportanceSamples, Inference, ModelOutput, ResponseCondition
 from textvae.models.sentence_vae import SentenceVAE
 from textvae.models.vhred import VHRED
@@ -97,5 +98,5 @@ class DialogueModel(TextModel, Protocol):
 
 
 __all__ = ["CVAE", "HRED", "VHRED", "DecoderState", "DialogueModel", "ImportanceSamples", "Inference",
-           "LanguageModel", "LatentModel", "ModelOutput", "ResponseCondition", "SentenceLatentModel", "SentenceVAE",
-           "TextModel"]
+           "LaRL", "LanguageModel", "LatentModel", "ModelOutput", "ResponseCondition", "SentenceLatentModel",
+           "SentenceVAE", "TextModel"]
