@@ -61,14 +61,26 @@ def build(name: str, data) -> torch.nn.Module:
                     bow_weight=0.0, **SMALL)
     if name == "cvae-every-input":
         return CVAE(vocab_size=v, latent_dim=6, prior_dim=10, mlp_dim=10, condition_every_input=True, **SMALL)
-    if name == "kgcvae":
+    if name in ("kgcvae", "kgcvae-copy"):
         return CVAE(vocab_size=v, latent_dim=6, prior_dim=10, mlp_dim=10, knowledge=True,
-                    num_acts=len(dataset.acts), act_dim=5, num_topics=len(dataset.topics), topic_dim=4, **SMALL)
+                    num_acts=len(dataset.acts), act_dim=5, num_topics=len(dataset.topics), topic_dim=4,
+                    attention=name == "kgcvae-copy", copy=name == "kgcvae-copy", **SMALL)
+    if name == "hred-attention":
+        return HRED(vocab_size=v, attention=True, **SMALL)
+    if name == "vhred-copy":
+        return VHRED(vocab_size=v, latent_dim=6, network_dim=10, attention=True, copy=True, **SMALL)
     raise KeyError(name)
 
 
-ALL = ["hred", "hred-lstm", "vhred", "cvae", "cvae-topics-no-bow", "cvae-every-input", "kgcvae"]
-LATENT = ["vhred", "cvae", "cvae-topics-no-bow", "cvae-every-input", "kgcvae"]
+# the *-attention / *-copy models: the decoder attends to the context's words (and copies them)
+ALL = ["hred", "hred-lstm", "hred-attention", "vhred", "vhred-copy", "cvae", "cvae-topics-no-bow",
+       "cvae-every-input", "kgcvae", "kgcvae-copy"]
+LATENT = ["vhred", "vhred-copy", "cvae", "cvae-topics-no-bow", "cvae-every-input", "kgcvae", "kgcvae-copy"]
+
+
+def vector(condition):
+    """The condition's vector: a decoder that attends reads it together with the context's words."""
+    return getattr(condition, "vector", condition)
 
 
 def gaussians(model, batch):
@@ -92,9 +104,9 @@ def test_forward_shapes_and_contract(name, data, batch):
         z = model.latent_dim
         assert out.kl.shape == out.mu.shape == out.logvar.shape == (b, z)
         assert (out.kl >= -1e-6).all()
-    assert model.num_acts == (len(data[1].acts) if name == "kgcvae" else 0)
+    assert model.num_acts == (len(data[1].acts) if name.startswith("kgcvae") else 0)
     # aux: zeros without a bag-of-words or act loss, positive with one
-    has_aux = name in ("cvae", "cvae-every-input", "kgcvae")
+    has_aux = name in ("cvae", "cvae-every-input", "kgcvae", "kgcvae-copy")
     assert bool((out.aux_loss > 0).all()) == has_aux and bool((out.aux_loss == 0).all()) != has_aux
     loss = out.reconstruction.mean() + out.aux_loss.mean() + (0 if out.kl is None else out.kl.sum(-1).mean())
     loss.backward()
@@ -158,7 +170,7 @@ def test_training_uses_the_recognition_network_and_generation_the_prior(name, da
     out2, prior2, post2 = run()
     assert not torch.allclose(out1.reconstruction, out2.reconstruction)
     assert not torch.allclose(post1.z, post2.z)
-    assert torch.equal(prior1.z, prior2.z) and torch.equal(prior1.condition, prior2.condition)
+    assert torch.equal(prior1.z, prior2.z) and torch.equal(vector(prior1.condition), vector(prior2.condition))
 
 
 def test_context_encoding_ignores_padding_and_batch_neighbours(data):
@@ -185,6 +197,11 @@ def test_response_condition_rows_are_sample_major(name, data, batch):
         again = model.response_condition(batch, num_samples=n, generator=torch.Generator().manual_seed(0))
         c = model.encode_context(batch)
     assert isinstance(rc, ResponseCondition) and rc.condition.shape[0] == n * b
+    if model.attention:  # the context's words come with the condition, repeated sample-major like it
+        words = model.context_and_words(batch)[1]
+        assert torch.equal(rc.condition.words.ids, words.ids.repeat(n, 1))
+        assert torch.allclose(rc.condition.words.states, words.states.repeat(n, 1, 1))
+    rc, again = rc._replace(condition=vector(rc.condition)), again._replace(condition=vector(again.condition))
     assert torch.equal(rc.condition, again.condition)  # the generator makes it deterministic
     context = rc.condition[:, : c.shape[1]].view(n, b, -1)
     assert torch.allclose(context, c.expand(n, b, -1))  # row s * B + b is context b
@@ -194,7 +211,7 @@ def test_response_condition_rows_are_sample_major(name, data, batch):
         assert rc.z.shape == (n * b, model.latent_dim)
         assert torch.equal(rc.condition[:, c.shape[1]: c.shape[1] + model.latent_dim], rc.z)
         assert not torch.allclose(rc.z[:b], rc.z[b: 2 * b])  # different samples per context
-        assert (rc.acts is not None) == (name == "kgcvae")
+        assert (rc.acts is not None) == name.startswith("kgcvae")
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -205,7 +222,7 @@ def test_bad_requests_raise_clear_errors(name, data, batch):
     with pytest.raises(ValueError, match="num_samples"):
         model.response_condition(batch, num_samples=0)
     b = batch.response.shape[0]
-    if name == "kgcvae":
+    if name.startswith("kgcvae"):
         with pytest.raises(ValueError, match="act ids must be in"):
             model.response_condition(batch, acts=torch.full((b,), model.num_acts))
         with pytest.raises(ValueError, match="one act id per context"):
@@ -213,7 +230,7 @@ def test_bad_requests_raise_clear_errors(name, data, batch):
     else:
         with pytest.raises(ValueError, match="not conditioned on dialog acts"):
             model.response_condition(batch, acts=torch.zeros(b, dtype=torch.long))
-    if name not in ("hred", "hred-lstm"):
+    if not name.startswith("hred"):
         with pytest.raises(ValueError, match="needs the response"):
             model.response_condition(batch._replace(response=None, response_lengths=None), z_source="posterior")
     with pytest.raises(ValueError, match="response_condition"):
@@ -297,7 +314,7 @@ def test_word_dropout_only_in_training(name, data, batch):
     assert torch.equal(model.eval().decoder_inputs(batch.inputs), batch.inputs)
 
 
-@pytest.mark.parametrize("name", ["hred", "vhred", "cvae", "kgcvae"])
+@pytest.mark.parametrize("name", ["hred", "vhred", "cvae", "kgcvae", "kgcvae-copy"])
 def test_overfits_a_few_dialogues(name, data, batch):
     model = build(name, data)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.005)
@@ -337,7 +354,7 @@ def test_export_load_gives_identical_logits(name, data, batch, tmp_path):
     with torch.no_grad():
         a = model.response_condition(batch, num_samples=2, generator=torch.Generator().manual_seed(0))
         b = loaded.response_condition(batch, num_samples=2, generator=torch.Generator().manual_seed(0))
-        assert torch.equal(a.condition, b.condition)
+        assert torch.equal(vector(a.condition), vector(b.condition))
         inputs = batch.inputs.repeat(2, 1)
         assert torch.equal(model.decoder(inputs, a.condition), loaded.decoder(inputs, b.condition))
         torch.manual_seed(3)

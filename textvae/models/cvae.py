@@ -48,16 +48,20 @@ from textvae.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from textvae.distributions import kl_divergence, standard_noise
 from textvae.models.modules import (
     ContextEncoder,
+    ContextWords,
     Inference,
     ModelOutput,
     ResponseCondition,
-    RNNDecoder,
     RNNState,
+    WithContext,
     check_response_request,
     chunked_log_likelihood,
+    dialogue_decoder,
     keep_legacy_keys,
     reset_decoder,
     sequence_nll,
+    split_condition,
+    with_words,
 )
 from textvae.objectives import bag_of_words_nll, word_dropout
 from textvae.posteriors import GaussianPosterior, Posterior
@@ -103,6 +107,8 @@ class CVAE(nn.Module):
             callable or spec dict); default a diagonal Gaussian linear in it (the paper's recognition network).
         prior: p(z | c), a :class:`~textvae.priors.Prior` built for (size of c, latent_dim); default the
             paper's prior network, ``ConditionalGaussianPrior(hidden_dim=prior_dim, num_hidden=1)``.
+        attention: the decoder attends to the context's words (:class:`~textvae.models.modules.AttentionRNNDecoder`).
+        copy: and copies them (pointer-generator); needs ``attention``.
     """
 
     def __init__(self, *, vocab_size: int, cell: Literal["lstm", "gru"] = "gru", embed_dim: int = 200,
@@ -112,7 +118,7 @@ class CVAE(nn.Module):
                  mlp_dim: int = 400, bow_weight: float = 1.0, act_weight: float = 1.0, dropout: float = 0.0,
                  word_dropout: float = 0.0, share_embeddings: bool = True, condition_every_input: bool = False,
                  posterior: Callable[[int, int], Posterior] | None = None,
-                 prior: Callable[[int, int], Prior] | None = None):
+                 prior: Callable[[int, int], Prior] | None = None, attention: bool = False, copy: bool = False):
         # the constructor arguments, exactly: textvae.export writes them to config.json to rebuild the model
         init_args = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
         super().__init__()
@@ -146,7 +152,9 @@ class CVAE(nn.Module):
                                       Prior, c, latent_dim)
         init_args |= {"posterior": components.spec(self.posterior), "prior": components.spec(self.prior)}
         self.bow_network = _mlp(c + latent_dim, mlp_dim, vocab_size, dropout) if bow_weight > 0 else None
-        self.decoder = RNNDecoder(
+        self.attention = attention
+        self.decoder = dialogue_decoder(
+            attention=attention, copy=copy, memory_dim=x,
             vocab_size=vocab_size, cell=cell, embed_dim=embed_dim, hidden_dim=decoder_dim,
             latent_dim=c + latent_dim + a, num_layers=num_layers, z_to_every_input=condition_every_input,
             every_input_dim=0 if condition_every_input else a, dropout=dropout)
@@ -161,7 +169,15 @@ class CVAE(nn.Module):
     def encode_context(self, batch: DialogueBatch) -> Tensor:
         """c = [context encoding, topic embedding, speaker profiles]: (B, C). An unknown topic (-1) embeds
         to zeros; a batch without profiles reads zeros (unknown callers)."""
-        parts = [self.context_encoder(batch.context, batch.context_lengths, batch.context_turns, batch.context_floor)]
+        return self.context_and_words(batch, words=False)[0]
+
+    def context_and_words(self, batch: DialogueBatch, *, words: bool | None = None) -> tuple[Tensor, ContextWords | None]:
+        """c (B, C) and, for a decoder that attends (``words`` None: when the model does), the context's words
+        (else None), in one encoder pass."""
+        words = self.attention if words is None else words
+        encoded = self.context_encoder(batch.context, batch.context_lengths, batch.context_turns,
+                                       batch.context_floor, words=words)
+        parts, context_words = ([encoded[0]], encoded[1]) if words else ([encoded], None)
         b = batch.context.shape[0]
         if self.topic_embedding is not None:
             topics = batch.topics if batch.topics is not None else parts[0].new_full((b,), -1, dtype=torch.long)
@@ -174,7 +190,7 @@ class CVAE(nn.Module):
                 raise ValueError(f"this model reads {self.profile_dim} speaker profile features per example, "
                                  f"the batch has {tuple(profiles.shape)}")
             parts.append(profiles.to(parts[0].dtype))  # (B, P)
-        return torch.cat(parts, dim=-1)  # (B, C)
+        return torch.cat(parts, dim=-1), context_words  # (B, C)
 
     def recognize(self, c: Tensor, batch: DialogueBatch):
         """q(z | c, x[, y]): (B, C), the response (B, T) and, for kgCVAE, its gold act -> the posterior's
@@ -189,9 +205,10 @@ class CVAE(nn.Module):
         return self.posterior(torch.cat(parts, dim=-1))
 
     def infer(self, batch: DialogueBatch) -> Inference:
-        """q(z | c, x[, y]), p(z | c) and c (what the decoder and the act network read besides z)."""
-        c = self.encode_context(batch)  # (B, C)
-        return Inference(q=self.recognize(c, batch), p=self.prior(c, c.shape[0]), condition=c)
+        """q(z | c, x[, y]), p(z | c) and c (what the decoder and the act network read besides z; with the
+        context's words when the decoder attends)."""
+        c, words = self.context_and_words(batch)  # (B, C)
+        return Inference(q=self.recognize(c, batch), p=self.prior(c, c.shape[0]), condition=with_words(c, words))
 
     def inference_parameters(self) -> Iterator[nn.Parameter]:
         """The recognition side: the utterance encoder (it reads the response), the act feature and the
@@ -230,7 +247,7 @@ class CVAE(nn.Module):
 
     def forward(self, batch: DialogueBatch) -> ModelOutput:
         inference = self.infer(batch)
-        q, c = inference.q, inference.condition
+        q, c, words = inference.q, *split_condition(inference.condition)
         z, log_q = q.rsample_with_log_prob(standard_noise(q.params[0]))  # (B, Z), from q in training and evaluation
         kl = kl_divergence(q, inference.p, z, log_q)
         generation = torch.cat([c, z], dim=-1)  # (B, C + Z)
@@ -244,7 +261,8 @@ class CVAE(nn.Module):
             act_nll = F.cross_entropy(act_logits.float(), gold, ignore_index=-1, reduction="none")  # (B,), 0 if unknown
             aux = aux + self.act_weight * act_nll
         condition, _ = self.decoder_condition(c, z, gold)  # (B, C + Z [+ A])
-        reconstruction = sequence_nll(self.decoder, self.decoder_inputs(batch.inputs), batch.targets, condition)
+        reconstruction = sequence_nll(self.decoder, self.decoder_inputs(batch.inputs), batch.targets,
+                                      with_words(condition, words))
         return ModelOutput(reconstruction=reconstruction, kl=kl.value, mu=q.code, logvar=q.params[1], aux_loss=aux,
                            act_nll=act_nll, kl_closed_form=kl.closed_form, posterior=q)
 
@@ -253,14 +271,14 @@ class CVAE(nn.Module):
         log p(y | c, z_k) with the gold act y where known (elsewhere the decoder reads the predicted act and
         no act term is added), the joint whose bound the evaluation reports. ``condition``: c (B, C) from
         :meth:`infer` (computed when None)."""
-        c = condition if condition is not None else self.encode_context(batch)
+        c, words = split_condition(condition) if condition is not None else self.context_and_words(batch)
         k, b, _ = z.shape
         generation = torch.cat([c.expand(k, -1, -1), z], dim=-1)  # (K, B, C + Z)
         gold = self._gold_acts(batch, c)  # (B,)
         full, _ = self.decoder_condition(generation[..., :c.shape[-1]].reshape(k * b, -1), z.reshape(k * b, -1),
                                          gold.repeat(k))  # (K * B, C + Z [+ A]), sample-major
         log_px = chunked_log_likelihood(self.decoder, self.decoder_inputs(batch.inputs), batch.targets,
-                                        full.view(k, b, -1), chunk=chunk)  # (K, B)
+                                        full.view(k, b, -1), chunk=chunk, words=words)  # (K, B)
         if self.num_acts:
             log_py = torch.log_softmax(self.act_network(generation).float(), dim=-1)  # (K, B, num_acts)
             picked = log_py.gather(-1, gold.clamp_min(0).expand(k, -1).unsqueeze(-1)).squeeze(-1)  # (K, B)
@@ -276,7 +294,7 @@ class CVAE(nn.Module):
         the recognition network (reconstruction, needs ``batch.response``); kgCVAE: for the given
         ``acts`` (B,) or the acts it predicts from (c, z). Rows sample-major."""
         check_response_request(z_source, acts, self.num_acts, batch.context.shape[0], num_samples)
-        c = self.encode_context(batch)  # (B, C)
+        c, words = self.context_and_words(batch)  # (B, C)
         if z_source == "prior":  # prior_scale: a wider (or narrower) prior, its sd times the scale
             z = self.prior(c, c.shape[0]).sample(num_samples, generator, scale=prior_scale)  # (N, B, Z)
         else:
@@ -284,11 +302,12 @@ class CVAE(nn.Module):
         z = z.flatten(0, 1)  # (N * B, Z)
         forced = None if acts is None else acts.to(c.device).repeat(num_samples)  # (N * B,)
         condition, used = self.decoder_condition(c.repeat(num_samples, 1), z, forced)
+        condition = with_words(condition, None if words is None else words.repeat(num_samples))
         return ResponseCondition(condition=condition, z=z, acts=used)
 
     # -- incremental decoding (textvae.decoding) -----------------------------------------------------
 
-    def decoder_start(self, condition: Tensor | None, batch_size: int | None = None) -> RNNState:
+    def decoder_start(self, condition: Tensor | WithContext | None, batch_size: int | None = None) -> RNNState:
         if condition is None:
             raise ValueError("CVAE decodes from [c, z(, act)]: pass response_condition(batch).condition")
         return self.decoder.start(condition)

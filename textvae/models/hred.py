@@ -23,12 +23,15 @@ from textvae.data.batching import DialogueBatch
 from textvae.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from textvae.models.modules import (
     ContextEncoder,
+    ContextWords,
     ModelOutput,
     ResponseCondition,
-    RNNDecoder,
     RNNState,
+    WithContext,
     check_response_request,
+    dialogue_decoder,
     sequence_nll,
+    with_words,
 )
 from textvae.objectives import word_dropout
 
@@ -49,6 +52,8 @@ class HRED(nn.Module):
         word_dropout: probability of replacing a decoder input word by UNK, in training only.
         condition_every_input: feed c to every decoder step besides its initial state.
         share_embeddings: one word embedding for the utterance encoder and the decoder.
+        attention: the decoder attends to the context's words (:class:`~textvae.models.modules.AttentionRNNDecoder`).
+        copy: and copies them (pointer-generator); needs ``attention``.
     """
 
     latent_dim = 0
@@ -60,7 +65,8 @@ class HRED(nn.Module):
     def __init__(self, *, vocab_size: int, cell: Literal["lstm", "gru"] = "gru", embed_dim: int = 200,
                  utterance_dim: int = 300, bidirectional: bool = True, context_dim: int = 600, decoder_dim: int = 400,
                  num_layers: int = 1, dropout: float = 0.0, word_dropout: float = 0.0,
-                 condition_every_input: bool = True, share_embeddings: bool = True):
+                 condition_every_input: bool = True, share_embeddings: bool = True, attention: bool = False,
+                 copy: bool = False):
         # the constructor arguments, exactly: textvae.export writes them to config.json to rebuild the model
         init_args = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
         super().__init__()
@@ -71,7 +77,9 @@ class HRED(nn.Module):
         self.context_encoder = ContextEncoder(
             vocab_size=vocab_size, cell=cell, embed_dim=embed_dim, utterance_dim=utterance_dim,
             bidirectional=bidirectional, context_dim=context_dim, num_layers=num_layers, dropout=dropout)
-        self.decoder = RNNDecoder(
+        self.attention = attention
+        self.decoder = dialogue_decoder(
+            attention=attention, copy=copy, memory_dim=self.context_encoder.utterance.output_dim,
             vocab_size=vocab_size, cell=cell, embed_dim=embed_dim, hidden_dim=decoder_dim,
             latent_dim=self.context_encoder.output_dim, num_layers=num_layers,
             z_to_every_input=condition_every_input, dropout=dropout)
@@ -82,6 +90,13 @@ class HRED(nn.Module):
         """c: the previous turns (B, U, T) -> (B, C)."""
         return self.context_encoder(batch.context, batch.context_lengths, batch.context_turns, batch.context_floor)
 
+    def context_and_words(self, batch: DialogueBatch) -> tuple[Tensor, ContextWords | None]:
+        """c (B, C) and, for a decoder that attends, the context's words (else None), in one encoder pass."""
+        if not self.attention:
+            return self.encode_context(batch), None
+        return self.context_encoder(batch.context, batch.context_lengths, batch.context_turns, batch.context_floor,
+                                    words=True)
+
     def decoder_inputs(self, inputs: Tensor) -> Tensor:
         """Word dropout on the decoder inputs (B, T), only in training; BOS, EOS and PAD are never replaced."""
         if not self.training or self.word_dropout == 0.0:
@@ -89,8 +104,9 @@ class HRED(nn.Module):
         return word_dropout(inputs, self.word_dropout, unk_id=UNK_ID, protected=(PAD_ID, BOS_ID, EOS_ID))
 
     def forward(self, batch: DialogueBatch) -> ModelOutput:
-        c = self.encode_context(batch)  # (B, C)
-        reconstruction = sequence_nll(self.decoder, self.decoder_inputs(batch.inputs), batch.targets, c)  # (B,)
+        c, words = self.context_and_words(batch)  # (B, C)
+        reconstruction = sequence_nll(self.decoder, self.decoder_inputs(batch.inputs), batch.targets,
+                                      with_words(c, words))  # (B,)
         return ModelOutput(reconstruction=reconstruction, kl=None, mu=None, logvar=None,
                            aux_loss=reconstruction.new_zeros(reconstruction.shape))
 
@@ -100,12 +116,13 @@ class HRED(nn.Module):
         """The context encoding, repeated ``num_samples`` times (sample-major); HRED has no latent, so
         both ``z_source`` values give the same condition and samples differ only by decoding."""
         check_response_request(z_source, acts, self.num_acts, batch.context.shape[0], num_samples)
-        c = self.encode_context(batch)  # (B, C)
-        return ResponseCondition(condition=c.repeat(num_samples, 1), z=None, acts=None)  # (N * B, C)
+        c, words = self.context_and_words(batch)  # (B, C)
+        condition = with_words(c.repeat(num_samples, 1), None if words is None else words.repeat(num_samples))
+        return ResponseCondition(condition=condition, z=None, acts=None)  # (N * B, C)
 
     # -- incremental decoding (textvae.decoding) -----------------------------------------------------
 
-    def decoder_start(self, condition: Tensor | None, batch_size: int | None = None) -> RNNState:
+    def decoder_start(self, condition: Tensor | WithContext | None, batch_size: int | None = None) -> RNNState:
         if condition is None:
             raise ValueError("HRED decodes from a context encoding: pass response_condition(batch).condition")
         return self.decoder.start(condition)

@@ -23,9 +23,9 @@ from typing import Any, Literal, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from textvae.data.tokenizers import PAD_ID
+from textvae.data.tokenizers import BOS_ID, PAD_ID
 from textvae.distributions import DiagonalGaussian, FlowDistribution, GaussianMixture
 
 # Logits kept in memory at once by chunked_log_likelihood when chunk is None: 2**25 floats = 128 MiB.
@@ -85,6 +85,49 @@ class ResponseCondition(NamedTuple):
     acts: Tensor | None  # (N * B,) act ids the decoder was conditioned on (kgCVAE: given or predicted); else None
 
 
+class ContextWords(NamedTuple):
+    """A dialogue context's words, for a decoder that attends to them and copies them
+    (:class:`AttentionRNNDecoder`): every context turn's tokens one after another, oldest turn first."""
+
+    states: Tensor  # (B, L, H_u) the utterance encoder's output at each word
+    mask: Tensor  # (B, L) True at the words that may be attended to (not PAD, not BOS)
+    ids: Tensor  # (B, L) their token ids, what copying a word generates
+
+    def repeat(self, n: int) -> ContextWords:
+        """The rows repeated ``n`` times, sample-major (row ``s * B + b`` is context ``b``)."""
+        return ContextWords(self.states.repeat(n, 1, 1), self.mask.repeat(n, 1), self.ids.repeat(n, 1))
+
+    def index_select(self, index: Tensor) -> ContextWords:
+        return ContextWords(self.states.index_select(0, index), self.mask.index_select(0, index),
+                            self.ids.index_select(0, index))
+
+
+class WithContext(NamedTuple):
+    """A decoder condition (B, C) together with the context's words, what an :class:`AttentionRNNDecoder`
+    starts from. ``shape`` and ``device`` are the vector's, so :mod:`textvae.decoding` takes it for a z."""
+
+    vector: Tensor  # (B, C) [c, z(, act)]: what a decoder without attention would read
+    words: ContextWords
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.vector.shape
+
+    @property
+    def device(self) -> torch.device:
+        return self.vector.device
+
+
+def with_words(condition: Tensor, words: ContextWords | None) -> Tensor | WithContext:
+    """``condition`` as the decoder reads it: alone, or with the context's words when the model attends."""
+    return condition if words is None else WithContext(condition, words)
+
+
+def split_condition(condition: Tensor | WithContext) -> tuple[Tensor, ContextWords | None]:
+    """The vector and the context's words (None without them) of a condition :func:`with_words` made."""
+    return (condition.vector, condition.words) if isinstance(condition, WithContext) else (condition, None)
+
+
 def sequence_nll(decoder: RNNDecoder | TransformerDecoder, inputs: Tensor, targets: Tensor,
                  z: Tensor | None) -> Tensor:
     """-log p(targets | inputs, z) summed over the real targets of each row: (B, T) x2 -> (B,).
@@ -93,17 +136,17 @@ def sequence_nll(decoder: RNNDecoder | TransformerDecoder, inputs: Tensor, targe
     layer dominates the cost, and padded positions would otherwise pay for it.
     """
     mask = targets != PAD_ID  # (B, T)
-    hidden = decoder.features(inputs, z)  # (B, T, H)
-    logits = decoder.project(hidden[mask])  # (N, V) with N real targets
+    logits = decoder.masked_logits(inputs, z, mask)  # (N, V) with N real targets
     token_nll = F.cross_entropy(logits.float(), targets[mask], reduction="none")  # (N,)
     return token_nll.new_zeros(mask.shape).masked_scatter(mask, token_nll).sum(-1)  # (B,)
 
 
 def chunked_log_likelihood(decoder: RNNDecoder | TransformerDecoder, inputs: Tensor, targets: Tensor, z: Tensor,
-                           *, chunk: int | None = None) -> Tensor:
+                           *, chunk: int | None = None, words: ContextWords | None = None) -> Tensor:
     """log p(targets | inputs, z_k) for z (K, B, Z') -> (K, B): K x B sequences decoded together, ``chunk``
     samples per pass (None: as many as keep the logits under ``LOGITS_BUDGET`` floats). ``z`` is whatever
-    the decoder reads (a dialogue model's [c, z])."""
+    the decoder reads (a dialogue model's [c, z]); ``words``: the B contexts' words, for a decoder that
+    attends to them (:class:`AttentionRNNDecoder`)."""
     k, b, _ = z.shape
     if chunk is not None and chunk < 1:
         raise ValueError(f"chunk must be >= 1 samples per pass, got {chunk}")
@@ -113,7 +156,10 @@ def chunked_log_likelihood(decoder: RNNDecoder | TransformerDecoder, inputs: Ten
     out = []
     for z_chunk in z.split(chunk, dim=0):  # (k', B, Z')
         n = z_chunk.shape[0]
-        nll = sequence_nll(decoder, inputs.repeat(n, 1), targets.repeat(n, 1), z_chunk.reshape(n * b, -1))
+        condition = z_chunk.reshape(n * b, -1)
+        if words is not None:
+            condition = WithContext(condition, words.repeat(n))
+        nll = sequence_nll(decoder, inputs.repeat(n, 1), targets.repeat(n, 1), condition)
         out.append(-nll.view(n, b))  # sample-major, like z_chunk
     return torch.cat(out, dim=0)  # (K, B)
 
@@ -140,14 +186,20 @@ class RNNEncoder(nn.Module):
         self.num_layers, self.directions, self.hidden_dim = num_layers, 2 if bidirectional else 1, hidden_dim
         self.output_dim = self.directions * hidden_dim
 
-    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+    def forward(self, tokens: Tensor, lengths: Tensor, *, states: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """(B, T) tokens -> (B, directions * H) vectors; with ``states`` also the last layer's output at every
+        position, (B, T, directions * H), zeros at PAD."""
         batch_size = tokens.shape[0]
         x = self.dropout(self.embedding(tokens))  # (B, T, E)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, hidden = run_rnn(self.rnn, packed)  # (layers * directions, B, H), back in the input order
+        outputs, hidden = run_rnn(self.rnn, packed)  # (layers * directions, B, H), back in the input order
         h = hidden[0] if isinstance(hidden, tuple) else hidden  # LSTM: (h, c); keep h
         h = h.view(self.num_layers, self.directions, batch_size, self.hidden_dim)[-1]  # (directions, B, H)
-        return h.transpose(0, 1).reshape(batch_size, self.output_dim)  # (B, directions * H)
+        vector = h.transpose(0, 1).reshape(batch_size, self.output_dim)  # (B, directions * H)
+        if not states:
+            return vector
+        outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=tokens.shape[1])  # (B, T, D * H)
+        return vector, outputs
 
 
 class Positions(nn.Module):
@@ -321,17 +373,27 @@ class ContextEncoder(nn.Module):
         """Utterances (B, T) BOS .. EOS with lengths (B,) -> vectors (B, H_u)."""
         return self.utterance(tokens, lengths)
 
-    def forward(self, context: Tensor, context_lengths: Tensor, context_turns: Tensor, floor: Tensor) -> Tensor:
-        b, u, _ = context.shape
+    def forward(self, context: Tensor, context_lengths: Tensor, context_turns: Tensor, floor: Tensor, *,
+                words: bool = False) -> Tensor | tuple[Tensor, ContextWords]:
+        """The context vector (B, H); with ``words`` also the context's words (:class:`ContextWords`) for a
+        decoder that attends to them or copies them, from the same pass of the utterance encoder."""
+        b, u, t = context.shape
         real = context_lengths > 0  # (B, U); real turns come first in every row
-        vectors = self.utterance(context[real], context_lengths[real])  # (N, H_u), N real turns
+        encoded = self.utterance(context[real], context_lengths[real], states=words)
+        vectors = encoded[0] if words else encoded  # (N, H_u), N real turns
         turns = vectors.new_zeros(b, u, vectors.shape[-1])  # (B, U, H_u)
         turns[real] = vectors
         x = torch.cat([self.dropout(turns), F.one_hot(floor.clamp(0, 1), 2).to(turns.dtype)], dim=-1)  # (B, U, H_u + 2)
         packed = pack_padded_sequence(x, context_turns.cpu(), batch_first=True, enforce_sorted=False)
         _, hidden = run_rnn(self.context_rnn, packed)  # (layers, B, H), back in the input order
         h = hidden[0] if isinstance(hidden, tuple) else hidden  # LSTM: (h, c); keep h
-        return self.dropout(h[-1])  # (B, H)
+        c = self.dropout(h[-1])  # (B, H)
+        if not words:
+            return c
+        states = vectors.new_zeros(b, u, t, vectors.shape[-1])  # (B, U, T, H_u)
+        states[real] = encoded[1]
+        ids = context.reshape(b, u * t)  # (B, L), L = U * T: the turns' words one after another, oldest first
+        return c, ContextWords(self.dropout(states.view(b, u * t, -1)), (ids != PAD_ID) & (ids != BOS_ID), ids)
 
 
 def check_response_request(z_source: str, acts: Tensor | None, num_acts: int, batch_size: int,
@@ -443,6 +505,10 @@ class RNNDecoder(nn.Module):
     def project(self, h: Tensor) -> Tensor:
         return self.output(h)  # (..., V)
 
+    def masked_logits(self, inputs: Tensor, z: Tensor | None, mask: Tensor) -> Tensor:
+        """Teacher forcing, projected to the vocabulary only where ``mask`` (B, T) is True: (N, V)."""
+        return self.project(self.features(inputs, z)[mask])
+
     def forward(self, inputs: Tensor, z: Tensor | None) -> Tensor:
         return self.project(self.features(inputs, z))  # (B, T, V)
 
@@ -463,6 +529,104 @@ class RNNDecoder(nn.Module):
         hidden = (tuple(h.index_select(1, index) for h in state.hidden) if isinstance(state.hidden, tuple)
                   else state.hidden.index_select(1, index))
         return RNNState(hidden, None if state.z is None else state.z.index_select(0, index))
+
+
+class AttentionState(NamedTuple):
+    hidden: Tensor | tuple[Tensor, Tensor]  # as RNNState
+    z: Tensor | None  # (B, Z), kept when z is concatenated to every input
+    words: ContextWords  # what every step attends to
+
+
+class AttentionRNNDecoder(RNNDecoder):
+    """:class:`RNNDecoder` that attends to the dialogue context's words and, with ``copy``, copies them.
+
+    Attention (Luong et al. 2015, "general" scores, no input feeding, so teacher forcing stays one RNN
+    pass): at step t the RNN state h_t scores each context word's encoder state m_j by (W_a h_t) . m_j;
+    a_t = softmax over the words that may be attended; the output is W_o tanh(W_c [h_t; sum_j a_tj m_j]).
+    Copying (See et al. 2017, pointer-generator, on the model's own vocabulary): p_gen = sigmoid(w [h_t;
+    ctx_t; x_t]) with x_t the input embedding, and p(w) = p_gen softmax(W_o ...)(w) + (1 - p_gen) sum of
+    a_tj over the context words j whose id is w; a word outside the vocabulary is copied as <unk>, as it
+    reads. With ``copy`` the decoder returns log-probabilities where other decoders return logits: both are
+    normalised by a softmax alike, so NLL, sampling, temperature and beam search read them unchanged.
+
+    It decodes from a :class:`WithContext` condition: the vector an :class:`RNNDecoder` would read as z
+    (``latent_dim`` its size) and the context's words (``memory_dim`` the size of their states).
+    """
+
+    def __init__(self, *, memory_dim: int, copy: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        if memory_dim < 1:
+            raise ValueError(f"memory_dim must be >= 1, got {memory_dim}")
+        h = self.hidden_dim
+        self.attention_query = nn.Linear(h, memory_dim, bias=False)
+        self.attention_out = nn.Linear(h + memory_dim, h)
+        self.copy_gate = nn.Linear(h + memory_dim + self.embedding.embedding_dim, 1) if copy else None
+
+    def _check_words(self, condition) -> tuple[Tensor, ContextWords]:
+        if not isinstance(condition, WithContext):
+            raise ValueError("this decoder attends to the context's words: pass a WithContext condition")
+        return condition.vector, condition.words
+
+    def _attend(self, h: Tensor, words: ContextWords) -> tuple[Tensor, Tensor, Tensor]:
+        """h (B, T, H) -> the attended output (B, T, H), the attention (B, T, L) and the attended states (B, T, M)."""
+        scores = torch.einsum("btm,blm->btl", self.attention_query(h), words.states)  # (B, T, L)
+        scores = scores.float().masked_fill(~words.mask.unsqueeze(1), float("-inf"))
+        weights = torch.softmax(scores, dim=-1)  # (B, T, L)
+        context = torch.einsum("btl,blm->btm", weights.to(words.states.dtype), words.states)  # (B, T, M)
+        out = torch.tanh(self.attention_out(torch.cat([h, context], dim=-1)))  # (B, T, H)
+        return out, weights, context
+
+    def _outputs(self, h: Tensor, x: Tensor, words: ContextWords) -> Tensor:
+        """RNN outputs h (B, T, H) and the input embeddings x (B, T, E) -> logits or, with copying,
+        log-probabilities (B, T, V)."""
+        out, weights, context = self._attend(h, words)
+        logits = self.project(self._out(out))  # (B, T, V)
+        if self.copy_gate is None:
+            return logits
+        gate = torch.sigmoid(self.copy_gate(torch.cat([h, context, x], dim=-1)).float())  # (B, T, 1)
+        copied = logits.new_zeros(logits.shape, dtype=torch.float32)  # (B, T, V)
+        copied.scatter_add_(-1, words.ids.unsqueeze(1).expand(-1, h.shape[1], -1), weights)
+        probs = gate * torch.softmax(logits.float(), dim=-1) + (1 - gate) * copied
+        return torch.log(probs.clamp_min(1e-30))  # (B, T, V); the clamp keeps log(0) out of the gradient
+
+    def features(self, inputs: Tensor, z) -> Tensor:
+        raise NotImplementedError("AttentionRNNDecoder projects with the context's words: use masked_logits")
+
+    def masked_logits(self, inputs: Tensor, z, mask: Tensor) -> Tensor:
+        vector, words = self._check_words(z)
+        x = self._embed(inputs, vector)  # (B, T, E [+ Z'])
+        h, _ = run_rnn(self.rnn, x, self._initial_hidden(vector, inputs.shape[0], x))  # (B, T, H)
+        embedded = x[..., :self.embedding.embedding_dim]
+        return self._outputs(h, embedded, words)[mask]  # (N, V)
+
+    def forward(self, inputs: Tensor, z) -> Tensor:
+        mask = torch.ones_like(inputs, dtype=torch.bool)
+        return self.masked_logits(inputs, z, mask).view(*inputs.shape, -1)  # (B, T, V)
+
+    def start(self, z, batch_size: int | None = None) -> AttentionState:
+        vector, words = self._check_words(z)
+        state = super().start(vector)
+        return AttentionState(state.hidden, state.z, words)
+
+    def step(self, tokens: Tensor, state: AttentionState) -> tuple[Tensor, AttentionState]:
+        x = self._embed(tokens.unsqueeze(1), state.z)  # (B, 1, E [+ Z])
+        h, hidden = run_rnn(self.rnn, x, state.hidden)  # (B, 1, H)
+        out = self._outputs(h, x[..., :self.embedding.embedding_dim], state.words)[:, 0]  # (B, V)
+        return out, AttentionState(hidden, state.z, state.words)
+
+    def reorder(self, state: AttentionState, index: Tensor) -> AttentionState:
+        rnn = super().reorder(RNNState(state.hidden, state.z), index)
+        return AttentionState(rnn.hidden, rnn.z, state.words.index_select(index))
+
+
+def dialogue_decoder(*, attention: bool, copy: bool, memory_dim: int, **kwargs) -> RNNDecoder:
+    """A dialogue model's decoder: an :class:`RNNDecoder`, or with ``attention`` an :class:`AttentionRNNDecoder`
+    over context word states of size ``memory_dim`` (``copy``: with the pointer-generator's copying)."""
+    if copy and not attention:
+        raise ValueError("copy needs attention: the copy distribution is the attention over the context's words")
+    if not attention:
+        return RNNDecoder(**kwargs)
+    return AttentionRNNDecoder(memory_dim=memory_dim, copy=copy, **kwargs)
 
 
 class TransformerState(NamedTuple):
@@ -529,6 +693,10 @@ class TransformerDecoder(nn.Module):
     def project(self, h: Tensor) -> Tensor:
         return self.output(h)  # (..., V)
 
+    def masked_logits(self, inputs: Tensor, z: Tensor | None, mask: Tensor) -> Tensor:
+        """Teacher forcing, projected to the vocabulary only where ``mask`` (B, T) is True: (N, V)."""
+        return self.project(self.features(inputs, z)[mask])
+
     def forward(self, inputs: Tensor, z: Tensor | None) -> Tensor:
         return self.project(self.features(inputs, z))  # (B, T, V)
 
@@ -556,4 +724,4 @@ class TransformerDecoder(nn.Module):
         return TransformerState(cache, state.position, latent)
 
 
-DecoderState = RNNState | TransformerState
+DecoderState = RNNState | AttentionState | TransformerState

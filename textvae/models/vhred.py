@@ -33,17 +33,21 @@ from textvae.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from textvae.distributions import kl_divergence, standard_noise
 from textvae.models.modules import (
     ContextEncoder,
+    ContextWords,
     Inference,
     ModelOutput,
     ResponseCondition,
-    RNNDecoder,
     RNNState,
+    WithContext,
     check_response_request,
     chunked_log_likelihood,
+    dialogue_decoder,
     keep_legacy_keys,
     reset_decoder,
     sequence_nll,
+    split_condition,
     tanh_mlp,
+    with_words,
 )
 from textvae.objectives import word_dropout
 from textvae.posteriors import GaussianPosterior, Posterior
@@ -69,6 +73,8 @@ class VHRED(nn.Module):
         word_dropout: probability of replacing a decoder input word by UNK, in training only.
         condition_every_input: feed [c, z] to every decoder step besides its initial state.
         share_embeddings: one word embedding for the utterance encoder and the decoder.
+        attention: the decoder attends to the context's words (:class:`~textvae.models.modules.AttentionRNNDecoder`).
+        copy: and copies them (pointer-generator); needs ``attention``.
         posterior: q(z | c, x) on the recognition network's output (size ``network_dim``), a
             :class:`~textvae.posteriors.Posterior` (class, callable or spec dict); default a diagonal Gaussian.
         prior: p(z | c), a :class:`~textvae.priors.Prior` built for (context size, latent_dim); default the
@@ -85,7 +91,7 @@ class VHRED(nn.Module):
                  network_dim: int = 300, decoder_dim: int = 400, num_layers: int = 1, dropout: float = 0.0,
                  word_dropout: float = 0.0, condition_every_input: bool = True, share_embeddings: bool = True,
                  posterior: Callable[[int, int], Posterior] | None = None,
-                 prior: Callable[[int, int], Prior] | None = None):
+                 prior: Callable[[int, int], Prior] | None = None, attention: bool = False, copy: bool = False):
         # the constructor arguments, exactly: textvae.export writes them to config.json to rebuild the model
         init_args = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
         super().__init__()
@@ -105,8 +111,9 @@ class VHRED(nn.Module):
         self.prior = components.build(prior or partial(ConditionalGaussianPrior, hidden_dim=network_dim, num_hidden=2),
                                       Prior, c, latent_dim)
         init_args |= {"posterior": components.spec(self.posterior), "prior": components.spec(self.prior)}
-        self.decoder = RNNDecoder(
-            vocab_size=vocab_size, cell=cell, embed_dim=embed_dim, hidden_dim=decoder_dim, latent_dim=c + latent_dim,
+        self.attention = attention
+        self.decoder = dialogue_decoder(
+            attention=attention, copy=copy, memory_dim=x, vocab_size=vocab_size, cell=cell, embed_dim=embed_dim, hidden_dim=decoder_dim, latent_dim=c + latent_dim,
             num_layers=num_layers, z_to_every_input=condition_every_input, dropout=dropout)
         if share_embeddings:
             self.decoder.embedding = self.context_encoder.utterance.embedding
@@ -121,6 +128,13 @@ class VHRED(nn.Module):
         """c: the previous turns (B, U, T) -> (B, C)."""
         return self.context_encoder(batch.context, batch.context_lengths, batch.context_turns, batch.context_floor)
 
+    def context_and_words(self, batch: DialogueBatch) -> tuple[Tensor, ContextWords | None]:
+        """c (B, C) and, for a decoder that attends, the context's words (else None), in one encoder pass."""
+        if not self.attention:
+            return self.encode_context(batch), None
+        return self.context_encoder(batch.context, batch.context_lengths, batch.context_turns, batch.context_floor,
+                                    words=True)
+
     def recognize(self, c: Tensor, batch: DialogueBatch):
         """q(z | c, x): (B, C) and the response (B, T) -> the posterior's distribution over (B, Z)."""
         if batch.response is None:
@@ -129,9 +143,10 @@ class VHRED(nn.Module):
         return self.posterior(self.recognition_network(torch.cat([c, x], dim=-1)))
 
     def infer(self, batch: DialogueBatch) -> Inference:
-        """q(z | c, x), p(z | c) and the context encoding c (what the decoder reads besides z)."""
-        c = self.encode_context(batch)  # (B, C)
-        return Inference(q=self.recognize(c, batch), p=self.prior(c, c.shape[0]), condition=c)
+        """q(z | c, x), p(z | c) and the context encoding c (what the decoder reads besides z; with the
+        context's words when the decoder attends)."""
+        c, words = self.context_and_words(batch)  # (B, C)
+        return Inference(q=self.recognize(c, batch), p=self.prior(c, c.shape[0]), condition=with_words(c, words))
 
     def inference_parameters(self) -> Iterator[nn.Parameter]:
         """The recognition side: the utterance encoder (it reads the response), the recognition network and
@@ -154,11 +169,12 @@ class VHRED(nn.Module):
 
     def forward(self, batch: DialogueBatch) -> ModelOutput:
         inference = self.infer(batch)
-        q, c = inference.q, inference.condition
+        q, c, words = inference.q, *split_condition(inference.condition)
         z, log_q = q.rsample_with_log_prob(standard_noise(q.params[0]))  # (B, Z), from q in training and evaluation
         kl = kl_divergence(q, inference.p, z, log_q)
         condition = torch.cat([c, z], dim=-1)  # (B, C + Z)
-        reconstruction = sequence_nll(self.decoder, self.decoder_inputs(batch.inputs), batch.targets, condition)
+        reconstruction = sequence_nll(self.decoder, self.decoder_inputs(batch.inputs), batch.targets,
+                                      with_words(condition, words))
         return ModelOutput(reconstruction=reconstruction, kl=kl.value, mu=q.code, logvar=q.params[1],
                            aux_loss=reconstruction.new_zeros(reconstruction.shape), kl_closed_form=kl.closed_form,
                            posterior=q)
@@ -166,9 +182,10 @@ class VHRED(nn.Module):
     def log_px_given_z(self, batch: DialogueBatch, z: Tensor, chunk: int | None = None, condition: Any = None) -> Tensor:
         """log p(x | c, z_k) for z (K, B, Z) -> (K, B); ``condition``: the context encoding c (B, C) from
         :meth:`infer` (computed when None)."""
-        c = condition if condition is not None else self.encode_context(batch)
+        c, words = split_condition(condition) if condition is not None else self.context_and_words(batch)
         full = torch.cat([c.expand(z.shape[0], -1, -1), z], dim=-1)  # (K, B, C + Z)
-        return chunked_log_likelihood(self.decoder, self.decoder_inputs(batch.inputs), batch.targets, full, chunk=chunk)
+        return chunked_log_likelihood(self.decoder, self.decoder_inputs(batch.inputs), batch.targets, full,
+                                      chunk=chunk, words=words)
 
     # -- generation ----------------------------------------------------------------------------------
 
@@ -178,18 +195,19 @@ class VHRED(nn.Module):
         """[c, z] for ``num_samples`` z per context from the prior network (generation) or the
         recognition network (reconstruction, needs ``batch.response``); rows sample-major."""
         check_response_request(z_source, acts, self.num_acts, batch.context.shape[0], num_samples)
-        c = self.encode_context(batch)  # (B, C)
+        c, words = self.context_and_words(batch)  # (B, C)
         if z_source == "prior":  # prior_scale: a wider (or narrower) prior, its sd times the scale
             z = self.prior(c, c.shape[0]).sample(num_samples, generator, scale=prior_scale)  # (N, B, Z)
         else:
             z = self.recognize(c, batch).sample(num_samples, generator)
         z = z.flatten(0, 1)  # (N * B, Z)
         condition = torch.cat([c.repeat(num_samples, 1), z], dim=-1)  # (N * B, C + Z)
+        condition = with_words(condition, None if words is None else words.repeat(num_samples))
         return ResponseCondition(condition=condition, z=z, acts=None)
 
     # -- incremental decoding (textvae.decoding) -----------------------------------------------------
 
-    def decoder_start(self, condition: Tensor | None, batch_size: int | None = None) -> RNNState:
+    def decoder_start(self, condition: Tensor | WithContext | None, batch_size: int | None = None) -> RNNState:
         if condition is None:
             raise ValueError("VHRED decodes from [c, z]: pass response_condition(batch).condition")
         return self.decoder.start(condition)
