@@ -179,7 +179,7 @@ def test_labelled_texts_count_what_has_no_label(tmp_path):
     dialogues = [{"turns": [{"text": "hi", "act": "greet", "emotion": "joy"}, {"text": "yes", "act": None}]}]
     assert labelled_texts(dialogues, "act", "dialogues") == (["hi"], ["greet"], 1)
     assert labelled_texts(dialogues, "emotion", "dialogues") == (["hi"], ["joy"], 1)
-    with pytest.raises(DataError, match="dialogue turns have 'act' or 'emotion'"):
+    with pytest.raises(DataError, match="dialogue turns have 'act', 'emotion' or 'topic'"):
         labelled_texts(dialogues, "label", "dialogues")
 
 

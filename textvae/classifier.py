@@ -271,22 +271,29 @@ class LabelledTexts(NamedTuple):
 
 
 SENTENCE_KEYS = "'label' or 'attributes.NAME'"
-TURN_KEYS = ("act", "emotion")
+TURN_KEYS = ("act", "emotion", "topic")
 
 
 def labelled_texts(records, key: str, kind: Literal["sentences", "dialogues"]) -> LabelledTexts:
     """The (text, label) pairs of loaded records (:func:`textvae.data.datasets.load_records`) under ``key``:
-    a sentence's ``label`` or ``attributes.NAME``, a turn's ``act`` or ``emotion``. What has no label under
-    the key is counted, not returned."""
+    a sentence's ``label`` or ``attributes.NAME``, a turn's ``act`` or ``emotion``, or its domain (``topic``:
+    the dialogue's topic, or ``general`` for a turn that occurs alike under several topics,
+    :func:`textvae.fidelity.domain_turns`). What has no label under the key is counted, not returned."""
     from textvae.data.datasets import label_values
 
     if kind == "sentences":
-        if key in TURN_KEYS:
+        if key in ("act", "emotion"):  # "topic" may be meant as attributes.topic: label_values says so
             raise DataError(f"label key {key!r} is a dialogue turn's; sentences have {SENTENCE_KEYS}")
         pairs = zip(records["text"], label_values(records, key), strict=True)
     else:
         if key not in TURN_KEYS:
-            raise DataError(f"label key {key!r}: dialogue turns have 'act' or 'emotion'")
+            raise DataError(f"label key {key!r}: dialogue turns have 'act', 'emotion' or 'topic'")
+        if key == "topic":
+            from textvae.fidelity import domain_turns
+
+            texts, domains = domain_turns(records)
+            turns = sum(len(dialogue["turns"]) for dialogue in records)
+            return LabelledTexts(texts, domains, turns - len(texts))
         pairs = ((turn["text"], turn.get(key)) for dialogue in records for turn in dialogue["turns"])
     texts, labels, unlabelled = [], [], 0
     for text, label in pairs:

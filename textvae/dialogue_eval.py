@@ -24,6 +24,10 @@
   requested act in them, against how often it finds that same act in the context's N unconditioned
   responses (the model choosing its act from (c, z)). The tagger's own accuracy on the references is
   reported with them. Act control draws from its own generator, so it leaves every other number as it is.
+* With a **domain classifier** (:mod:`textvae.fidelity`, trained by ``textvae-classifier --label-key topic``
+  on the corpus' dialogues) and records that carry goals: **context fidelity**, the share of responses in
+  the context's domain (or domain-free) and the share of the slot values they name that match the
+  dialogue's goal so far, with the same figures for the references.
 * **embedding average / extrema / greedy** (Liu et al. 2016) with user-supplied word vectors, recall
   (max) and precision (mean) over the N samples like BLEU (Zhao et al.'s A-bow and E-bow). A pair where
   one side has no word with a vector scores 0 and is counted.
@@ -54,6 +58,7 @@ from textvae.data.word_vectors import WordVectors
 from textvae.decoding import Decoding
 from textvae.dialogue import default_decoding, describe_method, generate_responses
 from textvae.evaluation import JSONResult
+from textvae.fidelity import Fidelity, FidelityTotals
 from textvae.metrics import (
     bleu_recall_precision,
     distinct_n,
@@ -133,6 +138,7 @@ class DialogueEvalResult(JSONResult):
     acts_scored: int | None  # responses whose reference has a gold act
     embedding: EmbeddingScores | None
     tagged: TaggedActs | None
+    fidelity: Fidelity | None  # context fidelity, with a domain classifier
     batch_size: int
     seconds: float
     contexts_per_second: float
@@ -194,6 +200,17 @@ class DialogueEvalResult(JSONResult):
                     rows += [(f"  {act}", f"{v['conditioned']:.3f} vs {v['unconditioned']:.3f} "
                                           f"({int(v['responses']):,} responses each)")
                              for act, v in t.control.per_act.items()]
+            f = self.fidelity
+            if f is not None:
+                match = "n/a (no slot value named)" if f.slot_match is None else f"{f.slot_match:.3f}"
+                reference = "n/a" if f.reference_slot_match is None else f"{f.reference_slot_match:.3f}"
+                rows += [
+                    ("in the context's domain", f"{f.domain_share:.3f} ({f.general_share:.3f} domain-free; "
+                                                f"references {f.reference_domain_share:.3f})"),
+                    ("slot values match goal", f"{match} of {f.slot_values:,} named (references {reference} "
+                                               f"of {f.reference_slot_values:,})"),
+                    ("  domain classifier", f.classifier),
+                ]
         rows.append(("speed", f"{self.contexts_per_second:,.1f} contexts/s ({self.seconds:.2f} s, batch {self.batch_size})"))
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
@@ -292,6 +309,7 @@ def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer
                        embeddings: WordVectors | None = None, embeddings_source: str = "",
                        device: str | torch.device | None = None, max_contexts: int | None = None,
                        act_tagger: ActTagger | None = None, act_tagger_source: str = "",
+                       fidelity: FidelityTotals | None = None,
                        progress: Callable[[int], None] | None = None) -> DialogueEvalResult:
     """Evaluate ``model`` on a :class:`~textvae.data.datasets.DialogueDataset` (see the module doc).
 
@@ -299,6 +317,8 @@ def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer
     :func:`textvae.dialogue.default_decoding`). ``embeddings``: word vectors for Liu et al.'s metrics
     (None: skipped). ``max_contexts``: evaluate only the first that many (context, response) pairs.
     ``act_tagger``: scores the acts of the generated text (None: skipped); the act names are ``dataset.acts``.
+    ``fidelity``: counts the context fidelity of the responses (:class:`~textvae.fidelity.FidelityTotals`
+    built on the records ``dataset`` was built from; None: skipped).
     ``progress``: called after each batch with the number of contexts done (a tool's progress line).
     """
     if responses < 0:
@@ -376,6 +396,10 @@ def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer
                         else:
                             tagged.add(hypotheses, reference, item.act, requested=int(requested[b]),
                                        conditioned=[tokenizer.decode(ids) for ids in control.ids[b]])
+                    if fidelity is not None:
+                        dialogue, turn = dataset.examples[item.index]
+                        topic = dataset.topics.names[item.topic] if item.topic is not None and item.topic >= 0 else None
+                        fidelity.add(hypotheses, reference, topic, dialogue, turn)
                     if len(examples) < EXAMPLES:
                         examples.append({"context": [tokenizer.decode(t) for t in item.context],
                                          "reference": reference, "responses": hypotheses})
@@ -404,6 +428,7 @@ def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer
         act_accuracy=acts_correct / acts_scored if acts_scored else None,
         acts_scored=acts_scored if model.num_acts and responses else None,
         embedding=embedding.result() if embedding is not None else None,
-        tagged=tagged.result() if tagged is not None else None, batch_size=batch_size, seconds=seconds,
+        tagged=tagged.result() if tagged is not None else None,
+        fidelity=fidelity.result() if fidelity is not None and responses else None, batch_size=batch_size, seconds=seconds,
         contexts_per_second=contexts / seconds if seconds > 0 else math.inf, examples=examples,
     )

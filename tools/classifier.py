@@ -2,7 +2,9 @@
 
 The classifier (textvae.classifier: a logistic regression over word unigrams and bigrams, fit by L-BFGS)
 learns the labels of a prepared corpus: a sentence's label or one of its attributes (--label-key label or
-attributes.NAME), a dialogue turn's dialog act (act, the default for dialogues) or emotion. Text without
+attributes.NAME), a dialogue turn's dialog act (act, the default for dialogues), emotion, or domain (topic:
+the dialogue's topic, or "general" for a turn that occurs alike in dialogues of several topics; what
+textvae-eval --domain-classifier reads to score context fidelity). Text without
 a label under the key is counted, reported and left out. --valid chooses the L2 penalty among 1e-2 to
 1e-6 by accuracy on a validation split; --test reports the accuracy on held-out text next to always
 answering the most frequent training label: the figure to read the label accuracy of controlled
@@ -14,6 +16,7 @@ Examples:
   textvae-classifier --data data/yelp10k/train.jsonl --valid data/yelp10k/valid.jsonl --test data/yelp10k/test.jsonl --min-count 1 --out runs/yelp10k_sentiment
   textvae-classifier --data data/synthetic-sentences/train.jsonl --label-key attributes.topic --test data/synthetic-sentences/test.jsonl --out runs/synthetic_topic
   textvae-classifier --data data/dailydialog-lite/train.jsonl --label-key emotion --out runs/dailydialog_lite_emotion
+  textvae-classifier --data data/synthetic-dialogues/train.jsonl --label-key topic --test data/synthetic-dialogues/test.jsonl --out runs/synthetic_domain_classifier
 """
 
 from __future__ import annotations
@@ -65,8 +68,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="prepared sentence or dialogue JSONL split to train on")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder to save the classifier to")
     parser.add_argument("--label-key", metavar="KEY",
-                        help="sentences: label or attributes.NAME (default label); dialogue turns: act (default) "
-                             "or emotion")
+                        help="sentences: label or attributes.NAME (default label); dialogue turns: act (default), "
+                             "emotion or topic (the turn's domain)")
     parser.add_argument("--valid", type=Path, metavar="FILE",
                         help="split of the same corpus to choose the L2 penalty on (instead of --l2)")
     parser.add_argument("--test", type=Path, metavar="FILE", help="split of the same corpus to score it on")

@@ -15,7 +15,10 @@ N sampled responses per context: BLEU-1..4 recall (max over samples), precision 
 distinct-1/2 within each context's samples and overall, kgCVAE's act accuracy, and with --embeddings the
 embedding average/extrema/greedy of Liu et al. (2016). With --act-tagger (a tagger saved by
 textvae-act-tagger on the same corpus), the dialog acts of the generated text: act match with the
-reference's gold act, and for kgCVAE how often responses decoded for a requested act carry it. Latent
+reference's gold act, and for kgCVAE how often responses decoded for a requested act carry it. With
+--domain-classifier (saved by textvae-classifier --label-key topic on the same corpus), context fidelity:
+the share of responses in the context's domain and, for records that carry a goal (meta.goal), the share
+of the slot values the responses name that match the dialogue's goal so far (textvae.fidelity). Latent
 models decode each sampled z greedily, HRED samples its words (the decoding options change that);
 responses never contain <unk> unless --allow-unk.
 
@@ -30,6 +33,7 @@ Examples:
   textvae-eval --model runs/synthetic_vade/export --data data/synthetic-sentences/test.jsonl --label-key attributes.topic
   textvae-eval --model runs/switchboard_kgcvae/export --data data/switchboard/test.jsonl --responses 10 --embeddings glove.txt
   textvae-eval --model runs/dailydialog_lite_kgcvae/export --data data/dailydialog-lite/test.jsonl --act-tagger runs/dailydialog_lite_act_tagger
+  textvae-eval --model runs/synthetic_dialogue_quickstart/export --data data/synthetic-dialogues/test.jsonl --domain-classifier runs/synthetic_domain_classifier
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from pathlib import Path
 import torch
 
 from textvae.act_tagger import load_act_tagger
+from textvae.classifier import load_classifier
 from textvae.data.datasets import (
     DEFAULT_MAX_CONTEXT,
     DialogueDataset,
@@ -54,6 +59,7 @@ from textvae.data.word_vectors import load_word_vectors
 from textvae.dialogue_eval import evaluate_dialogues
 from textvae.evaluation import clustering_metrics, evaluate, mixture_prior, prior_sample_metrics
 from textvae.export import Export
+from textvae.fidelity import GENERAL, FidelityTotals, GoalTracker
 from textvae.latent import GREEDY
 from textvae.models.modules import LOGITS_BUDGET
 from tools._cli import (
@@ -84,7 +90,7 @@ from tools._cli import (
 
 PROG = "textvae-eval"
 SENTENCE_ONLY = ("--samples", "--prior-samples", "--mi-group", "--svi-steps", "--svi-lr", "--label-key")
-DIALOGUE_ONLY = ("--responses", "--embeddings", "--act-tagger", "--max-context", "--decode", "--temperature", "--top-k", "--top-p",
+DIALOGUE_ONLY = ("--responses", "--embeddings", "--act-tagger", "--domain-classifier", "--max-context", "--decode", "--temperature", "--top-k", "--top-p",
                  "--beam", "--allow-unk")
 
 
@@ -136,6 +142,9 @@ def _parser() -> argparse.ArgumentParser:
     dialogues.add_argument("--act-tagger", type=Path, metavar="DIR",
                            help="an act tagger saved by textvae-act-tagger: scores the dialog acts of the generated "
                                 "responses (act match; act control for kgCVAE)")
+    dialogues.add_argument("--domain-classifier", type=Path, metavar="DIR",
+                           help="a classifier saved by textvae-classifier --label-key topic: scores the context "
+                                "fidelity of the responses (domain share; slot values against the goal)")
     dialogues.add_argument("--max-context", type=count(1, MAX_CONTEXT), metavar="U",
                            help=f"context turns before each response, {span(1, MAX_CONTEXT)} (default: the export's "
                                 f"max_context, else {DEFAULT_MAX_CONTEXT})")
@@ -254,6 +263,9 @@ def _dialogues(parser: argparse.ArgumentParser, args: argparse.Namespace, export
             raise DataError(f"{args.embeddings}: none of the model's words has a vector; is it the right file?")
     tagger = load_act_tagger(args.act_tagger) if args.act_tagger is not None and not args.no_bleu else None
     records = _records(parser, args, "dialogues")
+    fidelity = None
+    if args.domain_classifier is not None and not args.no_bleu:
+        fidelity = domain_fidelity(parser, args, records)
     max_context = args.max_context or export.max_context or DEFAULT_MAX_CONTEXT
     max_len = export.max_len or model.max_words
     dataset = DialogueDataset(records, tokenizer, max_context=max_context, max_len=max_len,
@@ -271,8 +283,20 @@ def _dialogues(parser: argparse.ArgumentParser, args: argparse.Namespace, export
                                     seed=args.seed, decoding=decoding, embeddings=vectors,
                                     embeddings_source=str(args.embeddings), device=args.device,
                                     max_contexts=args.max_sentences, act_tagger=tagger,
-                                    act_tagger_source=str(args.act_tagger), progress=progress)
+                                    act_tagger_source=str(args.act_tagger), fidelity=fidelity, progress=progress)
     _write(args, result)
+
+
+def domain_fidelity(parser: argparse.ArgumentParser, args: argparse.Namespace, records) -> FidelityTotals:
+    """The counts of context fidelity (--domain-classifier) over the evaluated dialogue records."""
+    classifier = load_classifier(args.domain_classifier,
+                                 remedy="save one with textvae-classifier --label-key topic on the dialogues")
+    if GENERAL not in classifier.labels:
+        parser.error(f"--domain-classifier {args.domain_classifier} tells {', '.join(classifier.labels)}, not "
+                     "domains: train it with textvae-classifier --label-key topic on the same corpus")
+    if not any(dialogue.get("topic") for dialogue in records):
+        parser.error(f"--domain-classifier: no dialogue of {args.data} has a topic (its domain) to compare with")
+    return FidelityTotals(classifier, str(args.domain_classifier), GoalTracker(records))
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
