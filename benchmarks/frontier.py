@@ -10,19 +10,25 @@ For each model, :func:`textvae.frontier.decoding_sweep` (HRED: greedy, beam, wor
 ``--contexts`` test pairs: BLEU-1/2/4 F1, distinct-1/2 within a context's responses and overall. Prints a
 Markdown table, says which HRED points no latent model's point dominates (BLEU-1 F1, distinct-2 within and
 overall all at least as high), writes ``--json`` and the plot (BLEU-1 F1 against distinct-2, one curve per
-model).
+model). ``--cache DIR`` keeps each model's points in DIR/NAME.json (with the export, split, contexts and
+responses they were measured at) and reuses them on a later run with the same inputs, so models trained one
+after another are swept once each.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
+import time
 
 import torch
 
 from textvae.data.datasets import DialogueDataset, Vocab, load_records
+from textvae.decoding import Decoding
 from textvae.export import load_export
-from textvae.frontier import covers, decoding_sweep, frontier, plot_frontier
+from textvae.frontier import FrontierPoint, covers, decoding_sweep, frontier, plot_frontier
 
 
 def main() -> None:
@@ -33,17 +39,34 @@ def main() -> None:
     parser.add_argument("--responses", type=int, default=10)
     parser.add_argument("--plot", default="benchmarks/frontier.png")
     parser.add_argument("--json", default="benchmarks/frontier.json")
+    parser.add_argument("--cache", default=None, help="folder of per-model points to reuse (see the doc)")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     curves, rows = {}, {}
     for spec in args.models:
         name, _, path = spec.partition("=")
-        export = load_export(path)
-        records = load_records(args.data)
-        dataset = DialogueDataset(records, export.tokenizer, max_context=export.max_context, max_len=export.max_len,
-                                  acts=Vocab(export.acts), emotions=Vocab(export.emotions), topics=Vocab(export.topics))
-        points = frontier(export.model, dataset, export.tokenizer, decoding_sweep(export.model),
-                          responses=args.responses, max_contexts=args.contexts)
+        key = {"export": os.path.abspath(path), "data": os.path.abspath(args.data), "contexts": args.contexts,
+               "responses": args.responses}
+        cached = os.path.join(args.cache, f"{name}.json") if args.cache else None
+        if cached and os.path.exists(cached) and (saved := json.load(open(cached, encoding="utf-8")))["key"] == key:
+            points = [FrontierPoint(p["setting"], Decoding(**p["decoding"]), p["bleu_f1"], p["distinct_1_within"],
+                                    p["distinct_2_within"], p["distinct_1"], p["distinct_2"]) for p in saved["points"]]
+            print(f"{name}: {len(points)} points from {cached}")
+        else:
+            export = load_export(path)
+            records = load_records(args.data)
+            dataset = DialogueDataset(records, export.tokenizer, max_context=export.max_context,
+                                      max_len=export.max_len, acts=Vocab(export.acts), emotions=Vocab(export.emotions),
+                                      topics=Vocab(export.topics))
+            start = time.perf_counter()
+            points = frontier(export.model, dataset, export.tokenizer, decoding_sweep(export.model),
+                              responses=args.responses, max_contexts=args.contexts)
+            print(f"{name}: {len(points)} points in {time.perf_counter() - start:.0f} s")
+            if cached:
+                os.makedirs(args.cache, exist_ok=True)
+                with open(cached, "w", encoding="utf-8") as f:
+                    json.dump({"key": key, "points": [p._replace(decoding=dataclasses.asdict(p.decoding))._asdict()
+                                                      for p in points]}, f, indent=1)
         curves[name] = points
         rows[name] = [{"setting": p.setting, "bleu_f1": p.bleu_f1, "distinct_1_within": p.distinct_1_within,
                        "distinct_2_within": p.distinct_2_within, "distinct_1": p.distinct_1,

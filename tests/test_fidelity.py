@@ -78,8 +78,18 @@ def test_fidelity_counts_by_hand():
                         "how about the red oak ? it serves greek food in the west .": "restaurant"})
     totals = FidelityTotals(classifier, "fixed", tracker)
     totals.add(["greek in the west .", "greek in the north .", "a taxi to ely .", "thanks ."],
+               "how about the red oak ? it serves greek food in the west .", "restaurant", 0, 1, "system")
+    totals.add(["greek in the north ."], "greek in the west .", "restaurant", 0, 0, "user")
+    result = totals.result()
+    assert result.by_speaker == {
+        "system": {"responses": 4, "domain_share": 3 / 4, "slot_values": 5, "slot_match": 3 / 5},
+        "user": {"responses": 1, "domain_share": 1.0, "slot_values": 2, "slot_match": 1 / 2}}
+    assert result.slot_values == 7 and result.slot_match == 4 / 7 and result.responses == 5
+    totals = FidelityTotals(classifier, "fixed", tracker)
+    totals.add(["greek in the west .", "greek in the north .", "a taxi to ely .", "thanks ."],
                "how about the red oak ? it serves greek food in the west .", "restaurant", 0, 1)
     result = totals.result()
+    assert result.by_speaker == {}
     assert result.responses == 4 and result.domain_share == 3 / 4 and result.general_share == 1 / 4
     assert result.slot_values == 5 and result.slot_match == 3 / 5  # greek, west, greek, [north], [ely]
     assert result.reference_domain_share == 1.0 and result.reference_slot_match == 1.0

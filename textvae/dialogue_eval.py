@@ -209,8 +209,12 @@ class DialogueEvalResult(JSONResult):
                                                 f"references {f.reference_domain_share:.3f})"),
                     ("slot values match goal", f"{match} of {f.slot_values:,} named (references {reference} "
                                                f"of {f.reference_slot_values:,})"),
-                    ("  domain classifier", f.classifier),
                 ]
+                for speaker, o in f.by_speaker.items():
+                    match = "n/a" if o["slot_match"] is None else f"{o['slot_match']:.3f}"
+                    rows.append((f"  {speaker}'s turns", f"{o['domain_share']:.3f} in domain, slot values "
+                                                         f"{match} of {o['slot_values']:,}"))
+                rows.append(("  domain classifier", f.classifier))
         rows.append(("speed", f"{self.contexts_per_second:,.1f} contexts/s ({self.seconds:.2f} s, batch {self.batch_size})"))
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
@@ -399,7 +403,7 @@ def evaluate_dialogues(model: DialogueModel, dataset: DialogueDataset, tokenizer
                     if fidelity is not None:
                         dialogue, turn = dataset.examples[item.index]
                         topic = dataset.topics.names[item.topic] if item.topic is not None and item.topic >= 0 else None
-                        fidelity.add(hypotheses, reference, topic, dialogue, turn)
+                        fidelity.add(hypotheses, reference, topic, dialogue, turn, dataset.speakers[dialogue][turn])
                     if len(examples) < EXAMPLES:
                         examples.append({"context": [tokenizer.decode(t) for t in item.context],
                                          "reference": reference, "responses": hypotheses})

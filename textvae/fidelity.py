@@ -17,6 +17,10 @@ need not name a slot. A text names a value when the value's words occur in it as
 
 The goal so far at turn n: the final goal, except that a value the user changed stays the old one
 (``meta.changed``) until the turn where the new value is first named.
+
+The figures are also given per responding speaker: the side that holds the goal (the user) introduces its
+values where the context has none to give, so only the other side's responses (the system's) say how much
+of the context reaches the response.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 GENERAL = "general"  # the domain label of turns that occur alike in dialogues of several domains
 _DIGITS = re.compile(r"\d+")
@@ -150,6 +155,8 @@ class Fidelity:
     reference_domain_share: float
     reference_slot_values: int
     reference_slot_match: float | None
+    # per responding speaker: {"responses", "domain_share", "slot_values", "slot_match"}
+    by_speaker: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
 
 
 class FidelityTotals:
@@ -161,25 +168,33 @@ class FidelityTotals:
             raise ValueError(f"the domain classifier {source} has no {GENERAL!r} label: train it with "
                              "textvae-classifier --label-key topic on the dialogues")
         self.classifier, self.source, self.tracker = classifier, source, tracker
-        self.counts = {"responses": 0, "in_domain": 0, "general": 0, "values": 0, "matched": 0,
-                       "references": 0, "reference_in_domain": 0, "reference_values": 0, "reference_matched": 0}
+        self.counts: Counter[str] = Counter()
+        self.speakers: dict[str, Counter[str]] = {}
 
-    def add(self, hypotheses: Sequence[str], reference: str, topic: str | None, dialogue: int, turn: int) -> None:
-        """One context (response ``turn`` of record ``dialogue``, of domain ``topic``): its N responses and the
-        reference. A context without a topic counts for the slot match only."""
+    def add(self, hypotheses: Sequence[str], reference: str, topic: str | None, dialogue: int, turn: int,
+            speaker: str | None = None) -> None:
+        """One context (response ``turn`` of record ``dialogue``, of domain ``topic``, said by ``speaker``): its
+        N responses and the reference. A context without a topic counts for the slot match only."""
         c = self.counts
+        own = self.speakers.setdefault(speaker, Counter()) if speaker is not None else Counter()
         goal = self.tracker.goal_so_far(dialogue, turn)
         if topic is not None:
             labels = [self.classifier.labels[i] for i in self.classifier.predict([*hypotheses, reference])]
+            in_domain = sum(label in (topic, GENERAL) for label in labels[:-1])
             c["responses"] += len(hypotheses)
-            c["in_domain"] += sum(label in (topic, GENERAL) for label in labels[:-1])
+            c["in_domain"] += in_domain
             c["general"] += sum(label == GENERAL for label in labels[:-1])
             c["references"] += 1
             c["reference_in_domain"] += labels[-1] in (topic, GENERAL)
+            own["responses"] += len(hypotheses)
+            own["in_domain"] += in_domain
         for text in hypotheses:
             named = self.tracker.values_in(text)
+            matched = sum(v in goal for v in named)
             c["values"] += len(named)
-            c["matched"] += sum(v in goal for v in named)
+            c["matched"] += matched
+            own["values"] += len(named)
+            own["matched"] += matched
         named = self.tracker.values_in(reference)
         c["reference_values"] += len(named)
         c["reference_matched"] += sum(v in goal for v in named)
@@ -192,4 +207,8 @@ class FidelityTotals:
             slot_values=c["values"], slot_match=c["matched"] / c["values"] if c["values"] else None,
             reference_domain_share=c["reference_in_domain"] / max(c["references"], 1),
             reference_slot_values=c["reference_values"],
-            reference_slot_match=c["reference_matched"] / c["reference_values"] if c["reference_values"] else None)
+            reference_slot_match=c["reference_matched"] / c["reference_values"] if c["reference_values"] else None,
+            by_speaker={speaker: {"responses": o["responses"], "domain_share": o["in_domain"] / max(o["responses"], 1),
+                                  "slot_values": o["values"],
+                                  "slot_match": o["matched"] / o["values"] if o["values"] else None}
+                        for speaker, o in sorted(self.speakers.items())})
