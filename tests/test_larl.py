@@ -1,6 +1,7 @@
 """LaRL (textvae.models.larl) and its reinforcement learning (textvae.reinforce, textvae-reinforce): the
 categorical latent's KL against torch.distributions and by hand, REINFORCE on a two-action toy, the task reward on
-hand-worked cases, training through textvae-train, generation, export round trip, and the tool end to end."""
+hand-worked cases, training through textvae-train, generation, export round trip, the decoder that attends to
+the context's words and copies them, and the tool end to end."""
 
 import json
 import math
@@ -14,10 +15,22 @@ from textvae.data.datasets import DialogueDataset, Vocab, load_records, texts_of
 from textvae.data.records import write_jsonl
 from textvae.data.synthetic import generate_dialogues
 from textvae.data.tokenizers import WordTokenizer
+from textvae.decoding import Decoding, generate
 from textvae.dialogue import generate_responses
 from textvae.export import load_export, save_export
 from textvae.models import HRED, DialogueModel, LaRL
-from textvae.reinforce import RewardBaseline, TaskReward, policy_gradient_step, slot_f1, task_reward
+from textvae.models.modules import AttentionRNNDecoder, WithContext
+from textvae.reinforce import (
+    RewardBaseline,
+    RLSettings,
+    TaskReward,
+    goal_dialogues,
+    policy_gradient_step,
+    reinforce,
+    score_policy,
+    slot_f1,
+    task_reward,
+)
 from tools import reinforce as reinforce_tool
 from tools import train
 
@@ -33,11 +46,11 @@ def data(tmp_path_factory):
     records = load_records(folder / "d.jsonl", cache_dir=folder / "cache")
     tokenizer = WordTokenizer.train(texts_of(records, "dialogues"))
     dataset = DialogueDataset(records, tokenizer, max_context=3)
-    return tokenizer, dataset, collate_dialogues([dataset[i] for i in range(7)])
+    return tokenizer, dataset, collate_dialogues([dataset[i] for i in range(7)]), records
 
 
 def build(data, **kwargs) -> LaRL:
-    tokenizer, dataset, _ = data
+    tokenizer, dataset, *_ = data
     torch.manual_seed(0)
     arguments = SMALL | {"num_latents": 3, "num_classes": 4, "num_topics": len(dataset.topics), "topic_dim": 4}
     return LaRL(vocab_size=tokenizer.vocab_size, **arguments | kwargs)
@@ -218,6 +231,74 @@ def test_one_training_step_changes_every_part_of_the_model(data):
             "decoder"} <= moved
 
 
+# -- the decoder that attends to the context's words and copies them -----------------------------------------
+
+
+def test_attention_and_copy_train_decode_and_round_trip_through_an_export(data, tmp_path):
+    """With ``attention`` and ``copy`` the decoder reads the context's words besides [c, z]: one training step moves
+    its attention and copy gate with the rest; response_condition carries the words repeated sample-major; greedy,
+    beam and sampled decoding run from it; an export loads to the same responses and likelihoods."""
+    tokenizer, dataset, batch, _ = data
+    model = build(data, elbo="full", attention=True, copy=True)
+    assert isinstance(model.decoder, AttentionRNNDecoder) and model.decoder.copy_gate is not None
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    out = model.train()(batch)
+    (out.reconstruction + out.kl.sum(-1)).mean().backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    moved = {name.rsplit(".", 1)[0] for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert {"decoder.attention_query", "decoder.attention_out", "decoder.copy_gate", "policy_head.to_logits",
+            "recognition_head.to_logits", "context_encoder.utterance.rnn"} <= moved
+    model.eval()
+    b, n = batch.context.shape[0], 2
+    with torch.no_grad():
+        condition = model.response_condition(batch, num_samples=n, generator=torch.Generator().manual_seed(0))
+        c, words = model.context_and_words(batch)
+    assert isinstance(condition.condition, WithContext) and condition.condition.shape == (n * b, c.shape[1] + model.latent_dim)
+    assert torch.equal(condition.condition.words.ids, words.ids.repeat(n, 1))  # row s * B + b is context b
+    assert torch.equal(condition.condition.vector[:, :c.shape[1]], c.repeat(n, 1))
+    decodings = [Decoding("greedy", max_len=10), Decoding("beam", max_len=10, beam_size=3),
+                 Decoding("sample", max_len=10)]
+    responses = [generate(model, condition.condition, d, generator=torch.Generator().manual_seed(1))
+                 for d in decodings]
+    assert all(len(ids) == n * b and all(len(r) <= 10 for r in ids) for ids in responses)
+    assert any(len(r) > 0 for ids in responses for r in ids)
+    # without the words, an attending decoder refuses the condition
+    with pytest.raises(ValueError, match="context_and_words"):
+        model.decoder_condition(c, condition.z[:b])
+    save_export(tmp_path / "copy", model, tokenizer, kind="dialogues", categories={"topics": dataset.topics.names})
+    loaded = load_export(tmp_path / "copy").model
+    assert loaded.init_args == model.init_args and loaded.attention and loaded.init_args["copy"]
+    with torch.no_grad():
+        again = loaded.response_condition(batch, num_samples=n, generator=torch.Generator().manual_seed(0))
+        inputs = batch.inputs.repeat(n, 1)
+        assert torch.equal(model.decoder(inputs, condition.condition), loaded.decoder(inputs, again.condition))
+    assert torch.equal(condition.z, again.z) and torch.equal(condition.condition.vector, again.condition.vector)
+    assert [generate(loaded, again.condition, d, generator=torch.Generator().manual_seed(1))
+            for d in decodings] == responses
+    torch.manual_seed(3)
+    a = model(batch)
+    torch.manual_seed(3)
+    b_ = loaded(batch)
+    assert torch.equal(a.reconstruction, b_.reconstruction) and torch.equal(a.kl, b_.kl)
+
+
+def test_reinforce_and_scoring_run_on_a_model_that_copies(data):
+    """REINFORCE decodes and scores through the words too: it moves the policy alone, and the responses' NLL is
+    finite."""
+    tokenizer, dataset, _, records = data
+    model = build(data, attention=True, copy=True).eval()
+    supervised = build(data, attention=True, copy=True).eval()
+    reward = TaskReward(goal_dialogues(records), KeywordTagger())
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    history = reinforce(model, dataset, reward, tokenizer, RLSettings(steps=2, batch_size=4, max_len=8, lr=0.1))
+    assert len(history) == 2
+    changed = {name.split(".")[0] for name, tensor in model.state_dict().items() if not torch.equal(tensor, before[name])}
+    assert changed == {"policy_hidden", "policy_head"}
+    scores = score_policy(model, supervised, dataset, reward, tokenizer, nll_samples=2, max_len=8, max_contexts=6)
+    assert scores.responses == 6 and math.isfinite(scores.nll) and scores.nll > 0
+    assert scores.reward == pytest.approx(50 * scores.act_match + 50 * scores.slot_f1)
+
+
 # -- textvae-reinforce ---------------------------------------------------------------------------------
 
 
@@ -242,7 +323,7 @@ def test_reinforce_tool_end_to_end(trained, tmp_path, capsys):
 
 
 def test_reinforce_tool_refuses_a_model_without_a_latent_policy(trained, data, tmp_path, capsys):
-    tokenizer, _, _ = data
+    tokenizer, *_ = data
     save_export(tmp_path / "hred", HRED(vocab_size=tokenizer.vocab_size, embed_dim=8, utterance_dim=8, context_dim=8,
                                         decoder_dim=8), tokenizer)
     with pytest.raises(SystemExit) as exit_info:

@@ -54,7 +54,7 @@ from textvae.data.tokenizers import Tokenizer
 from textvae.decoding import Decoding, generate
 from textvae.fidelity import GoalTracker
 from textvae.models import LaRL
-from textvae.models.modules import chunked_log_likelihood
+from textvae.models.modules import ContextWords, chunked_log_likelihood
 from textvae.objectives import categorical_kl
 
 # ---------------------------------------------------------------------------------------------------
@@ -211,8 +211,9 @@ def _batch(dataset: DialogueDataset, indices: Sequence[int], device: torch.devic
     return batch_to(collate_dialogues([dataset[i] for i in indices]), device)
 
 
-def _decode(model: LaRL, c: Tensor, z: Tensor, tokenizer: Tokenizer, max_len: int) -> tuple[list[list[int]], list[str]]:
-    ids = generate(model, model.decoder_condition(c, z), Decoding("greedy", max_len=max_len))
+def _decode(model: LaRL, c: Tensor, z: Tensor, words: ContextWords | None, tokenizer: Tokenizer,
+            max_len: int) -> tuple[list[list[int]], list[str]]:
+    ids = generate(model, model.decoder_condition(c, z, words), Decoding("greedy", max_len=max_len))
     return ids, [tokenizer.decode(i) for i in ids]
 
 
@@ -240,13 +241,13 @@ def reinforce(model: LaRL, dataset: DialogueDataset, reward: TaskReward, tokeniz
             indices = torch.randint(len(dataset), (settings.batch_size,), generator=generator).tolist()
             batch = _batch(dataset, indices, device)
             with torch.no_grad():
-                c = model.encode_context(batch)  # (B, C), frozen
+                c, words = model.context_and_words(batch)  # (B, C), frozen; words for a decoder that attends
                 reference_logits = supervised.policy(c).logits  # (B, Z)
             pi = model.policy(c)
             z = pi._replace(logits=pi.logits.detach()).sample(generator=noise)  # (B, Z) one-hot actions
             log_prob = model.log_policy(c, z)  # (B,)
             with torch.no_grad():
-                _, texts = _decode(model, c, z, tokenizer, settings.max_len)
+                _, texts = _decode(model, c, z, words, tokenizer, settings.max_len)
             terms = reward(texts, [dataset.examples[i] for i in indices])
             kl = categorical_kl(pi.logits, reference_logits, model.categories).sum(-1).mean()
             penalty = settings.kl_weight * kl
@@ -311,7 +312,7 @@ def response_nll(model: LaRL, batch: DialogueBatch, responses: Sequence[Sequence
     """-log p(x | c) of responses (token ids without BOS/EOS; None: the batch's own) for the batch's contexts,
     (B,), estimated with ``samples`` actions z_k ~ p(z | c) as proposal: -log mean_k p(x | c, z_k). An upper bound
     in expectation (Jensen), tighter as ``samples`` grows; the same estimator for every policy compared."""
-    c = model.encode_context(batch)  # (B, C)
+    c, words = model.context_and_words(batch)  # (B, C)
     if responses is None:
         tokens = batch.response
     else:
@@ -319,7 +320,7 @@ def response_nll(model: LaRL, batch: DialogueBatch, responses: Sequence[Sequence
         tokens = tokens.to(c.device)  # (B, T)
     z = model.policy(c).sample(samples, generator)  # (K, B, Z)
     condition = torch.cat([c.expand(samples, -1, -1), z], dim=-1) if model.decoder_context else z
-    log_px = chunked_log_likelihood(model.decoder, tokens[:, :-1], tokens[:, 1:], condition)  # (K, B)
+    log_px = chunked_log_likelihood(model.decoder, tokens[:, :-1], tokens[:, 1:], condition, words=words)  # (K, B)
     return -(torch.logsumexp(log_px.double(), dim=0) - math.log(samples)).float()  # (B,)
 
 

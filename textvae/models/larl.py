@@ -9,7 +9,10 @@ over the turn vectors and floor), the topic embedding (``num_topics`` > 0), the 
 M = ``num_latents``, K = ``num_classes``), z ~ p(z | c), the policy network (one tanh layer on c, then M x K
 logits); z is the concatenation of the M one-hots (Z = M K). The response x ~ p(x | c, z), an RNN decoder whose
 initial state is a linear function of [c, z] (``decoder_context``; without it of z alone, as in the paper's
-decoder p(x | z)) and which, with ``condition_every_input``, reads it at every step too.
+decoder p(x | z)) and which, with ``condition_every_input``, reads it at every step too; with ``attention`` it
+also attends to the context's words at every step and, with ``copy``, copies them (pointer-generator,
+:class:`~textvae.models.modules.AttentionRNNDecoder`), so that the words an action calls for can be the context's
+slot values.
 
 Objective (assembled by the training system from :class:`ModelOutput`; ``elbo``):
 
@@ -28,7 +31,8 @@ likely class, the "greedy" action; above 1 flatter). ``greedy=True`` in :meth:`r
 argmax outright.
 
 For reinforcement learning: :meth:`policy_parameters` (the policy network, the only thing RL updates),
-:meth:`policy` and :meth:`log_policy` (log p(z | c) of chosen actions), and :meth:`decoder_condition`.
+:meth:`policy` and :meth:`log_policy` (log p(z | c) of chosen actions), :meth:`context_and_words` and
+:meth:`decoder_condition`.
 
 Notation: B batch, U context turns, T tokens, C condition, M categoricals, K classes each, Z = M K, V vocab,
 N samples per context.
@@ -47,13 +51,16 @@ from textvae.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from textvae.distributions import GaussianCategorical, kl_divergence, standard_noise
 from textvae.models.modules import (
     ContextEncoder,
+    ContextWords,
     ModelOutput,
     ResponseCondition,
-    RNNDecoder,
     RNNState,
+    WithContext,
     check_response_request,
+    dialogue_decoder,
     sequence_nll,
     tanh_mlp,
+    with_words,
 )
 from textvae.objectives import block_one_hot, categorical_log_prob, word_dropout
 from textvae.posteriors import GumbelSoftmaxPosterior
@@ -86,6 +93,8 @@ class LaRL(nn.Module):
         dropout: dropout on embeddings, utterance and context vectors, decoder states.
         word_dropout: probability of replacing a decoder input word by UNK, in training only.
         share_embeddings: one word embedding for the utterance encoder and the decoder.
+        attention: the decoder attends to the context's words (:class:`~textvae.models.modules.AttentionRNNDecoder`).
+        copy: and copies them (pointer-generator); needs ``attention``.
     """
 
     num_acts = 0  # not conditioned on a dialog act: z is the action
@@ -97,7 +106,8 @@ class LaRL(nn.Module):
                  num_topics: int = 0, topic_dim: int = 30, profile_dim: int = 0,
                  elbo: Literal["lite", "full"] = "lite", temperature: float = 1.0, straight_through: bool = False,
                  decoder_context: bool = True, condition_every_input: bool = False, dropout: float = 0.0,
-                 word_dropout: float = 0.0, share_embeddings: bool = True):
+                 word_dropout: float = 0.0, share_embeddings: bool = True, attention: bool = False,
+                 copy: bool = False):
         # the constructor arguments, exactly: textvae.export writes them to config.json to rebuild the model
         init_args = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
         super().__init__()
@@ -129,7 +139,9 @@ class LaRL(nn.Module):
         if elbo == "full":  # q(z | c, x)
             self.recognition_hidden = tanh_mlp(c + x, policy_dim, 1)
             self.recognition_head = GumbelSoftmaxPosterior(policy_dim, self.latent_dim, **gumbel)
-        self.decoder = RNNDecoder(
+        self.attention = attention
+        self.decoder = dialogue_decoder(
+            attention=attention, copy=copy, memory_dim=x,
             vocab_size=vocab_size, cell=cell, embed_dim=embed_dim, hidden_dim=decoder_dim,
             latent_dim=(c if decoder_context else 0) + self.latent_dim, num_layers=num_layers,
             z_to_every_input=condition_every_input, dropout=dropout)
@@ -141,7 +153,15 @@ class LaRL(nn.Module):
     def encode_context(self, batch: DialogueBatch) -> Tensor:
         """c = [context encoding, topic embedding, speaker profiles]: (B, C). An unknown topic (-1) embeds
         to zeros; a batch without profiles reads zeros (unknown callers)."""
-        parts = [self.context_encoder(batch.context, batch.context_lengths, batch.context_turns, batch.context_floor)]
+        return self.context_and_words(batch, words=False)[0]
+
+    def context_and_words(self, batch: DialogueBatch, *, words: bool | None = None) -> tuple[Tensor, ContextWords | None]:
+        """c (B, C) and, for a decoder that attends (``words`` None: when the model does), the context's words
+        (else None), in one encoder pass."""
+        words = self.attention if words is None else words
+        encoded = self.context_encoder(batch.context, batch.context_lengths, batch.context_turns,
+                                       batch.context_floor, words=words)
+        parts, context_words = ([encoded[0]], encoded[1]) if words else ([encoded], None)
         b = batch.context.shape[0]
         if self.topic_embedding is not None:
             topics = batch.topics if batch.topics is not None else parts[0].new_full((b,), -1, dtype=torch.long)
@@ -154,7 +174,7 @@ class LaRL(nn.Module):
                 raise ValueError(f"this model reads {self.profile_dim} speaker profile features per example, "
                                  f"the batch has {tuple(profiles.shape)}")
             parts.append(profiles.to(parts[0].dtype))  # (B, P)
-        return torch.cat(parts, dim=-1)  # (B, C)
+        return torch.cat(parts, dim=-1), context_words  # (B, C)
 
     def policy(self, c: Tensor) -> GaussianCategorical:
         """p(z | c): M categoricals over (B, Z) (no continuous part); Gumbel-softmax samples in training."""
@@ -178,9 +198,12 @@ class LaRL(nn.Module):
         x = self.context_encoder.utterances(batch.response, batch.response_lengths)  # (B, H_x)
         return self.recognition_head(self.recognition_hidden(torch.cat([c, x], dim=-1)))
 
-    def decoder_condition(self, c: Tensor, z: Tensor) -> Tensor:
-        """What the decoder reads: [c, z] (B, C + Z), or z (B, Z) without ``decoder_context``."""
-        return torch.cat([c, z], dim=-1) if self.decoder_context else z
+    def decoder_condition(self, c: Tensor, z: Tensor, words: ContextWords | None = None) -> Tensor | WithContext:
+        """What the decoder reads: [c, z] (B, C + Z), or z (B, Z) without ``decoder_context``; for a decoder that
+        attends, together with the context's ``words`` (rows as c's, from :meth:`context_and_words`)."""
+        if self.attention and words is None:
+            raise ValueError("this LaRL's decoder attends to the context's words: pass context_and_words(batch)[1]")
+        return with_words(torch.cat([c, z], dim=-1) if self.decoder_context else z, words)
 
     # -- training ------------------------------------------------------------------------------------
 
@@ -191,7 +214,7 @@ class LaRL(nn.Module):
         return word_dropout(inputs, self.word_dropout, unk_id=UNK_ID, protected=(PAD_ID, BOS_ID, EOS_ID))
 
     def forward(self, batch: DialogueBatch) -> ModelOutput:
-        c = self.encode_context(batch)  # (B, C)
+        c, words = self.context_and_words(batch)  # (B, C)
         p = self.policy(c)
         if self.elbo == "lite":  # z ~ p(z | c), KL(p(z | c) || uniform)
             q, prior = p, p._replace(logits=torch.zeros_like(p.logits))
@@ -200,7 +223,7 @@ class LaRL(nn.Module):
         z, _ = q.rsample_with_log_prob(standard_noise(q.noise_like))  # (B, Z): relaxed in training, one-hot in eval
         kl = kl_divergence(q, prior, None, None)  # (B, M), closed form per categorical
         reconstruction = sequence_nll(self.decoder, self.decoder_inputs(batch.inputs), batch.targets,
-                                      self.decoder_condition(c, z))  # (B,)
+                                      self.decoder_condition(c, z, words))  # (B,)
         return ModelOutput(reconstruction=reconstruction, kl=kl.value, mu=q.code, logvar=q.params[1],
                            aux_loss=reconstruction.new_zeros(reconstruction.shape), kl_closed_form=True, posterior=q)
 
@@ -220,7 +243,7 @@ class LaRL(nn.Module):
                              "the policy (z_source='prior')")
         if not prior_scale > 0:
             raise ValueError(f"prior_scale must be > 0, got {prior_scale}")
-        c = self.encode_context(batch)  # (B, C)
+        c, words = self.context_and_words(batch)  # (B, C)
         source = self.policy(c) if z_source == "prior" else self.recognize(c, batch)
         logits = source.logits / (prior_scale if z_source == "prior" else 1.0)  # (B, Z)
         if greedy:
@@ -228,11 +251,12 @@ class LaRL(nn.Module):
         else:
             z = source._replace(logits=logits, temperature=None).sample(num_samples, generator)  # (N, B, Z)
         z = z.flatten(0, 1)  # (N * B, Z)
-        return ResponseCondition(condition=self.decoder_condition(c.repeat(num_samples, 1), z), z=z, acts=None)
+        words = None if words is None else words.repeat(num_samples)  # sample-major, as c
+        return ResponseCondition(condition=self.decoder_condition(c.repeat(num_samples, 1), z, words), z=z, acts=None)
 
     # -- incremental decoding (textvae.decoding) -----------------------------------------------------
 
-    def decoder_start(self, condition: Tensor | None, batch_size: int | None = None) -> RNNState:
+    def decoder_start(self, condition: Tensor | WithContext | None, batch_size: int | None = None) -> RNNState:
         if condition is None:
             raise ValueError("LaRL decodes from [c, z]: pass response_condition(batch).condition")
         return self.decoder.start(condition)
