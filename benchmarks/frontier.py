@@ -5,8 +5,8 @@
                  kgCVAE=runs/dailydialog_lite_kgcvae/export --contexts 1000 --plot benchmarks/frontier_dailydialog_lite.png
 
 For each model, :func:`textvae.frontier.decoding_sweep` (HRED: greedy, beam, word sampling at temperatures
-0.3 to 1.2 and top-p 0.9; latent models: greedy per z, sampling per z at 0.5 to 1 and top-p 0.9, prior scales
-0.5 to 2) and, per setting, Zhao et al. (2017)'s protocol at ``--responses`` per context on the first
+0.3 to 1.2 and top-p 0.9; latent models: greedy per z, sampling per z at the same temperatures and top-p
+0.9, prior scales 0.5 to 2) and, per setting, Zhao et al. (2017)'s protocol at ``--responses`` per context on the first
 ``--contexts`` test pairs: BLEU-1/2/4 F1, distinct-1/2 within a context's responses and overall. Prints a
 Markdown table, says which HRED points no latent model's point dominates (BLEU-1 F1, distinct-2 within and
 overall all at least as high), writes ``--json`` and the plot (BLEU-1 F1 against distinct-2, one curve per
@@ -46,20 +46,24 @@ def main() -> None:
     for spec in args.models:
         name, _, path = spec.partition("=")
         key = {"export": os.path.abspath(path), "data": os.path.abspath(args.data), "contexts": args.contexts,
-               "responses": args.responses}
+               "responses": args.responses, "settings": None}
         cached = os.path.join(args.cache, f"{name}.json") if args.cache else None
-        if cached and os.path.exists(cached) and (saved := json.load(open(cached, encoding="utf-8")))["key"] == key:
+        saved = json.load(open(cached, encoding="utf-8")) if cached and os.path.exists(cached) else None
+        if saved is not None and {**saved["key"], "settings": None} == key and saved["key"].get("settings") == [
+                dataclasses.asdict(d) for d in decoding_sweep(load_export(path).model)]:
             points = [FrontierPoint(p["setting"], Decoding(**p["decoding"]), p["bleu_f1"], p["distinct_1_within"],
                                     p["distinct_2_within"], p["distinct_1"], p["distinct_2"]) for p in saved["points"]]
             print(f"{name}: {len(points)} points from {cached}")
         else:
             export = load_export(path)
+            settings = decoding_sweep(export.model)
+            key["settings"] = [dataclasses.asdict(d) for d in settings]
             records = load_records(args.data)
             dataset = DialogueDataset(records, export.tokenizer, max_context=export.max_context,
                                       max_len=export.max_len, acts=Vocab(export.acts), emotions=Vocab(export.emotions),
                                       topics=Vocab(export.topics))
             start = time.perf_counter()
-            points = frontier(export.model, dataset, export.tokenizer, decoding_sweep(export.model),
+            points = frontier(export.model, dataset, export.tokenizer, settings,
                               responses=args.responses, max_contexts=args.contexts)
             print(f"{name}: {len(points)} points in {time.perf_counter() - start:.0f} s")
             if cached:

@@ -22,6 +22,7 @@ def test_sweep_settings_per_kind_of_model(dialogue_exports):
     assert {d.method for d in hred_settings} == {"greedy", "sample", "beam"}
     latent = decoding_sweep(cvae, prior_scales=(2.0,))
     assert Decoding("greedy", prior_scale=2.0) in latent and all(d.method != "beam" for d in latent)
+    assert {d.temperature for d in latent if d.method == "sample"} == {d.temperature for d in hred_settings}
 
 
 def test_frontier_points_and_monotone_diversity_in_temperature(dialogue_exports, tmp_path):

@@ -6,8 +6,8 @@ are compared at their best trade-offs rather than at one default each (a latent 
 greedily against HRED sampling its words is not a like-for-like comparison).
 
 * :func:`decoding_sweep`: the settings of a model: HRED (no latent) greedy, beam and word sampling at
-  temperatures and top-p; a latent model greedy per z, word sampling per z at temperatures and top-p, and
-  prior scales (z drawn from a wider or narrower prior network);
+  temperatures 0.3 to 1.2 and top-p; a latent model greedy per z, word sampling per z at the same
+  temperatures and top-p, and prior scales (z drawn from a wider or narrower prior network);
 * :func:`frontier`: evaluate every setting;
 * :func:`dominates` / :func:`covers`: is one point at least as good on every axis; does one curve cover
   every point of another;
@@ -29,8 +29,7 @@ from textvae.dialogue import describe_method
 from textvae.dialogue_eval import evaluate_dialogues
 from textvae.models import DialogueModel
 
-HRED_TEMPERATURES = (0.3, 0.5, 0.7, 0.9, 1.0, 1.2)
-LATENT_TEMPERATURES = (0.5, 0.7, 1.0)
+TEMPERATURES = (0.3, 0.5, 0.7, 0.9, 1.0, 1.2)  # every model's, so curves meet over one range
 TOP_PS = (0.9,)
 PRIOR_SCALES = (0.5, 1.5, 2.0)
 
@@ -54,12 +53,11 @@ def decoding_sweep(model: DialogueModel, *, temperatures: Sequence[float] | None
                    top_ps: Sequence[float] = TOP_PS, prior_scales: Sequence[float] = PRIOR_SCALES,
                    beam_size: int = 5, max_len: int = 50) -> list[Decoding]:
     """The decoding settings a model's frontier is traced over (see the module doc). ``temperatures``: word
-    sampling temperatures (default: 0.3 to 1.2 for HRED, 0.5 to 1 per z for a latent model); ``top_ps``: sampling
+    sampling temperatures (default 0.3 to 1.2; a latent model samples per z); ``top_ps``: sampling
     at temperature 1 within each nucleus; ``prior_scales`` (latent models): greedy per z drawn with the prior's
     standard deviation times each scale. HRED also gets greedy and beam search."""
     latent = model.latent_dim > 0
-    temperatures = tuple(temperatures if temperatures is not None else
-                         (LATENT_TEMPERATURES if latent else HRED_TEMPERATURES))
+    temperatures = tuple(temperatures if temperatures is not None else TEMPERATURES)
     settings = [Decoding("greedy", max_len=max_len)]
     settings += [Decoding("sample", temperature=t, max_len=max_len) for t in temperatures]
     settings += [Decoding("sample", top_p=p, max_len=max_len) for p in top_ps]
