@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from textvae import components
 from textvae.data.batching import DialogueBatch
-from textvae.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from textvae.data.tokenizers import PAD_ID
 from textvae.distributions import kl_divergence, standard_noise
 from textvae.models.modules import (
     ContextEncoder,
@@ -56,14 +56,16 @@ from textvae.models.modules import (
     WithContext,
     check_response_request,
     chunked_log_likelihood,
+    decoder_word_dropout,
     dialogue_decoder,
+    encode_dialogue_context,
     keep_legacy_keys,
     reset_decoder,
     sequence_nll,
     split_condition,
     with_words,
 )
-from textvae.objectives import bag_of_words_nll, word_dropout
+from textvae.objectives import bag_of_words_nll
 from textvae.posteriors import GaussianPosterior, Posterior
 from textvae.priors import ConditionalGaussianPrior, Prior
 
@@ -174,23 +176,8 @@ class CVAE(nn.Module):
     def context_and_words(self, batch: DialogueBatch, *, words: bool | None = None) -> tuple[Tensor, ContextWords | None]:
         """c (B, C) and, for a decoder that attends (``words`` None: when the model does), the context's words
         (else None), in one encoder pass."""
-        words = self.attention if words is None else words
-        encoded = self.context_encoder(batch.context, batch.context_lengths, batch.context_turns,
-                                       batch.context_floor, words=words)
-        parts, context_words = ([encoded[0]], encoded[1]) if words else ([encoded], None)
-        b = batch.context.shape[0]
-        if self.topic_embedding is not None:
-            topics = batch.topics if batch.topics is not None else parts[0].new_full((b,), -1, dtype=torch.long)
-            parts.append(self.topic_embedding(topics.clamp_min(0)) * (topics >= 0).unsqueeze(-1))  # (B, topic_dim)
-        if self.profile_dim:
-            profiles = batch.profiles
-            if profiles is None:
-                profiles = parts[0].new_zeros(b, self.profile_dim)
-            elif profiles.shape != (b, self.profile_dim):
-                raise ValueError(f"this model reads {self.profile_dim} speaker profile features per example, "
-                                 f"the batch has {tuple(profiles.shape)}")
-            parts.append(profiles.to(parts[0].dtype))  # (B, P)
-        return torch.cat(parts, dim=-1), context_words  # (B, C)
+        return encode_dialogue_context(batch, self.context_encoder, topic_embedding=self.topic_embedding,
+                                       profile_dim=self.profile_dim, words=self.attention if words is None else words)
 
     def recognize(self, c: Tensor, batch: DialogueBatch):
         """q(z | c, x[, y]): (B, C), the response (B, T) and, for kgCVAE, its gold act -> the posterior's
@@ -240,10 +227,8 @@ class CVAE(nn.Module):
     # -- training ------------------------------------------------------------------------------------
 
     def decoder_inputs(self, inputs: Tensor) -> Tensor:
-        """Word dropout on the decoder inputs (B, T), only in training; BOS, EOS and PAD are never replaced."""
-        if not self.training or self.word_dropout == 0.0:
-            return inputs
-        return word_dropout(inputs, self.word_dropout, unk_id=UNK_ID, protected=(PAD_ID, BOS_ID, EOS_ID))
+        """Word dropout on the decoder inputs (B, T), only in training (:func:`decoder_word_dropout`)."""
+        return decoder_word_dropout(inputs, self.word_dropout, self.training)
 
     def forward(self, batch: DialogueBatch) -> ModelOutput:
         inference = self.infer(batch)

@@ -20,7 +20,6 @@ import torch
 from torch import Tensor, nn
 
 from textvae.data.batching import DialogueBatch
-from textvae.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from textvae.models.modules import (
     ContextEncoder,
     ContextWords,
@@ -29,11 +28,12 @@ from textvae.models.modules import (
     RNNState,
     WithContext,
     check_response_request,
+    decoder_word_dropout,
     dialogue_decoder,
+    encode_dialogue_context,
     sequence_nll,
     with_words,
 )
-from textvae.objectives import word_dropout
 
 
 class HRED(nn.Module):
@@ -92,16 +92,11 @@ class HRED(nn.Module):
 
     def context_and_words(self, batch: DialogueBatch) -> tuple[Tensor, ContextWords | None]:
         """c (B, C) and, for a decoder that attends, the context's words (else None), in one encoder pass."""
-        if not self.attention:
-            return self.encode_context(batch), None
-        return self.context_encoder(batch.context, batch.context_lengths, batch.context_turns, batch.context_floor,
-                                    words=True)
+        return encode_dialogue_context(batch, self.context_encoder, words=self.attention)
 
     def decoder_inputs(self, inputs: Tensor) -> Tensor:
-        """Word dropout on the decoder inputs (B, T), only in training; BOS, EOS and PAD are never replaced."""
-        if not self.training or self.word_dropout == 0.0:
-            return inputs
-        return word_dropout(inputs, self.word_dropout, unk_id=UNK_ID, protected=(PAD_ID, BOS_ID, EOS_ID))
+        """Word dropout on the decoder inputs (B, T), only in training (:func:`decoder_word_dropout`)."""
+        return decoder_word_dropout(inputs, self.word_dropout, self.training)
 
     def forward(self, batch: DialogueBatch) -> ModelOutput:
         c, words = self.context_and_words(batch)  # (B, C)

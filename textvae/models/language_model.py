@@ -14,9 +14,14 @@ from typing import Literal
 from torch import Tensor, nn
 
 from textvae.data.batching import SentenceBatch
-from textvae.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-from textvae.models.modules import DecoderState, ModelOutput, RNNDecoder, TransformerDecoder, sequence_nll
-from textvae.objectives import word_dropout
+from textvae.models.modules import (
+    DecoderState,
+    ModelOutput,
+    RNNDecoder,
+    TransformerDecoder,
+    decoder_word_dropout,
+    sequence_nll,
+)
 
 
 class LanguageModel(nn.Module):
@@ -64,10 +69,8 @@ class LanguageModel(nn.Module):
             raise ValueError(f"architecture must be 'lstm', 'gru' or 'transformer', got {architecture!r}")
 
     def decoder_inputs(self, inputs: Tensor) -> Tensor:
-        """Word dropout on the inputs (B, T), only in training; BOS, EOS and PAD are never replaced."""
-        if not self.training or self.word_dropout == 0.0:
-            return inputs
-        return word_dropout(inputs, self.word_dropout, unk_id=UNK_ID, protected=(PAD_ID, BOS_ID, EOS_ID))
+        """Word dropout on the decoder inputs (B, T), only in training (:func:`decoder_word_dropout`)."""
+        return decoder_word_dropout(inputs, self.word_dropout, self.training)
 
     def forward(self, batch: SentenceBatch) -> ModelOutput:
         nll = sequence_nll(self.decoder, self.decoder_inputs(batch.inputs), batch.targets, None)  # (B,)

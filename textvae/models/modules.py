@@ -25,8 +25,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from textvae.data.tokenizers import BOS_ID, PAD_ID
+from textvae.data.batching import DialogueBatch
+from textvae.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from textvae.distributions import DiagonalGaussian, FlowDistribution, GaussianMixture
+from textvae.objectives import word_dropout
 
 # Logits kept in memory at once by chunked_log_likelihood when chunk is None: 2**25 floats = 128 MiB.
 LOGITS_BUDGET = 2**25
@@ -126,6 +128,14 @@ def with_words(condition: Tensor, words: ContextWords | None) -> Tensor | WithCo
 def split_condition(condition: Tensor | WithContext) -> tuple[Tensor, ContextWords | None]:
     """The vector and the context's words (None without them) of a condition :func:`with_words` made."""
     return (condition.vector, condition.words) if isinstance(condition, WithContext) else (condition, None)
+
+
+def decoder_word_dropout(inputs: Tensor, p: float, training: bool) -> Tensor:
+    """Word dropout (Bowman et al. 2016) on a decoder's inputs (B, T), in training only: each word becomes <unk>
+    with probability ``p``; BOS, EOS and PAD never do. What every model's ``decoder_inputs`` applies."""
+    if not training or p == 0.0:
+        return inputs
+    return word_dropout(inputs, p, unk_id=UNK_ID, protected=(PAD_ID, BOS_ID, EOS_ID))
 
 
 def sequence_nll(decoder: RNNDecoder | TransformerDecoder, inputs: Tensor, targets: Tensor,
@@ -396,6 +406,31 @@ class ContextEncoder(nn.Module):
         return c, ContextWords(self.dropout(states.view(b, u * t, -1)), (ids != PAD_ID) & (ids != BOS_ID), ids)
 
 
+def encode_dialogue_context(batch: DialogueBatch, context_encoder: ContextEncoder, *,
+                            topic_embedding: nn.Embedding | None = None, profile_dim: int = 0,
+                            words: bool = False) -> tuple[Tensor, ContextWords | None]:
+    """What a dialogue model reads of a context: c = [the context encoding, the topic embedding (with
+    ``topic_embedding``), the speaker profiles (``profile_dim`` > 0)] (B, C) and, with ``words``, the context's
+    words for a decoder that attends to them (else None), from one pass of ``context_encoder``. An unknown topic
+    (-1) embeds to zeros; a batch without profiles reads zeros (unknown callers)."""
+    encoded = context_encoder(batch.context, batch.context_lengths, batch.context_turns, batch.context_floor,
+                              words=words)
+    c, context_words = encoded if words else (encoded, None)
+    parts, b = [c], batch.context.shape[0]
+    if topic_embedding is not None:
+        topics = batch.topics if batch.topics is not None else c.new_full((b,), -1, dtype=torch.long)
+        parts.append(topic_embedding(topics.clamp_min(0)) * (topics >= 0).unsqueeze(-1))  # (B, topic_dim)
+    if profile_dim:
+        profiles = batch.profiles
+        if profiles is None:
+            profiles = c.new_zeros(b, profile_dim)
+        elif profiles.shape != (b, profile_dim):
+            raise ValueError(f"this model reads {profile_dim} speaker profile features per example, "
+                             f"the batch has {tuple(profiles.shape)}")
+        parts.append(profiles.to(c.dtype))  # (B, P)
+    return (torch.cat(parts, dim=-1) if len(parts) > 1 else c), context_words  # (B, C)
+
+
 def check_response_request(z_source: str, acts: Tensor | None, num_acts: int, batch_size: int,
                            num_samples: int) -> None:
     """The argument checks every dialogue model's ``response_condition`` makes (clear ValueErrors)."""
@@ -576,32 +611,36 @@ class AttentionRNNDecoder(RNNDecoder):
         out = torch.tanh(self.attention_out(torch.cat([h, context], dim=-1)))  # (B, T, H)
         return out, weights, context
 
-    def _outputs(self, h: Tensor, x: Tensor, words: ContextWords) -> Tensor:
+    def _outputs(self, h: Tensor, x: Tensor, words: ContextWords, mask: Tensor | None = None) -> Tensor:
         """RNN outputs h (B, T, H) and the input embeddings x (B, T, E) -> logits or, with copying,
-        log-probabilities (B, T, V)."""
-        out, weights, context = self._attend(h, words)
-        logits = self.project(self._out(out))  # (B, T, V)
+        log-probabilities: (B, T, V), or (N, V) at the N positions where ``mask`` (B, T) is True (only those are
+        projected to the vocabulary)."""
+        out, weights, context = self._attend(h, words)  # (B, T, H), (B, T, L), (B, T, M)
+        ids = words.ids.unsqueeze(1).expand(-1, h.shape[1], -1)  # (B, T, L): what each attended word copies
+        if mask is not None:
+            out, weights, context, h, x, ids = (t[mask] for t in (out, weights, context, h, x, ids))
+        logits = self.project(self._out(out))  # (..., V)
         if self.copy_gate is None:
             return logits
-        gate = torch.sigmoid(self.copy_gate(torch.cat([h, context, x], dim=-1)).float())  # (B, T, 1)
-        copied = logits.new_zeros(logits.shape, dtype=torch.float32)  # (B, T, V)
-        copied.scatter_add_(-1, words.ids.unsqueeze(1).expand(-1, h.shape[1], -1), weights)
+        gate = torch.sigmoid(self.copy_gate(torch.cat([h, context, x], dim=-1)).float())  # (..., 1)
+        copied = logits.new_zeros(logits.shape, dtype=torch.float32).scatter_add_(-1, ids, weights)  # (..., V)
         probs = gate * torch.softmax(logits.float(), dim=-1) + (1 - gate) * copied
-        return torch.log(probs.clamp_min(1e-30))  # (B, T, V); the clamp keeps log(0) out of the gradient
+        return torch.log(probs.clamp_min(1e-30))  # the clamp keeps log(0) out of the gradient
+
+    def _teacher_forced(self, inputs: Tensor, z, mask: Tensor | None) -> Tensor:
+        vector, words = self._check_words(z)
+        x = self._embed(inputs, vector)  # (B, T, E [+ Z'])
+        h, _ = run_rnn(self.rnn, x, self._initial_hidden(vector, inputs.shape[0], x))  # (B, T, H)
+        return self._outputs(h, x[..., :self.embedding.embedding_dim], words, mask)
 
     def features(self, inputs: Tensor, z) -> Tensor:
         raise NotImplementedError("AttentionRNNDecoder projects with the context's words: use masked_logits")
 
     def masked_logits(self, inputs: Tensor, z, mask: Tensor) -> Tensor:
-        vector, words = self._check_words(z)
-        x = self._embed(inputs, vector)  # (B, T, E [+ Z'])
-        h, _ = run_rnn(self.rnn, x, self._initial_hidden(vector, inputs.shape[0], x))  # (B, T, H)
-        embedded = x[..., :self.embedding.embedding_dim]
-        return self._outputs(h, embedded, words)[mask]  # (N, V)
+        return self._teacher_forced(inputs, z, mask)  # (N, V)
 
     def forward(self, inputs: Tensor, z) -> Tensor:
-        mask = torch.ones_like(inputs, dtype=torch.bool)
-        return self.masked_logits(inputs, z, mask).view(*inputs.shape, -1)  # (B, T, V)
+        return self._teacher_forced(inputs, z, None)  # (B, T, V)
 
     def start(self, z, batch_size: int | None = None) -> AttentionState:
         vector, words = self._check_words(z)

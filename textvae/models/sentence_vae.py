@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from textvae import components
 from textvae.data.batching import SentenceBatch
-from textvae.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
+from textvae.data.tokenizers import PAD_ID, SPECIAL_TOKENS
 from textvae.distributions import kl_divergence, standard_noise
 from textvae.models.modules import (
     DecoderState,
@@ -54,10 +54,11 @@ from textvae.models.modules import (
     TransformerDecoder,
     TransformerEncoder,
     chunked_log_likelihood,
+    decoder_word_dropout,
     reset_decoder,
     sequence_nll,
 )
-from textvae.objectives import bag_of_words_nll, word_dropout
+from textvae.objectives import bag_of_words_nll
 from textvae.posteriors import GaussianPosterior, Posterior
 from textvae.priors import Prior, StandardNormalPrior
 
@@ -234,10 +235,8 @@ class SentenceVAE(nn.Module):
     # -- training ------------------------------------------------------------------------------------
 
     def decoder_inputs(self, inputs: Tensor) -> Tensor:
-        """Word dropout on the decoder inputs (B, T), only in training; BOS, EOS and PAD are never replaced."""
-        if not self.training or self.word_dropout == 0.0:
-            return inputs
-        return word_dropout(inputs, self.word_dropout, unk_id=UNK_ID, protected=(PAD_ID, BOS_ID, EOS_ID))
+        """Word dropout on the decoder inputs (B, T), only in training (:func:`decoder_word_dropout`)."""
+        return decoder_word_dropout(inputs, self.word_dropout, self.training)
 
     def _terms(self, q: Any, p: Any, inputs: Tensor, targets: Tensor, e: Tensor | None):
         """One z ~ q per row: (z (B, Z), KL, -log p(x | z[, y]) (B,))."""

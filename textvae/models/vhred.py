@@ -29,7 +29,6 @@ from torch import Tensor, nn
 
 from textvae import components
 from textvae.data.batching import DialogueBatch
-from textvae.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from textvae.distributions import kl_divergence, standard_noise
 from textvae.models.modules import (
     ContextEncoder,
@@ -41,7 +40,9 @@ from textvae.models.modules import (
     WithContext,
     check_response_request,
     chunked_log_likelihood,
+    decoder_word_dropout,
     dialogue_decoder,
+    encode_dialogue_context,
     keep_legacy_keys,
     reset_decoder,
     sequence_nll,
@@ -49,7 +50,6 @@ from textvae.models.modules import (
     tanh_mlp,
     with_words,
 )
-from textvae.objectives import word_dropout
 from textvae.posteriors import GaussianPosterior, Posterior
 from textvae.priors import ConditionalGaussianPrior, Prior
 
@@ -130,10 +130,7 @@ class VHRED(nn.Module):
 
     def context_and_words(self, batch: DialogueBatch) -> tuple[Tensor, ContextWords | None]:
         """c (B, C) and, for a decoder that attends, the context's words (else None), in one encoder pass."""
-        if not self.attention:
-            return self.encode_context(batch), None
-        return self.context_encoder(batch.context, batch.context_lengths, batch.context_turns, batch.context_floor,
-                                    words=True)
+        return encode_dialogue_context(batch, self.context_encoder, words=self.attention)
 
     def recognize(self, c: Tensor, batch: DialogueBatch):
         """q(z | c, x): (B, C) and the response (B, T) -> the posterior's distribution over (B, Z)."""
@@ -162,10 +159,8 @@ class VHRED(nn.Module):
     # -- training ------------------------------------------------------------------------------------
 
     def decoder_inputs(self, inputs: Tensor) -> Tensor:
-        """Word dropout on the decoder inputs (B, T), only in training; BOS, EOS and PAD are never replaced."""
-        if not self.training or self.word_dropout == 0.0:
-            return inputs
-        return word_dropout(inputs, self.word_dropout, unk_id=UNK_ID, protected=(PAD_ID, BOS_ID, EOS_ID))
+        """Word dropout on the decoder inputs (B, T), only in training (:func:`decoder_word_dropout`)."""
+        return decoder_word_dropout(inputs, self.word_dropout, self.training)
 
     def forward(self, batch: DialogueBatch) -> ModelOutput:
         inference = self.infer(batch)
