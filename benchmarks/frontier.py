@@ -45,26 +45,22 @@ def main() -> None:
     curves, rows = {}, {}
     for spec in args.models:
         name, _, path = spec.partition("=")
+        export = load_export(path)
+        settings = decoding_sweep(export.model)
         key = {"export": os.path.abspath(path), "data": os.path.abspath(args.data), "contexts": args.contexts,
-               "responses": args.responses, "settings": None}
+               "responses": args.responses, "settings": [dataclasses.asdict(d) for d in settings]}
         cached = os.path.join(args.cache, f"{name}.json") if args.cache else None
         saved = json.load(open(cached, encoding="utf-8")) if cached and os.path.exists(cached) else None
-        if saved is not None and {**saved["key"], "settings": None} == key and saved["key"].get("settings") == [
-                dataclasses.asdict(d) for d in decoding_sweep(load_export(path).model)]:
-            points = [FrontierPoint(p["setting"], Decoding(**p["decoding"]), p["bleu_f1"], p["distinct_1_within"],
-                                    p["distinct_2_within"], p["distinct_1"], p["distinct_2"]) for p in saved["points"]]
+        if saved is not None and saved["key"] == key:
+            points = [FrontierPoint(**p | {"decoding": Decoding(**p["decoding"])}) for p in saved["points"]]
             print(f"{name}: {len(points)} points from {cached}")
         else:
-            export = load_export(path)
-            settings = decoding_sweep(export.model)
-            key["settings"] = [dataclasses.asdict(d) for d in settings]
-            records = load_records(args.data)
-            dataset = DialogueDataset(records, export.tokenizer, max_context=export.max_context,
+            dataset = DialogueDataset(load_records(args.data), export.tokenizer, max_context=export.max_context,
                                       max_len=export.max_len, acts=Vocab(export.acts), emotions=Vocab(export.emotions),
                                       topics=Vocab(export.topics))
             start = time.perf_counter()
-            points = frontier(export.model, dataset, export.tokenizer, settings,
-                              responses=args.responses, max_contexts=args.contexts)
+            points = frontier(export.model, dataset, export.tokenizer, settings, responses=args.responses,
+                              max_contexts=args.contexts)
             print(f"{name}: {len(points)} points in {time.perf_counter() - start:.0f} s")
             if cached:
                 os.makedirs(args.cache, exist_ok=True)

@@ -35,6 +35,22 @@ def dialogue_exports(tmp_path_factory):
         torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="session")
+def six_dialogues(tmp_path_factory):
+    """Six synthetic dialogues (seed 3) loaded as records, a word tokenizer on them and their DialogueDataset with
+    3 context turns: (records, tokenizer, dataset), for the dialogue models' unit tests."""
+    from textvae.data.datasets import DialogueDataset, load_records, texts_of
+    from textvae.data.records import write_jsonl
+    from textvae.data.synthetic import generate_dialogues
+    from textvae.data.tokenizers import WordTokenizer
+
+    folder = tmp_path_factory.mktemp("dialogues")
+    write_jsonl(folder / "d.jsonl", generate_dialogues(6, seed=3))
+    records = load_records(folder / "d.jsonl", cache_dir=folder / "cache")
+    tokenizer = WordTokenizer.train(texts_of(records, "dialogues"))
+    return records, tokenizer, DialogueDataset(records, tokenizer, max_context=3)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One torch thread for a module's tests (tiny models: threads cost more than they give)."""

@@ -10,10 +10,7 @@ import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
 from textvae.data.batching import collate_dialogues
-from textvae.data.datasets import DialogueDataset, load_records, texts_of
-from textvae.data.records import write_jsonl
-from textvae.data.synthetic import generate_dialogues
-from textvae.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID, WordTokenizer
+from textvae.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from textvae.decoding import beam_search, greedy, sample
 from textvae.export import load_export, save_export
 from textvae.models import CVAE, HRED, VHRED, DialogueModel, ModelOutput, ResponseCondition
@@ -28,12 +25,8 @@ SMALL = dict(embed_dim=16, utterance_dim=12, context_dim=20, decoder_dim=18)
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("dialogues")
-    write_jsonl(folder / "d.jsonl", generate_dialogues(6, seed=3))
-    records = load_records(folder / "d.jsonl", cache_dir=folder / "cache")
-    tokenizer = WordTokenizer.train(texts_of(records, "dialogues"))
-    dataset = DialogueDataset(records, tokenizer, max_context=3)
+def data(six_dialogues):
+    _, tokenizer, dataset = six_dialogues
     return tokenizer, dataset
 
 

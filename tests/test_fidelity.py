@@ -98,7 +98,8 @@ def test_fidelity_counts_by_hand():
 
 
 def test_eval_reports_context_fidelity_with_a_domain_classifier(dialogue_exports, tmp_path, capsys):
-    from tools import classifier, eval as eval_tool
+    from tools import classifier
+    from tools import eval as eval_tool
 
     data = str(dialogue_exports.data)
     for key in ("topic", "act"):

@@ -11,10 +11,9 @@ import torch
 from torch.distributions import Categorical, kl_divergence
 
 from textvae.data.batching import collate_dialogues
-from textvae.data.datasets import DialogueDataset, Vocab, load_records, texts_of
+from textvae.data.datasets import DialogueDataset, Vocab, load_records
 from textvae.data.records import write_jsonl
 from textvae.data.synthetic import generate_dialogues
-from textvae.data.tokenizers import WordTokenizer
 from textvae.decoding import Decoding, generate
 from textvae.dialogue import generate_responses
 from textvae.export import load_export, save_export
@@ -24,7 +23,6 @@ from textvae.reinforce import (
     RewardBaseline,
     RLSettings,
     TaskReward,
-    goal_dialogues,
     policy_gradient_step,
     reinforce,
     score_policy,
@@ -40,13 +38,18 @@ SMALL = dict(embed_dim=12, utterance_dim=10, context_dim=16, decoder_dim=16, pol
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("dialogues")
-    write_jsonl(folder / "d.jsonl", generate_dialogues(6, seed=3))
-    records = load_records(folder / "d.jsonl", cache_dir=folder / "cache")
-    tokenizer = WordTokenizer.train(texts_of(records, "dialogues"))
-    dataset = DialogueDataset(records, tokenizer, max_context=3)
+def data(six_dialogues):
+    records, tokenizer, dataset = six_dialogues
     return tokenizer, dataset, collate_dialogues([dataset[i] for i in range(7)]), records
+
+
+def moved_by_one_step(model: LaRL, batch) -> list[str]:
+    """The parameters one SGD step on the training loss (reconstruction + KL) changes."""
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    out = model.train()(batch)
+    (out.reconstruction + out.kl.sum(-1)).mean().backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    return [name for name, p in model.named_parameters() if not torch.equal(p, before[name])]
 
 
 def build(data, **kwargs) -> LaRL:
@@ -222,11 +225,7 @@ def test_trains_generates_and_round_trips_through_an_export(trained, data, tmp_p
 
 def test_one_training_step_changes_every_part_of_the_model(data):
     model = build(data, elbo="full")
-    before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    out = model.train()(data[2])
-    (out.reconstruction + out.kl.sum(-1)).mean().backward()
-    torch.optim.SGD(model.parameters(), lr=0.1).step()
-    moved = {name.split(".")[0] for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    moved = {name.split(".")[0] for name in moved_by_one_step(model, data[2])}
     assert {"context_encoder", "policy_hidden", "policy_head", "recognition_hidden", "recognition_head",
             "decoder"} <= moved
 
@@ -241,11 +240,7 @@ def test_attention_and_copy_train_decode_and_round_trip_through_an_export(data, 
     tokenizer, dataset, batch, _ = data
     model = build(data, elbo="full", attention=True, copy=True)
     assert isinstance(model.decoder, AttentionRNNDecoder) and model.decoder.copy_gate is not None
-    before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    out = model.train()(batch)
-    (out.reconstruction + out.kl.sum(-1)).mean().backward()
-    torch.optim.SGD(model.parameters(), lr=0.1).step()
-    moved = {name.rsplit(".", 1)[0] for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    moved = {name.rsplit(".", 1)[0] for name in moved_by_one_step(model, batch)}
     assert {"decoder.attention_query", "decoder.attention_out", "decoder.copy_gate", "policy_head.to_logits",
             "recognition_head.to_logits", "context_encoder.utterance.rnn"} <= moved
     model.eval()
@@ -288,7 +283,7 @@ def test_reinforce_and_scoring_run_on_a_model_that_copies(data):
     tokenizer, dataset, _, records = data
     model = build(data, attention=True, copy=True).eval()
     supervised = build(data, attention=True, copy=True).eval()
-    reward = TaskReward(goal_dialogues(records), KeywordTagger())
+    reward = TaskReward(records, KeywordTagger())
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     history = reinforce(model, dataset, reward, tokenizer, RLSettings(steps=2, batch_size=4, max_len=8, lr=0.1))
     assert len(history) == 2

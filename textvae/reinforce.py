@@ -31,7 +31,6 @@ Notation: B batch, C condition, Z latent (M categoricals of K classes), T tokens
 from __future__ import annotations
 
 import copy
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -76,16 +75,6 @@ def task_reward(act_match: bool, f1: float) -> float:
     return 100.0 * (0.5 * float(act_match) + 0.5 * f1)
 
 
-def goal_dialogues(records) -> list[dict]:
-    """Loaded dialogue records (:func:`~textvae.data.datasets.load_records` keeps ``meta`` as a JSON string) as
-    the dicts :class:`~textvae.fidelity.GoalTracker` reads, in the same order."""
-    out = []
-    for record in records:
-        meta = record.get("meta")
-        out.append({"turns": record["turns"], "meta": json.loads(meta) if isinstance(meta, str) else meta or {}})
-    return out
-
-
 class RewardTerms(NamedTuple):
     reward: Tensor  # (B,) 0-100
     act_match: Tensor  # (B,) 1. where the tagger gives the response the gold act
@@ -94,7 +83,7 @@ class RewardTerms(NamedTuple):
 
 class TaskReward:
     """The reward of responses to the examples of one split (see the module doc). ``dialogues``: the split's
-    records as :func:`goal_dialogues` gives them, in the order its :class:`DialogueDataset` numbers them."""
+    records (:func:`~textvae.data.datasets.load_records`), in the order its :class:`DialogueDataset` numbers them."""
 
     def __init__(self, dialogues: Sequence[dict], tagger: ActTagger):
         self.tracker = GoalTracker(dialogues)

@@ -39,7 +39,6 @@ from textvae.reinforce import (
     StepRecord,
     TaskReward,
     check_larl,
-    goal_dialogues,
     reference_scores,
     reinforce,
     score_policy,
@@ -148,15 +147,14 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"{args.model}: {err}")
     train_path, train_records = _split(parser, args.data, "train")
     eval_path, eval_records = _split(parser, args.data, args.eval_split)
-    train_dialogues, eval_dialogues = goal_dialogues(train_records), goal_dialogues(eval_records)
     if args.act_tagger is not None:
         tagger = load_act_tagger(args.act_tagger)
         tagger_source = str(args.act_tagger)
     else:
         start = time.perf_counter()
-        tagger = train_act_tagger(*tagged_turns(train_dialogues))
+        tagger = train_act_tagger(*tagged_turns(train_records))
         tagger_source = f"trained on {train_path} ({time.perf_counter() - start:.0f} s)"
-    train_reward, eval_reward = TaskReward(train_dialogues, tagger), TaskReward(eval_dialogues, tagger)
+    train_reward, eval_reward = TaskReward(train_records, tagger), TaskReward(eval_records, tagger)
     if not eval_reward.tracker.has_goals:
         parser.error(f"{eval_path}: no dialogue has a goal (meta.goal): the reward needs goal-oriented dialogues")
     train_set, eval_set = _dataset(export, train_records, train_path), _dataset(export, eval_records, eval_path)
