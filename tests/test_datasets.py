@@ -59,9 +59,9 @@ def test_sentence_dataset_encodes_and_counts_truncation(sentences_file, tmp_path
         ds = SentenceDataset(records, tok, max_len=4)
     assert ds[1].ids == tok.encode("a dog ran far")
     assert ds.labels.names == ["0", "1"] and [ds[i].label for i in range(3)] == [1, 0, None]
-    assert ds.lengths == [5, 6, 5]
+    assert ds.lengths.tolist() == [5, 6, 5]
     assert ds.num_targets == 4 + 5 + 4
-    assert ds.attributes[0] == {"topic": "pets"}
+    assert ds.texts == list(records["text"])
 
 
 def test_unknown_label_against_a_given_vocab_is_an_error(sentences_file, tmp_path):

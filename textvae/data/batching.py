@@ -7,11 +7,10 @@ with ``PAD_ID``; ``lengths`` count BOS and EOS. A decoder reads ``tokens[:, :-1]
 
 from __future__ import annotations
 
-import math
-import random
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -160,18 +159,24 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
 
     Indices are shuffled, cut into pools of ``batch_size * pool_batches``, each pool sorted by length
     and cut into batches, and the batches shuffled. Every index appears in exactly one batch per epoch
-    (the last batch may be smaller unless ``drop_last``). With ``num_replicas > 1`` (DDP), the batch
-    list is split across ranks; ranks that would get one batch fewer repeat one, so every rank runs
-    the same number of steps (collectives would otherwise hang). Call ``set_epoch`` to reshuffle.
+    (the last batch of a pool may be smaller unless ``drop_last``). Call ``set_epoch`` to reshuffle.
+
+    With ``num_replicas > 1`` (DDP, several nodes) the shuffled indices are first dealt out to the ranks (rank r
+    takes every r-th), and each rank buckets only its own shard: the ranks' examples are disjoint and together
+    every example, once an epoch. A rank with a batch fewer repeats its first one, so every rank runs the same
+    number of steps (collectives would otherwise hang).
+
+    Memory: the lengths (4 bytes an example) and one epoch's order of this rank's shard (4 bytes an example);
+    the batches are cut from that order as they are read.
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, *, shuffle: bool = True, seed: int = 0,
+    def __init__(self, lengths: Sequence[int] | np.ndarray, batch_size: int, *, shuffle: bool = True, seed: int = 0,
                  drop_last: bool = False, pool_batches: int = 50, num_replicas: int = 1, rank: int = 0):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
-        self.lengths = list(lengths)
+        self.lengths = np.asarray(lengths, dtype=np.int32)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -184,33 +189,45 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _all_batches(self) -> list[list[int]]:
-        order = list(range(len(self.lengths)))
-        rng = random.Random(self.seed + self.epoch)
+    def _batches_of(self, size: int) -> int:
+        """How many batches a shard of ``size`` examples is cut into (pools are cut independently)."""
+        pool = self.batch_size * self.pool_batches
+        whole, rest = divmod(size, pool)
+        cut = rest // self.batch_size if self.drop_last else -(-rest // self.batch_size)
+        return whole * self.pool_batches + cut
+
+    def _shard(self, rank: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The shard of ``rank`` in bucketed order, and its batches as (start, end) rows into it, in epoch order."""
+        n = len(self.lengths)
+        order = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
         if self.shuffle:
             rng.shuffle(order)
+        if self.num_replicas > 1:
+            order = np.ascontiguousarray(order[rank::self.num_replicas])
         pool = self.batch_size * self.pool_batches
-        batches = []
+        bounds = []
         for start in range(0, len(order), pool):
-            chunk = sorted(order[start:start + pool], key=lambda i: self.lengths[i])
-            batches.extend(chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
+            chunk = order[start:start + pool]
+            chunk[:] = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            starts = np.arange(start, start + len(chunk), self.batch_size)
+            bounds.append(np.stack([starts, np.minimum(starts + self.batch_size, start + len(chunk))], axis=1))
+        batches = np.concatenate(bounds) if bounds else np.zeros((0, 2), dtype=np.int64)
         if self.drop_last:
-            batches = [b for b in batches if len(b) == self.batch_size]
+            batches = batches[batches[:, 1] - batches[:, 0] == self.batch_size]
         if self.shuffle:
-            rng.shuffle(batches)
-        return batches
+            batches = batches[rng.permutation(len(batches))]
+        return order, batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        batches = self._all_batches()
-        if self.num_replicas > 1 and batches:
-            missing = -len(batches) % self.num_replicas
-            batches = [*batches, *(batches[i % len(batches)] for i in range(missing))]
-            batches = batches[self.rank::self.num_replicas]
-        return iter(batches)
+        # one generator per epoch, the same on every rank: the ranks deal out one shuffle
+        order, batches = self._shard(self.rank, np.random.default_rng([self.seed, self.epoch]))
+        steps = len(self)
+        if len(batches) == 0 and steps:  # fewer examples than ranks: run rank 0's batches, so collectives match
+            order, batches = self._shard(0, np.random.default_rng([self.seed, self.epoch]))
+        for k in range(steps if self.num_replicas > 1 else len(batches)):
+            start, end = batches[k % len(batches)]
+            yield order[start:end].tolist()
 
     def __len__(self) -> int:
-        # pools are cut independently, so count batches pool by pool
-        n, pool = len(self.lengths), self.batch_size * self.pool_batches
-        cut = (lambda size: size // self.batch_size) if self.drop_last else (lambda size: math.ceil(size / self.batch_size))
-        total = sum(cut(min(pool, n - start)) for start in range(0, n, pool))
-        return math.ceil(total / self.num_replicas)
+        largest = -(-len(self.lengths) // self.num_replicas)  # the first rank's shard
+        return self._batches_of(largest)

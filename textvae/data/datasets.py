@@ -1,9 +1,12 @@
 """Prepared corpora → Hugging Face ``datasets`` (offline, cached where the caller says) → encoded examples.
 
 ``load_records`` validates a prepared JSONL file line by line (clear errors, counted warnings) and
-stores it as an Arrow dataset in ``cache_dir``. The cache key includes the file's content hash, so an
-edited file is never answered from a stale cache. ``SentenceDataset`` and ``DialogueDataset`` then
-encode the text with a tokenizer into the examples that ``textvae.data.batching`` collates.
+stores it as an Arrow dataset in ``cache_dir`` (a large file is parsed in shards, side by side). The cache key
+includes the file's content hash, so an edited file is never answered from a stale cache. ``encode_records``
+tokenises the records once, by a batched map in worker processes, into token-id columns cached beside them
+(keyed on the records and the tokenizer). ``SentenceDataset`` and ``DialogueDataset`` read a batch's rows from
+those memory-mapped columns into the examples that ``textvae.data.batching`` collates: no process holds the
+corpus in memory, only 4 to 12 bytes an example for bucketing.
 """
 
 from __future__ import annotations
@@ -15,13 +18,22 @@ import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 from textvae.data.batching import DialogueExample, SentenceExample
 from textvae.data.profiles import callers_of, example_profile
-from textvae.data.records import DataError, DataWarning, Kind, detect_kind, read_jsonl
+from textvae.data.records import (
+    DataError,
+    DataWarning,
+    Kind,
+    LineShard,
+    detect_kind,
+    line_shards,
+    read_jsonl_shard,
+)
 from textvae.data.tokenizers import Tokenizer
 
 SENTENCE_FEATURES = {"text": "string", "label": "string", "attributes": "string"}
@@ -38,22 +50,32 @@ def _features(kind: Kind):
                               "topic": datasets.Value("string"), "meta": datasets.Value("string")})
 
 
-def _rows(path: str, kind: Kind, content_hash: str) -> Iterator[dict[str, Any]]:
-    # content_hash is unused here: it is part of gen_kwargs so that it is part of the cache key.
+SHARD_BYTES = 64 << 20  # a file is read in shards of about this size, side by side when it has several
+
+
+def _rows(path: str, kind: Kind, content_hash: str, shards: list[tuple[int, int, int]],
+          only_shard: bool) -> Iterator[dict[str, Any]]:
+    # content_hash is unused here: it is part of gen_kwargs so that it is part of the cache key. `datasets` hands
+    # each worker process a share of the list `shards`.
     empty = True
-    for record in read_jsonl(path, kind):
-        empty = False
-        if kind == "sentences":
-            yield {"text": record.text, "label": None if record.label is None else str(record.label),
-                   "attributes": json.dumps(record.attributes) if record.attributes else None}
-        else:
-            yield {"id": record.id, "turns": [t.to_json() | {"act": t.act, "emotion": t.emotion} for t in record.turns],
-                   "topic": record.topic, "meta": json.dumps(record.meta) if record.meta else None}
-    if empty:  # before `datasets` says 'Instruction "train" corresponds to no data!'
-        if kind == "sentences":
-            raise DataError(f"{path}: no sentences (every sentence is empty); give a file with at least one sentence")
-        raise DataError(f"{path}: no dialogues (every turn is empty); give a file with at least one dialogue "
-                        "with text")
+    for shard in shards:
+        for record in read_jsonl_shard(path, kind, LineShard(*shard)):
+            empty = False
+            if kind == "sentences":
+                yield {"text": record.text, "label": None if record.label is None else str(record.label),
+                       "attributes": json.dumps(record.attributes) if record.attributes else None}
+            else:
+                yield {"id": record.id, "turns": [t.to_json() | {"act": t.act, "emotion": t.emotion}
+                                                  for t in record.turns],
+                       "topic": record.topic, "meta": json.dumps(record.meta) if record.meta else None}
+    if empty and only_shard:  # before `datasets` says 'Instruction "train" corresponds to no data!'
+        raise _no_records(path, kind)
+
+
+def _no_records(path: str, kind: Kind) -> DataError:
+    if kind == "sentences":
+        return DataError(f"{path}: no sentences (every sentence is empty); give a file with at least one sentence")
+    return DataError(f"{path}: no dialogues (every turn is empty); give a file with at least one dialogue with text")
 
 
 def file_hash(path: str | os.PathLike) -> str:
@@ -62,6 +84,14 @@ def file_hash(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def worker_processes(items: int, *, per_process: int) -> int | None:
+    """How many processes a ``datasets`` map over ``items`` items runs on: one per ``per_process`` items, at
+    most one per CPU this process may use; None (in this process) below two."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    procs = min(cpus, items // per_process)
+    return procs if procs > 1 else None
 
 
 @contextlib.contextmanager
@@ -77,9 +107,14 @@ def _quiet_datasets():
             datasets.enable_progress_bars()
 
 
-def load_records(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None, kind: Kind | None = None):
+def load_records(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None, kind: Kind | None = None,
+                 num_proc: int | None = None):
     """Load a prepared JSONL file as a ``datasets.Dataset`` cached under ``cache_dir`` (default: ``.cache``
-    next to the file, where ``textvae-train`` keeps it too).
+    next to the file, where ``textvae-train`` keeps it too). The cache is keyed on the file's content, and the
+    dataset is memory-mapped from it: a corpus larger than memory loads.
+
+    A file of several :data:`SHARD_BYTES` shards is parsed by ``num_proc`` processes side by side (default: one
+    per shard, at most one per CPU).
 
     Sentence rows: ``text``, ``label`` (string or None), ``attributes`` (JSON string or None).
     Dialogue rows: ``id``, ``turns`` (speaker/text/act/emotion), ``topic``, ``meta`` (JSON string).
@@ -92,16 +127,115 @@ def load_records(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None
     if not path.is_file():
         raise DataError(f"{path}: no such file; prepare the corpus first (textvae-corpus prepare NAME --out DIR)")
     kind = kind or detect_kind(path)
+    content_hash, shards = line_shards(path, SHARD_BYTES)
+    if num_proc is None:
+        num_proc = worker_processes(len(shards), per_process=1)
     try:
         with _quiet_datasets():
-            return datasets.Dataset.from_generator(
-                _rows, gen_kwargs={"path": str(path.resolve()), "kind": kind, "content_hash": file_hash(path)},
+            records = datasets.Dataset.from_generator(
+                _rows, gen_kwargs={"path": str(path.resolve()), "kind": kind, "content_hash": content_hash,
+                                   "shards": [tuple(s) for s in shards], "only_shard": len(shards) == 1},
                 features=_features(kind), cache_dir=str(cache_dir or path.resolve().parent / ".cache"),
+                num_proc=num_proc if num_proc and num_proc > 1 else None,
             )
     except datasets.exceptions.DatasetGenerationError as err:
         if isinstance(err.__cause__, DataError):
             raise err.__cause__ from None
         raise
+    if len(records) == 0:
+        raise _no_records(str(path), kind)
+    return records
+
+
+def as_records(records, kind: Kind):
+    """``records`` as a ``datasets.Dataset`` without an indices mapping (a ``select`` is written out): a loaded
+    split (:func:`load_records`), or for small in-memory data a dict of columns or a list of row dicts."""
+    import datasets
+
+    if isinstance(records, dict):
+        records = datasets.Dataset.from_dict(records, features=_features(kind))
+    elif isinstance(records, list):
+        records = datasets.Dataset.from_list(records, features=_features(kind))
+    if records._indices is not None:
+        records = records.flatten_indices()
+    return records
+
+
+# ----------------------------------------------------------------------------- token ids, cached beside the records
+
+ENCODE_BATCH = 10_000  # examples per batch of the tokenising map
+ENCODE_PER_PROCESS = 200_000  # a map over fewer examples than twice this runs in the calling process
+
+
+def _cache_key(*parts: str) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:32]
+
+
+def _encode_sentences(batch: dict[str, list], tokenizer: Tokenizer) -> dict[str, list]:
+    ids = [tokenizer.encode(text) for text in batch["text"]]
+    return {"ids": ids, "length": [len(x) for x in ids]}
+
+
+def _encode_dialogues(batch: dict[str, list], tokenizer: Tokenizer) -> dict[str, list]:
+    ids = [[tokenizer.encode(turn["text"]) for turn in turns] for turns in batch["turns"]]
+    return {"turn_ids": ids, "turn_lengths": [[len(x) for x in turns] for turns in ids]}
+
+
+def encode_records(records, tokenizer: Tokenizer, kind: Kind, *, num_proc: int | None = None):
+    """The token ids of loaded records (without BOS/EOS, untruncated), as a ``datasets.Dataset`` row for row:
+    sentences ``ids`` and ``length``; dialogues ``turn_ids`` and ``turn_lengths`` (per turn).
+
+    Tokenised once by a batched ``datasets.map`` (``num_proc`` processes; default one per
+    :data:`ENCODE_PER_PROCESS` examples, at most one per CPU) into a cache file beside the records' own, keyed on
+    the records' content and the tokenizer's (``tokenizer.fingerprint``): a later call with the same file and
+    tokenizer memory-maps it, and a changed file or tokenizer encodes anew.
+    """
+    import datasets
+
+    sentences = kind == "sentences"
+    features = datasets.Features(
+        {"ids": datasets.Sequence(datasets.Value("int32")), "length": datasets.Value("int32")} if sentences else
+        {"turn_ids": datasets.Sequence(datasets.Sequence(datasets.Value("int32"))),
+         "turn_lengths": datasets.Sequence(datasets.Value("int32"))})
+    fingerprint = getattr(tokenizer, "fingerprint", None)
+    if num_proc is None:
+        num_proc = worker_processes(len(records), per_process=ENCODE_PER_PROCESS)
+    with _quiet_datasets():
+        return records.map(
+            _encode_sentences if sentences else _encode_dialogues, fn_kwargs={"tokenizer": tokenizer}, batched=True,
+            batch_size=ENCODE_BATCH, remove_columns=records.column_names, features=features, num_proc=num_proc,
+            new_fingerprint=_cache_key(records._fingerprint, fingerprint, kind, "ids-1") if fingerprint else None,
+        )
+
+
+def _label_under_key(batch: dict[str, list], key: str) -> dict[str, list]:
+    return {"label": [label_under(key, None, json.loads(raw) if raw else None) for raw in batch["attributes"]]}
+
+
+def label_column(records, key: str = "label", *, num_proc: int | None = None):
+    """Each sentence's label under ``key`` (:func:`label_values`) as the column ``label`` of a dataset row for row
+    with ``records``; for ``attributes.NAME``, read once by a cached batched map."""
+    check_label_key(key)
+    if key == "label":
+        return records.select_columns(["label"])
+    if num_proc is None:
+        num_proc = worker_processes(len(records), per_process=ENCODE_PER_PROCESS)
+    with _quiet_datasets():
+        return records.map(_label_under_key, fn_kwargs={"key": key}, batched=True, batch_size=ENCODE_BATCH,
+                           remove_columns=records.column_names, num_proc=num_proc,
+                           new_fingerprint=_cache_key(records._fingerprint, key, "label-1"))
+
+
+def column_array(dataset, name: str) -> np.ndarray:
+    """A numeric column of a dataset as one NumPy array (one copy of that column, not of the rows)."""
+    return dataset.data.column(name).to_numpy()
+
+
+def distinct(values) -> list:
+    """The distinct non-null values of an Arrow (chunked) array, in order of first appearance."""
+    import pyarrow.compute as pc
+
+    return [v for v in pc.unique(values).to_pylist() if v is not None]
 
 
 class Vocab:
@@ -171,55 +305,101 @@ def label_values(records, key: str = "label") -> list[str | None]:
     return [label_under(key, None, json.loads(raw) if raw else None) for raw in records["attributes"]]
 
 
+def _truncate_counts(counts: np.ndarray, max_len: int | None, source: str, what: str) -> np.ndarray:
+    """Token counts cut at ``max_len``, with one warning counting the cut ones."""
+    if max_len is None:
+        return counts
+    _warn_truncated(source, what, int((counts > max_len).sum()), len(counts), max_len)
+    return np.minimum(counts, max_len)
+
+
+class _Sentences(NamedTuple):
+    """One encoded sentence file: token ids and, unless unlabelled, the label column (rows alike)."""
+    records: Any
+    ids: Any
+    labels: Any | None
+
+
 class SentenceDataset(torch.utils.data.Dataset):
-    """Encoded sentences: ``SentenceExample(ids, label, index)``; ``lengths`` for bucketing (with BOS/EOS).
-    ``label_key``: where a sentence's label is read (:func:`label_values`); ``unlabelled=True`` reads none
-    (the unlabelled part of semi-supervised training)."""
+    """Encoded sentences: ``SentenceExample(ids, label, index)``; ``lengths`` (a NumPy array, with BOS/EOS) for
+    bucketing. ``label_key``: where a sentence's label is read (:func:`label_values`); ``unlabelled=True`` reads
+    none (the unlabelled part of semi-supervised training).
+
+    The token ids stay in the memory-mapped cache :func:`encode_records` writes; a batch reads its own rows
+    (``__getitems__``), so a corpus larger than memory trains. Only the lengths are held, 4 bytes a sentence.
+    """
 
     def __init__(self, records, tokenizer: Tokenizer, *, max_len: int | None = None,
                  labels: Vocab | None = None, source: str = "sentences", label_key: str = "label",
-                 unlabelled: bool = False):
-        texts = records["text"]
-        self.texts = texts
-        encoded = [tokenizer.encode(t) for t in texts]
-        truncated = 0
-        self.ids = []
-        for ids in encoded:
-            ids, cut = _truncate(ids, max_len)
-            truncated += cut
-            self.ids.append(ids)
-        _warn_truncated(source, "sentences", truncated, len(texts), max_len)
-        raw_labels = [None] * len(texts) if unlabelled else label_values(records, label_key)
-        self.labels = labels if labels is not None else Vocab.build(raw_labels)
-        self.label_ids = [category_id(self.labels, v, "label", source) for v in raw_labels]
-        self.attributes = [json.loads(a) if a else {} for a in records["attributes"]]
-        self.lengths = [len(ids) + 2 for ids in self.ids]
+                 unlabelled: bool = False, num_proc: int | None = None):
+        records = as_records(records, "sentences")
+        encoded = encode_records(records, tokenizer, "sentences", num_proc=num_proc)
+        label_rows = None if unlabelled else label_column(records, label_key, num_proc=num_proc)
+        present = [] if label_rows is None else distinct(label_rows.data.column("label"))
+        self.labels = labels if labels is not None else Vocab.build(present)
+        for value in present:
+            category_id(self.labels, value, "label", source)
+        self.max_len = max_len
+        counts = _truncate_counts(column_array(encoded, "length"), max_len, source, "sentences")
+        self.lengths = (counts + 2).astype(np.int32)
+        self._parts = [_Sentences(records, encoded, label_rows)]
+        self._starts = np.zeros(1, dtype=np.int64)
 
     def extend(self, other: SentenceDataset) -> None:
         """Append the sentences of ``other`` (encoded with the same tokenizer and label names) after these."""
         if other.labels.names != self.labels.names:
             raise ValueError("only datasets with the same label names can be joined")
-        self.texts = list(self.texts) + list(other.texts)
-        self.ids += other.ids
-        self.label_ids += other.label_ids
-        self.attributes += other.attributes
-        self.lengths += other.lengths
+        self._starts = np.concatenate([self._starts, other._starts + len(self)])
+        self._parts += other._parts
+        self.lengths = np.concatenate([self.lengths, other.lengths])
 
     def repeat(self, times: int) -> None:
         """Hold every sentence ``times`` times (an epoch then reads each that often)."""
-        self.texts, self.ids = list(self.texts) * times, self.ids * times
-        self.label_ids, self.attributes, self.lengths = self.label_ids * times, self.attributes * times, self.lengths * times
+        size = len(self)
+        self._starts = np.concatenate([self._starts + k * size for k in range(times)])
+        self._parts = self._parts * times
+        self.lengths = np.tile(self.lengths, times)
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.lengths)
 
     def __getitem__(self, i: int) -> SentenceExample:
-        return SentenceExample(ids=self.ids[i], label=self.label_ids[i], index=i)
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[SentenceExample]:
+        """The examples at ``indices``, each part's rows read in one gather (the DataLoader calls this per batch)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if len(indices) and (indices.min() < -len(self) or indices.max() >= len(self)):
+            raise IndexError(f"index out of range for {len(self)} sentences")
+        indices = indices % max(len(self), 1)
+        part_of = np.searchsorted(self._starts, indices, side="right") - 1
+        out: list[SentenceExample | None] = [None] * len(indices)
+        for p in np.unique(part_of):
+            at = np.flatnonzero(part_of == p)
+            part = self._parts[p]
+            rows = (indices[at] - self._starts[p]).tolist()
+            ids = part.ids[rows]["ids"]
+            names = part.labels[rows]["label"] if part.labels is not None else [None] * len(rows)
+            for j, i, row_ids, name in zip(at.tolist(), indices[at].tolist(), ids, names, strict=True):
+                if self.max_len is not None:
+                    row_ids = row_ids[: self.max_len]
+                out[j] = SentenceExample(ids=row_ids, label=None if name is None else self.labels.index[name], index=i)
+        return out
+
+    @property
+    def texts(self) -> list[str]:
+        """Every sentence's text, in order (a list in memory: for small data and tests)."""
+        return [text for k in range(len(self._parts)) for text in self._parts[k].records["text"]]
+
+    @property
+    def label_ids(self) -> list[int | None]:
+        """Every sentence's label id, in order (a list in memory: for small data and tests)."""
+        return [e.label for e in self.__getitems__(range(len(self)))]
 
     @property
     def num_targets(self) -> int:
         """Words + EOS over the dataset: the per-word perplexity denominator."""
-        return sum(len(ids) + 1 for ids in self.ids)
+        return int((self.lengths.astype(np.int64) - 1).sum())
 
 
 DEFAULT_MAX_CONTEXT = 10  # context turns per example, as Zhao et al. (2017); exports record the one trained with
@@ -228,68 +408,126 @@ DEFAULT_MAX_CONTEXT = 10  # context turns per example, as Zhao et al. (2017); ex
 class DialogueDataset(torch.utils.data.Dataset):
     """One example per turn that has at least one turn before it: (context of up to ``max_context``
     previous turns, response, response act/emotion, dialogue topic, and the speaker profile when the
-    dialogues carry caller metadata, :mod:`textvae.data.profiles`)."""
+    dialogues carry caller metadata, :mod:`textvae.data.profiles`).
+
+    As :class:`SentenceDataset`, the token ids stay in the memory-mapped cache and a batch reads the dialogues
+    its examples come from; held in memory are 12 bytes an example (its dialogue, turn and length).
+    """
 
     def __init__(self, records, tokenizer: Tokenizer, *, max_context: int = DEFAULT_MAX_CONTEXT, max_len: int | None = None,
                  acts: Vocab | None = None, emotions: Vocab | None = None, topics: Vocab | None = None,
-                 source: str = "dialogues"):
+                 source: str = "dialogues", num_proc: int | None = None):
+        import pyarrow.compute as pc
+
         if max_context < 1:
             raise ValueError(f"max_context must be >= 1, got {max_context}")
-        dialogues = list(records)
-        self.max_context = max_context
-        self.acts = acts if acts is not None else Vocab.build(t["act"] for d in dialogues for t in d["turns"])
-        self.emotions = emotions if emotions is not None else Vocab.build(
-            t["emotion"] for d in dialogues for t in d["turns"])
-        self.topics = topics if topics is not None else Vocab.build(d["topic"] for d in dialogues)
-        self.turn_ids: list[list[list[int]]] = []  # per dialogue, per turn
-        self.speakers: list[list[str]] = []
-        self.turn_acts: list[list[int | None]] = []
-        self.turn_emotions: list[list[int | None]] = []
-        self.topic_ids: list[int | None] = []
-        self.callers: list[dict[str, list[float]] | None] = []  # per dialogue: each caller's profile features
-        self.examples: list[tuple[int, int]] = []  # (dialogue, response turn)
-        truncated = total = 0
-        for d, dialogue in enumerate(dialogues):
-            ids = []
-            for turn in dialogue["turns"]:
-                turn_ids, cut = _truncate(tokenizer.encode(turn["text"]), max_len)
-                truncated += cut
-                total += 1
-                ids.append(turn_ids)
-            self.turn_ids.append(ids)
-            self.speakers.append([t["speaker"] for t in dialogue["turns"]])
-            self.turn_acts.append([category_id(self.acts, t["act"], "act", source) for t in dialogue["turns"]])
-            self.turn_emotions.append([category_id(self.emotions, t["emotion"], "emotion", source)
-                                       for t in dialogue["turns"]])
-            self.topic_ids.append(category_id(self.topics, dialogue["topic"], "topic", source))
-            self.callers.append(callers_of(dialogue.get("meta")))
-            self.examples.extend((d, n) for n in range(1, len(ids)))
-        _warn_truncated(source, "turns", truncated, total, max_len)
-        self.lengths = [len(self.turn_ids[d][n]) + 2 for d, n in self.examples]
-        self.has_profiles = any(c is not None for c in self.callers)
+        self.records = as_records(records, "dialogues")
+        self.max_context, self.max_len = max_context, max_len
+        turns = pc.list_flatten(self.records.data.column("turns"))
+        self.acts = acts if acts is not None else Vocab.build(distinct(pc.struct_field(turns, "act")))
+        self.emotions = emotions if emotions is not None else Vocab.build(distinct(pc.struct_field(turns, "emotion")))
+        self.topics = topics if topics is not None else Vocab.build(distinct(self.records.data.column("topic")))
+        for what, vocab, values in (("act", self.acts, pc.struct_field(turns, "act")),
+                                    ("emotion", self.emotions, pc.struct_field(turns, "emotion")),
+                                    ("topic", self.topics, self.records.data.column("topic"))):
+            for value in distinct(values):
+                category_id(vocab, value, what, source)
+        self.encoded = encode_records(self.records, tokenizer, "dialogues", num_proc=num_proc)
+        turn_counts = pc.list_value_length(self.encoded.data.column("turn_lengths")).to_numpy()
+        first_turn = np.concatenate([[0], np.cumsum(turn_counts)])  # of each dialogue, among all turns
+        # the examples: every turn but each dialogue's first
+        per_dialogue = np.maximum(turn_counts - 1, 0)
+        self._dialogue = np.repeat(np.arange(len(turn_counts), dtype=np.int32), per_dialogue)
+        first_example = np.concatenate([[0], np.cumsum(per_dialogue)[:-1]])  # of each dialogue
+        self._turn = (np.arange(len(self._dialogue)) - first_example[self._dialogue] + 1).astype(np.int32)
+        counts = _truncate_counts(pc.list_flatten(self.encoded.data.column("turn_lengths")).to_numpy(), max_len,
+                                  source, "turns")
+        self.lengths = (counts[first_turn[self._dialogue] + self._turn] + 2).astype(np.int32)
+        metas = [m for m in self.records.data.column("meta").to_pylist() if m is not None]
+        self.has_profiles = any(callers_of(meta) is not None for meta in metas)
+        self.examples = _Pairs(self._dialogue, self._turn)
+        self.speakers = _Speakers(self.records)
 
     def __len__(self) -> int:
-        return len(self.examples)
+        return len(self.lengths)
 
     def __getitem__(self, i: int) -> DialogueExample:
-        d, n = self.examples[i]
-        start = max(0, n - self.max_context)
-        responder = self.speakers[d][n]
-        return DialogueExample(
-            context=self.turn_ids[d][start:n],
-            context_floor=[int(s == responder) for s in self.speakers[d][start:n]],
-            response=self.turn_ids[d][n], act=self.turn_acts[d][n], emotion=self.turn_emotions[d][n],
-            topic=self.topic_ids[d], index=i,
-            profile=example_profile(self.callers[d], responder) if self.has_profiles else None,
-        )
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[DialogueExample]:
+        """The examples at ``indices``; the dialogues they come from are read in one gather."""
+        indices = [int(i) % max(len(self), 1) if -len(self) <= int(i) < len(self) else _out_of_range(i, len(self))
+                   for i in indices]
+        wanted = sorted({int(self._dialogue[i]) for i in indices})
+        rows = self.records[wanted]
+        ids = self.encoded[wanted]["turn_ids"]
+        dialogues = {d: (turns, topic, meta, turn_ids) for d, turns, topic, meta, turn_ids
+                     in zip(wanted, rows["turns"], rows["topic"], rows["meta"], ids, strict=True)}
+        examples = []
+        for i in indices:
+            turns, topic, meta, turn_ids = dialogues[int(self._dialogue[i])]
+            n = int(self._turn[i])
+            if self.max_len is not None:
+                turn_ids = [t[: self.max_len] for t in turn_ids]
+            start = max(0, n - self.max_context)
+            responder = turns[n]["speaker"]
+            examples.append(DialogueExample(
+                context=turn_ids[start:n], context_floor=[int(t["speaker"] == responder) for t in turns[start:n]],
+                response=turn_ids[n], act=_id(self.acts, turns[n]["act"]), emotion=_id(self.emotions, turns[n]["emotion"]),
+                topic=_id(self.topics, topic), index=i,
+                profile=example_profile(callers_of(meta), responder) if self.has_profiles else None,
+            ))
+        return examples
 
     @property
     def num_targets(self) -> int:
-        return sum(len(self.turn_ids[d][n]) + 1 for d, n in self.examples)
+        return int((self.lengths.astype(np.int64) - 1).sum())
 
 
-def texts_of(records, kind: Kind) -> Sequence[str] | Iterator[str]:
-    """All texts of a loaded split (sentences, or every dialogue turn): what a tokenizer trains on."""
-    if kind == "sentences":
-        return records["text"]
-    return (turn["text"] for dialogue in records for turn in dialogue["turns"])
+def _id(vocab: Vocab, name: str | None) -> int | None:
+    return None if name is None else vocab.index[name]
+
+
+def _out_of_range(i: int, size: int):
+    raise IndexError(f"index {i} out of range for {size} examples")
+
+
+class _Pairs(Sequence):
+    """``(dialogue, turn)`` of each example of a :class:`DialogueDataset`, read from its arrays."""
+
+    def __init__(self, dialogue: np.ndarray, turn: np.ndarray):
+        self._dialogue, self._turn = dialogue, turn
+
+    def __len__(self) -> int:
+        return len(self._dialogue)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return list(zip(self._dialogue[i].tolist(), self._turn[i].tolist(), strict=True))
+        return int(self._dialogue[i]), int(self._turn[i])
+
+
+class _Speakers(Sequence):
+    """The speakers of each dialogue's turns (``speakers[d][n]``), read from the records when asked."""
+
+    def __init__(self, records):
+        self._records = records
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __getitem__(self, d: int) -> list[str]:
+        return [turn["speaker"] for turn in self._records[int(d)]["turns"]]
+
+
+def texts_of(records, kind: Kind, *, batch_rows: int = 10_000) -> Iterator[str]:
+    """All texts of a loaded split (sentences, or every dialogue turn), streamed from the Arrow table a batch of
+    rows at a time: what a tokenizer trains on."""
+    import pyarrow.compute as pc
+
+    records = as_records(records, kind)
+    for batch in records.data.to_batches(max_chunksize=batch_rows):
+        if kind == "sentences":
+            yield from batch.column("text").to_pylist()
+        else:
+            yield from pc.struct_field(pc.list_flatten(batch.column("turns")), "text").to_pylist()

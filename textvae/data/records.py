@@ -16,6 +16,7 @@ UTF-16 surrogate escape (``"\\ud800"``, not text: it cannot be written as UTF-8)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -26,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, NamedTuple
 
 Label = str | int
 
@@ -110,13 +111,19 @@ def iter_text_lines(path: str | os.PathLike, *, what: str = "line") -> Iterator[
         yield from iter_stream_lines(f, str(path), what=what)
 
 
-def iter_stream_lines(f: IO[bytes], where: str, *, what: str = "line") -> Iterator[tuple[int, str]]:
-    """:func:`iter_text_lines` for an open binary stream (e.g. an archive member) named ``where``."""
+def iter_stream_lines(f: IO[bytes], where: str, *, what: str = "line", first_number: int = 1,
+                      end: int | None = None) -> Iterator[tuple[int, str]]:
+    """:func:`iter_text_lines` for an open binary stream (e.g. an archive member) named ``where``; with ``end``,
+    the lines that start before byte ``end`` from where the stream stands, numbered from ``first_number`` (a
+    shard of a file, :func:`line_shards`)."""
     empty = 0
-    number = 0
+    number = first_number - 1
+    left = -1 if end is None else end - f.tell()  # bytes of the shard still to read (-1: to the end)
     # readline with a limit: a file with no newline in gigabytes is refused, not read whole into memory
-    while raw := f.readline(MAX_LINE_BYTES + 2):
+    while left and (raw := f.readline(MAX_LINE_BYTES + 2)):
         number += 1
+        if left > 0:
+            left = max(left - len(raw), 0)
         if len(raw.rstrip(b"\r\n")) > MAX_LINE_BYTES:
             raise DataError(f"{where}:{number}: line longer than {MAX_LINE_BYTES >> 20} MiB (the most a line may "
                             "hold); put one record a line")
@@ -235,11 +242,27 @@ def read_jsonl(path: str | os.PathLike, kind: Kind) -> Iterator[Sentence] | Iter
     Sentences with empty text and dialogue turns with empty text are skipped and counted (one
     warning per file); a dialogue left with no turns is skipped and counted too.
     """
+    return parse_records(iter_text_lines(path, what="line"), path, kind)
+
+
+def read_jsonl_shard(path: str | os.PathLike, kind: Kind, shard: LineShard) -> Iterator[Sentence] | Iterator[Dialogue]:
+    """:func:`read_jsonl` of the lines of one shard of the file (:func:`line_shards`), numbered as in the file;
+    skipped lines are counted and reported per shard."""
+    path = Path(path)
+    with path.open("rb") as f:
+        f.seek(shard.start)
+        yield from parse_records(iter_stream_lines(f, str(path), first_number=shard.first_line, end=shard.end),
+                                 path, kind)
+
+
+def parse_records(lines: Iterable[tuple[int, str]], path: str | os.PathLike,
+                  kind: Kind) -> Iterator[Sentence] | Iterator[Dialogue]:
+    """The records of numbered JSONL lines of ``path`` (:func:`read_jsonl`)."""
     if kind not in ("sentences", "dialogues"):
         raise ValueError(f"kind must be 'sentences' or 'dialogues', got {kind!r}")
     path = Path(path)
     skipped: Counter[str] = Counter()
-    for number, line in iter_text_lines(path, what="line"):
+    for number, line in lines:
         obj = parse_json_line(line, path, number)
         if kind == "sentences":
             sentence = parse_sentence(obj, path, number)
@@ -260,6 +283,40 @@ def read_jsonl(path: str | os.PathLike, kind: Kind) -> Iterator[Sentence] | Iter
     for what, count in skipped.items():
         if count:
             warnings.warn(f"{path}: skipped {count} {what}{'s' if count != 1 else ''}", DataWarning, stacklevel=2)
+
+
+class LineShard(NamedTuple):
+    start: int  # byte offset of the shard's first line
+    end: int  # byte offset after its last line
+    first_line: int  # the line number (from 1) of its first line
+
+
+def line_shards(path: str | os.PathLike, shard_bytes: int) -> tuple[str, list[LineShard]]:
+    """The SHA-256 of a file and its cut into shards of whole lines of about ``shard_bytes`` each (one read of
+    the file): what several processes read side by side, each line numbered as in the whole file."""
+    path = Path(path)
+    size = path.stat().st_size
+    starts = [0]
+    with path.open("rb") as f:
+        for cut in range(shard_bytes, size, shard_bytes):
+            f.seek(cut - 1)  # from the byte before the cut: a cut just after a newline is a line start
+            rest = f.readline(MAX_LINE_BYTES + 2)
+            if not rest.endswith(b"\n") and f.tell() < size:
+                raise DataError(f"{path}: the line around byte {cut} is longer than {MAX_LINE_BYTES >> 20} MiB (the "
+                                "most a line may hold); put one record a line")
+            if f.tell() < size and f.tell() > starts[-1]:
+                starts.append(f.tell())
+        digest, newlines, offset = hashlib.sha256(), 0, 0
+        first_lines, pending = [1], starts[1:]
+        f.seek(0)
+        for block in iter(lambda: f.read(1 << 22), b""):
+            while pending and pending[0] <= offset + len(block):
+                first_lines.append(newlines + block[: pending.pop(0) - offset].count(b"\n") + 1)
+            newlines += block.count(b"\n")
+            digest.update(block)
+            offset += len(block)
+    ends = [*starts[1:], size]
+    return digest.hexdigest(), [LineShard(*shard) for shard in zip(starts, ends, first_lines, strict=True)]
 
 
 @contextmanager

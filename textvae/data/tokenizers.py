@@ -10,6 +10,8 @@ tokenised, and re-splitting them would change the token count that perplexity is
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import os
 import re
@@ -30,6 +32,7 @@ UNK_ALIASES = ("<unk>", "_UNK", "<UNK>")
 @runtime_checkable
 class Tokenizer(Protocol):
     vocab_size: int
+    fingerprint: str  # changes with anything that changes encode(): keys the cache of token ids
 
     def encode(self, text: str) -> list[int]: ...
 
@@ -73,7 +76,12 @@ class WordTokenizer:
         self.index = {token: i for i, token in enumerate(self.tokens)}
         for alias in UNK_ALIASES:
             self.index.setdefault(alias, UNK_ID)
+        # "<pad>", "<s>" or "</s>" written in a text is a word, not padding or a sentence boundary (which
+        # batching alone adds): like any word outside the vocabulary it reads as <unk>, as SentencePiece
+        # reads it as pieces
+        self._encoding = self.index | {token: UNK_ID for token in SPECIAL_TOKENS}
         self.vocab_size = len(self.tokens)
+        self.fingerprint = hashlib.sha256(json.dumps(["word", lowercase, self.tokens]).encode()).hexdigest()
 
     @classmethod
     def train(cls, texts: Iterable[str], *, min_count: int = 1, max_size: int | None = None,
@@ -82,8 +90,10 @@ class WordTokenizer:
         if min_count < 1:
             raise ValueError(f"min_count must be >= 1, got {min_count}")
         counts: Counter[str] = Counter()
-        for text in texts:
-            counts.update(text.lower().split() if lowercase else text.split())
+        texts = iter(texts)
+        while chunk := list(itertools.islice(texts, 10_000)):  # one split of many texts: the counting runs in C
+            joined = "\n".join(chunk)
+            counts.update(joined.lower().split() if lowercase else joined.split())
         for token in (*SPECIAL_TOKENS, *UNK_ALIASES):
             counts.pop(token, None)
         words = [w for w, c in sorted(counts.items(), key=lambda wc: (-wc[1], wc[0])) if c >= min_count]
@@ -97,10 +107,8 @@ class WordTokenizer:
 
     def encode(self, text: str) -> list[int]:
         words = text.lower().split() if self.lowercase else text.split()
-        # "<pad>", "<s>" or "</s>" written in a text is a word, not padding or a sentence boundary (which
-        # batching alone adds): like any word outside the vocabulary it reads as <unk>, as SentencePiece
-        # reads it as pieces; the special ids are 0 to UNK_ID, so max() maps the three to UNK_ID.
-        return [max(self.index.get(w, UNK_ID), UNK_ID) for w in words]
+        get = self._encoding.get
+        return [get(w, UNK_ID) for w in words]
 
     def decode(self, ids: Sequence[int]) -> str:
         return " ".join(self.tokens[i] for i in _strip_special(ids, self.vocab_size))
@@ -125,6 +133,10 @@ class SentencePieceTokenizer:
             raise DataError(f"SentencePiece model has special ids {ids}; textvae needs "
                             f"pad/bos/eos/unk = {(PAD_ID, BOS_ID, EOS_ID, UNK_ID)}: train it with SentencePieceTokenizer.train")
         self.vocab_size = self.processor.get_piece_size()
+        self.fingerprint = hashlib.sha256(b"sentencepiece/" + model_proto).hexdigest()
+
+    def __reduce__(self):  # to the worker processes of a tokenising map: the model's bytes, not the processor
+        return SentencePieceTokenizer, (self.model_proto,)
 
     @classmethod
     def train(cls, texts: Iterable[str], *, vocab_size: int = 8000,
