@@ -11,14 +11,19 @@ kgCVAE the ELBO also counts -log p(act | c, z) (``ModelOutput.act_nll``, logged 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
 import os
+import shutil
 from collections.abc import Callable
 from typing import Literal
 
+import pyarrow.compute as pc
 import pytorch_lightning as pl
 import torch
+from filelock import FileLock
 from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
@@ -29,7 +34,9 @@ from textvae.data.datasets import (
     DialogueDataset,
     SentenceDataset,
     Vocab,
-    label_values,
+    distinct,
+    encode_records,
+    label_column,
     load_records,
     texts_of,
 )
@@ -136,32 +143,56 @@ class TextDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.seed = num_workers, seed
         self.cache_dir = cache_dir or self.default_cache_dir(train)
-        self.records = {split: load_records(path, cache_dir=self.cache_dir, kind=self.kind)
-                        for split, path in self.paths.items() if path is not None}
-        if tokenizer_dir is not None:
-            self.tokenizer = load_tokenizer(tokenizer_dir)
-        else:
-            texts = texts_of(self.records["train"], self.kind)
-            if "unlabelled" in self.records:
-                texts = list(texts) + list(texts_of(self.records["unlabelled"], self.kind))
-            self.tokenizer = train_tokenizer(texts, kind=tokenizer,
-                                             min_count=min_count, max_size=max_vocab, lowercase=lowercase,
-                                             vocab_size=sentencepiece_vocab_size)
-        # Category inventories come from every split given: they are metadata, not learned content,
-        # and a dev split may hold a dialog act the train split lacks.
         if unlabelled is not None and (self.kind != "sentences" or detect_kind(unlabelled) != "sentences"):
             raise DataError(f"data.unlabelled ({unlabelled}) is for sentence corpora: give train and unlabelled as "
                             "sentence files")
-        all_records = [r for split, r in self.records.items() if split != "unlabelled"]
-        if self.kind == "sentences":
-            self.labels = Vocab.build(v for r in all_records for v in label_values(r, label_key))
-        else:
-            turns = [t for r in all_records for d in r for t in d["turns"]]
-            self.acts = Vocab.build(t["act"] for t in turns)
-            self.emotions = Vocab.build(t["emotion"] for t in turns)
-            self.topics = Vocab.build(d["topic"] for r in all_records for d in r)
-            self.has_profiles = any(callers_of(meta) is not None for r in all_records for meta in r["meta"])
+        tokenizer_settings = dict(kind=tokenizer, min_count=min_count, max_size=max_vocab, lowercase=lowercase,
+                                  vocab_size=sentencepiece_vocab_size)
+        # One process builds the caches (records, tokenizer, token ids); the others (DDP ranks started beside it)
+        # wait for it, then memory-map what it wrote.
+        os.makedirs(self.cache_dir, exist_ok=True)
+        with FileLock(os.path.join(self.cache_dir, "textvae.lock")):
+            self.records = {split: load_records(path, cache_dir=self.cache_dir, kind=self.kind)
+                            for split, path in self.paths.items() if path is not None}
+            if tokenizer_dir is not None:
+                self.tokenizer = load_tokenizer(tokenizer_dir)
+            else:
+                self.tokenizer = self._cached_tokenizer(tokenizer_settings)
+            for records in self.records.values():
+                encode_records(records, self.tokenizer, self.kind)
+            # Category inventories come from every split given: they are metadata, not learned content,
+            # and a dev split may hold a dialog act the train split lacks.
+            all_records = [r for split, r in self.records.items() if split != "unlabelled"]
+            if self.kind == "sentences":
+                self.labels = Vocab.build(v for r in all_records
+                                          for v in distinct(label_column(r, label_key).data.column("label")))
+            else:
+                turns = [pc.list_flatten(r.data.column("turns")) for r in all_records]
+                self.acts = Vocab.build(v for t in turns for v in distinct(pc.struct_field(t, "act")))
+                self.emotions = Vocab.build(v for t in turns for v in distinct(pc.struct_field(t, "emotion")))
+                self.topics = Vocab.build(v for r in all_records for v in distinct(r.data.column("topic")))
+                self.has_profiles = any(callers_of(meta) is not None for r in all_records
+                                        for meta in r.data.column("meta").drop_null().to_pylist())
         self.datasets: dict[str, torch.utils.data.Dataset] = {}
+
+    def _cached_tokenizer(self, settings: dict):
+        """The tokenizer trained on the training texts (and the unlabelled ones), kept in the cache folder under a
+        key of the files' content and the settings, so a restart (or another rank) loads it instead."""
+        # the records' fingerprints stand for the files' content (load_records keys its cache on it)
+        files = [self.records[split]._fingerprint for split in ("train", "unlabelled") if split in self.records]
+        key = hashlib.sha256(json.dumps([files, settings, "tokenizer-1"], sort_keys=True).encode()).hexdigest()[:32]
+        folder = os.path.join(self.cache_dir, f"tokenizer-{key}")
+        if os.path.isfile(os.path.join(folder, "tokenizer.json")):
+            return load_tokenizer(folder)
+        texts = texts_of(self.records["train"], self.kind)
+        if "unlabelled" in self.records:
+            texts = itertools.chain(texts, texts_of(self.records["unlabelled"], self.kind))
+        tokenizer = train_tokenizer(texts, **settings)
+        partial = folder + ".tmp"
+        shutil.rmtree(partial, ignore_errors=True)
+        tokenizer.save(partial)
+        os.replace(partial, folder)
+        return tokenizer
 
     @staticmethod
     def default_cache_dir(train: str) -> str:
