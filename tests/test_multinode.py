@@ -44,7 +44,7 @@ def test_two_nodes_end_with_identical_weights_on_disjoint_data(tmp_path):
             if node.poll() is None:
                 node.kill()
                 node.communicate()
-    for rank, (node, (_, stderr)) in enumerate(zip(nodes, outputs)):
+    for rank, (node, (_, stderr)) in enumerate(zip(nodes, outputs, strict=True)):
         assert node.returncode == 0, f"node {rank} exited {node.returncode}:\n{stderr[-3000:]}"
     for rank, (stdout, _) in enumerate(outputs):
         assert f"global_rank {rank} node_rank {rank} world_size 2 num_nodes 2 steps 6" in stdout, stdout

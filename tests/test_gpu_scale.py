@@ -1,0 +1,44 @@
+"""benchmarks/gpu_scale.py: its CPU dry run (tiny models, synthetic sentences) measures every part and writes
+the figures it printed."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_cpu_dry_run_writes_every_figure(tmp_path):
+    out = tmp_path / "gpu_scale.json"
+    path = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_scale.py"), "--device", "cpu", "--dry-run",
+                             "--data", str(tmp_path / "no-corpus"), "--threads", "1", "--json", str(out)],
+                            capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["device"] == "cpu" and report["dry_run"]
+    models, precisions = ["ptb-h256", "ptb-h1024", "yahoo"], ["fp32", "bf16"]
+    # every model x precision x batch size, each with positive rates
+    assert sorted((r["model"], r["precision"], r["batch_size"]) for r in report["train"]) == sorted(
+        (m, p, b) for m in models for p in precisions for b in (4, 8))
+    for row in report["train"] + report["lightning"]:
+        assert "error" not in row, row
+        assert row["tokens_per_s"] > 0 and row["sentences_per_s"] > 0 and row["steps"] == 2
+        # target tokens per sentence: words + EOS of the synthetic sentences (at least 2, at most max_len + 1)
+        assert 2 <= row["tokens_per_s"] / row["sentences_per_s"] <= 101
+    assert {(r["model"], r["precision"]) for r in report["lightning"]} == {(m, p) for m in models for p in precisions}
+    # IW-NLL of the PTB-size models over the first 8 test sentences at K = 5: an untrained model's outputs are
+    # near uniform, so about log V nats per target token
+    assert {(r["model"], r["precision"]) for r in report["iw_nll"]} == {(m, p) for m in models[:2] for p in precisions}
+    for row in report["iw_nll"]:
+        assert "error" not in row, row
+        assert row["sentences"] == 8 and row["samples"] == 5 and row["sentences_per_s"] > 0
+        assert row["wall_seconds"] >= row["iw_seconds"] > 0
+        per_token = row["iw_nll"] * row["sentences"] / row["tokens"]
+        assert 0.9 * math.log(row["vocab_size"]) < per_token < 1.1 * math.log(row["vocab_size"]), row
+    assert report["compiled"] == []  # no compilation on the CPU unless asked
+    assert "IW-NLL:" in result.stdout and "[train]" in result.stdout
