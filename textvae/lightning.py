@@ -402,6 +402,7 @@ class TextVAESystem(pl.LightningModule):
         self.epoch_progress = (0, 0)  # (epoch, its batches trained): where a mid-epoch checkpoint resumes
         self._training_rng: dict[str, torch.Tensor] | None = None  # inside a validation: training's state
         self._resumed_rng: list[dict[str, torch.Tensor]] | None = None  # from a checkpoint, until training starts
+        self._grad_norm = None  # (gradients, their global norm) from the guard, for the clipping that follows it
 
     @property
     def pretraining(self) -> bool:
@@ -532,10 +533,19 @@ class TextVAESystem(pl.LightningModule):
         """Stop on a non-finite gradient (a finite loss can still overflow in the backward pass) before the
         optimiser steps. Gradients are all-reduced under DDP, so every rank sees the same and stops together.
         Skipped under 16-bit mixed precision, whose gradient scaler skips such steps by design."""
+        self._grad_norm = None
         if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
             return
         named = [(name, p.grad) for name, p in self.named_parameters() if p.grad is not None]
-        if all_finite([grad for _, grad in named]):
+        grads = [grad for _, grad in named]
+        if self.automatic_optimization and str(self.trainer.precision) in ("32-true", "32"):
+            # one pass over the gradients for the guard and the clipping: their global norm is finite exactly when
+            # every element is (or, rarely, when finite values overflow it: then the elementwise check decides)
+            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else None
+            if norm is None or bool(torch.isfinite(norm)) or all_finite(grads):
+                self._grad_norm = (grads, norm)
+                return
+        elif all_finite(grads):
             return
         bad = [name for name, grad in named if not torch.isfinite(grad).all()]
         raise NonFiniteError(f"the gradient became non-finite at {self._where()} (in {bad[0]}"
@@ -707,5 +717,12 @@ class TextVAESystem(pl.LightningModule):
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         clip = gradient_clip_val if gradient_clip_val is not None else self.grad_clip_norm
-        if clip:
+        if not clip:
+            return
+        measured, self._grad_norm = self._grad_norm, None
+        if measured is None:
             self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+            return
+        grads, norm = measured  # torch.nn.utils.clip_grad_norm_ with the norm the guard took
+        if norm is not None and float(norm) + 1e-6 > clip:  # a factor of 1 would leave every gradient as it is
+            torch._foreach_mul_(grads, clip / (norm + 1e-6))

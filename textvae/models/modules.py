@@ -32,6 +32,8 @@ from textvae.objectives import word_dropout
 
 # Logits kept in memory at once by chunked_log_likelihood when chunk is None: 2**25 floats = 128 MiB.
 LOGITS_BUDGET = 2**25
+# Positions projected to the vocabulary at once in evaluation (projected_nll): 1024 x V logits, a few MiB
+NLL_ROWS = 1024
 
 
 def run_rnn(rnn: nn.RNNBase, x, hidden=None):
@@ -146,9 +148,23 @@ def sequence_nll(decoder: RNNDecoder | TransformerDecoder, inputs: Tensor, targe
     layer dominates the cost, and padded positions would otherwise pay for it.
     """
     mask = targets != PAD_ID  # (B, T)
-    logits = decoder.masked_logits(inputs, z, mask)  # (N, V) with N real targets
-    token_nll = F.cross_entropy(logits.float(), targets[mask], reduction="none")  # (N,)
+    if torch.is_grad_enabled() or isinstance(z, WithContext):
+        logits = decoder.masked_logits(inputs, z, mask)  # (N, V) with N real targets
+        token_nll = F.cross_entropy(logits.float(), targets[mask], reduction="none")  # (N,)
+    else:  # evaluation (a decoder that projects its features alone): see projected_nll
+        token_nll = projected_nll(decoder, decoder.features(inputs, z)[mask], targets[mask])  # (N,)
     return token_nll.new_zeros(mask.shape).masked_scatter(mask, token_nll).sum(-1)  # (B,)
+
+
+def projected_nll(decoder: RNNDecoder | TransformerDecoder, h: Tensor, targets: Tensor) -> Tensor:
+    """-log p(target) at N positions from the decoder's features h (N, H): (N,). The vocabulary projection runs
+    ``NLL_ROWS`` positions at a time, so the logits, the bias broadcast into them and the log-softmax stay in the
+    cache instead of making passes over K x B sentences' worth of memory (the same values as one projection)."""
+    out = []
+    for h_rows, target_rows in zip(h.split(NLL_ROWS), targets.split(NLL_ROWS), strict=True):
+        logits = decoder.project(h_rows).float()  # (n, V)
+        out.append(F.cross_entropy(logits, target_rows, reduction="none"))  # (n,)
+    return torch.cat(out) if out else h.new_zeros(0)
 
 
 def chunked_log_likelihood(decoder: RNNDecoder | TransformerDecoder, inputs: Tensor, targets: Tensor, z: Tensor,
@@ -201,6 +217,14 @@ class RNNEncoder(nn.Module):
         position, (B, T, directions * H), zeros at PAD."""
         batch_size = tokens.shape[0]
         x = self.dropout(self.embedding(tokens))  # (B, T, E)
+        if not states and self.directions == 1 and (self.num_layers == 1 or not self.training or self.rnn.dropout == 0):
+            # A forward RNN's output at the last real token is its final state over the packed sentence, and a
+            # padded batch runs through the fused (oneDNN) kernel, which a packed one cannot use on the CPU: a few
+            # PAD steps per length-bucketed batch against per-step matmuls and gradient sums. (Dropout between
+            # layers would draw for the PAD positions too, changing the random stream: packed then.)
+            outputs, _ = run_rnn(self.rnn, x)  # (B, T, H)
+            last = (lengths.to(tokens.device) - 1).view(batch_size, 1, 1).expand(-1, 1, self.hidden_dim)
+            return outputs.gather(1, last).squeeze(1)  # (B, H)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         outputs, hidden = run_rnn(self.rnn, packed)  # (layers * directions, B, H), back in the input order
         h = hidden[0] if isinstance(hidden, tuple) else hidden  # LSTM: (h, c); keep h

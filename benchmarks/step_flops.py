@@ -1,0 +1,149 @@
+"""CPU step overhead: the training step and the IW-NLL loop against the arithmetic they must do.
+
+    textvae-corpus prepare yelp10k --source ../shared/corpora --out data/yelp10k
+    python benchmarks/step_flops.py --threads 2 --json benchmarks/step_flops.json
+
+Builds the data and the model of ``recipes/yelp10k_lstm_vae.yaml`` (LSTM, embedding 128, hidden 512, z 32 at
+the initial state and every input, batch 32) and measures, in one run on ``--threads`` threads:
+
+* the fp32 matmul peak (2048 x 2048, before and after the timings; the higher of the two is the yardstick);
+* training sentences/s: ``--train-steps`` steps of a real Lightning fit (the recipe's training system: its
+  training step, logging to a CSV logger, gradient clipping, the optimiser step), timed after ``--warmup``;
+* IW-NLL sentences/s with K = ``--samples`` on the first ``--sentences`` test sentences, by
+  :func:`textvae.evaluation.evaluate` (what ``textvae-eval`` runs; its clock covers the bound alone);
+* for each, the GFLOP/s achieved by the count of :func:`rnn_vae_flops` and its ratio to the peak.
+
+Prints a Markdown table for BENCHMARKS.md and writes JSON (``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+import yaml
+
+from textvae.evaluation import evaluate
+from textvae.lightning import TextDataModule, TextVAESystem
+from textvae.models import SentenceVAE
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from latent_families import matmul_peak_gflops, system_arguments  # noqa: E402
+
+RECIPE = "recipes/yelp10k_lstm_vae.yaml"
+
+
+def rnn_vae_flops(*, encoder_tokens: int, decoder_tokens: int, sentences: int, vocab_size: int, embed_dim: int,
+                  hidden_dim: int, latent_dim: int, cell: str = "lstm", z_to_every_input: bool = True,
+                  samples: int = 1, training: bool = False) -> int:
+    """The arithmetic of an RNN sentence VAE (one layer, unidirectional, Gaussian posterior), counting each
+    linear map and RNN gate matmul as 2 * in * out FLOPs per row it is applied to:
+
+    * per encoder token (BOS .. EOS): the gates, ``gates * H * (E + H)``;
+    * per sentence: the posterior heads (mu and logvar), ``2 * H * Z``;
+    * per decoder position (BOS .. last word, one per target) and sample: the gates, ``gates * H * (E [+ Z] + H)``,
+      and the output layer, ``H * V``;
+    * per sentence and sample: z to the initial state, ``Z * parts * H`` (an LSTM sets h_0 and c_0).
+
+    ``gates`` is 4 for an LSTM, 3 for a GRU. ``samples``: K decoder passes per sentence (the IW bound; the
+    encoder runs once). ``training``: x3 (the backward pass costs twice the forward). Elementwise work
+    (activations, the softmax, the optimiser) is not counted."""
+    gates, parts = {"lstm": (4, 2), "gru": (3, 1)}[cell]
+    decoder_in = embed_dim + (latent_dim if z_to_every_input else 0)
+    encoder = encoder_tokens * gates * hidden_dim * (embed_dim + hidden_dim) + sentences * 2 * hidden_dim * latent_dim
+    decoder = (decoder_tokens * (gates * hidden_dim * (decoder_in + hidden_dim) + hidden_dim * vocab_size)
+               + sentences * latent_dim * parts * hidden_dim)
+    return 2 * (encoder + samples * decoder) * (3 if training else 1)
+
+
+class StepClock(pl.Callback):
+    """Seconds, sentences and FLOPs of the training batches after the first ``warmup``."""
+
+    def __init__(self, warmup: int, flops_of):
+        self.warmup, self.flops_of = warmup, flops_of
+        self.start = self.seconds = None
+        self.sentences = self.flops = 0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if batch_idx == self.warmup:
+            self.start = time.perf_counter()
+        if batch_idx >= self.warmup:
+            self.sentences += batch.index.shape[0]
+            self.flops += self.flops_of(batch)
+
+    def on_train_end(self, trainer, module):
+        self.seconds = time.perf_counter() - self.start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--train-steps", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--samples", type=int, default=100, help="K of the IW-NLL")
+    parser.add_argument("--sentences", type=int, default=200, help="test sentences of the IW-NLL")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    recipe = yaml.safe_load(Path(RECIPE).read_text())
+    data = TextDataModule(**recipe["data"])
+    init_args = recipe["model"]["model"]["init_args"]
+    size = dict(vocab_size=data.vocab_size, embed_dim=init_args["embed_dim"], hidden_dim=init_args["hidden_dim"],
+                latent_dim=init_args["latent_dim"], cell=init_args["architecture"],
+                z_to_every_input=init_args["z_to_every_input"])
+    peaks = [matmul_peak_gflops()]
+
+    torch.manual_seed(0)
+    model = SentenceVAE(vocab_size=data.vocab_size, **init_args)
+    system = TextVAESystem(model, **system_arguments(recipe))
+
+    def train_flops(batch) -> int:
+        sentences = batch.lengths.shape[0]
+        targets = int(batch.lengths.sum()) - sentences
+        return rnn_vae_flops(encoder_tokens=targets + sentences, decoder_tokens=targets, sentences=sentences,
+                             training=True, **size)
+
+    clock = StepClock(args.warmup, train_flops)
+    with tempfile.TemporaryDirectory() as logs:
+        trainer = pl.Trainer(max_steps=args.warmup + args.train_steps, limit_val_batches=0, accelerator="cpu",
+                             logger=pl.loggers.CSVLogger(logs), enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False, callbacks=[clock])
+        trainer.fit(system, data)
+    train_rate = clock.flops / clock.seconds / 1e9
+
+    test = data.dataset("test")
+    subset = torch.utils.data.Subset(test, range(min(args.sentences, len(test))))
+    subset.lengths = [test.lengths[i] for i in subset.indices]
+    result = evaluate(model, subset, samples=args.samples, seed=0, bleu=False, batch_size=32, mi_group=2)
+    iw_flops = rnn_vae_flops(encoder_tokens=result.tokens + result.sentences, decoder_tokens=result.tokens,
+                             sentences=result.sentences, samples=args.samples, **size)
+    iw_rate = iw_flops / result.seconds / 1e9
+    peaks.append(matmul_peak_gflops())
+    peak = max(peaks)
+
+    rows = {
+        "training step": {"sentences_per_s": clock.sentences / clock.seconds, "gflops": train_rate,
+                          "ratio": train_rate / peak, "sentences": clock.sentences, "seconds": clock.seconds},
+        f"IW-NLL, K = {args.samples}": {"sentences_per_s": result.sentences_per_second, "gflops": iw_rate,
+                                        "ratio": iw_rate / peak, "sentences": result.sentences,
+                                        "seconds": result.seconds, "iw_nll": result.iw_nll},
+    }
+    print(f"\nfp32 matmul peak: {peaks[0]:.0f} GFLOP/s before, {peaks[1]:.0f} after ({args.threads} threads); "
+          f"vocabulary {data.vocab_size}")
+    print("\n| loop | sentences/s | GFLOP/s (counted) | of the matmul peak |")
+    print("|---|---|---|---|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['sentences_per_s']:.1f} | {r['gflops']:.0f} | {100 * r['ratio']:.0f}% |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"threads": args.threads, "matmul_peak_gflops": peaks, "size": size,
+                                               "results": rows, "args": vars(args)}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""The CPU fast paths compute what the straightforward computation does: the encoder over the padded batch equals
+the packed RNN's final state; the evaluation's row-blocked NLL equals one cross-entropy over all logits; the
+training system's single pass over the gradients guards and clips as the elementwise check and
+torch.nn.utils.clip_grad_norm_ do."""
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from textvae.data.batching import SentenceExample, collate_sentences
+from textvae.data.tokenizers import PAD_ID
+from textvae.guards import NonFiniteError
+from textvae.lightning import TextVAESystem
+from textvae.models import SentenceVAE, modules
+from textvae.models.modules import RNNEncoder, chunked_log_likelihood
+
+
+def padded(lengths, vocab=50, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor(lengths)
+    tokens = torch.randint(4, vocab, (len(lengths), int(lengths.max())), generator=generator)
+    tokens[torch.arange(tokens.shape[1]) >= lengths.unsqueeze(1)] = PAD_ID
+    return tokens, lengths
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_encoder_over_the_padded_batch_is_the_packed_final_state(cell):
+    torch.manual_seed(0)
+    encoder = RNNEncoder(vocab_size=50, cell=cell, embed_dim=8, hidden_dim=16)
+    tokens, lengths = padded([5, 2, 7, 7, 3])
+    vector = encoder(tokens, lengths)  # (B, H)
+    packed = pack_padded_sequence(encoder.embedding(tokens), lengths, batch_first=True, enforce_sorted=False)
+    _, hidden = encoder.rnn(packed)
+    final = (hidden[0] if cell == "lstm" else hidden)[-1]  # (B, H): torch's packed RNN, back in input order
+    torch.testing.assert_close(vector, final)
+    # and each sentence alone, without any padding
+    for b, n in enumerate(lengths.tolist()):
+        alone = encoder.rnn(encoder.embedding(tokens[b:b + 1, :n]))[0][0, -1]
+        torch.testing.assert_close(vector[b], alone)
+
+
+def test_encoder_gradients_match_the_packed_rnn():
+    torch.manual_seed(0)
+    encoder = RNNEncoder(vocab_size=50, embed_dim=8, hidden_dim=16)
+    tokens, lengths = padded([4, 6, 1, 6])
+    weights = torch.randn(4, 16)
+    (encoder(tokens, lengths) * weights).sum().backward()
+    fast = [p.grad.clone() for p in encoder.parameters()]
+    encoder.zero_grad()
+    packed = pack_padded_sequence(encoder.embedding(tokens), lengths, batch_first=True, enforce_sorted=False)
+    (encoder.rnn(packed)[1][0][-1] * weights).sum().backward()
+    for got, want in zip(fast, [p.grad for p in encoder.parameters()], strict=True):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("rows", [1, 7, 1024])
+def test_evaluation_nll_equals_one_cross_entropy_per_sample(rows, monkeypatch):
+    monkeypatch.setattr(modules, "NLL_ROWS", rows)
+    torch.manual_seed(0)
+    model = SentenceVAE(vocab_size=40, embed_dim=8, hidden_dim=16, latent_dim=4, z_to_every_input=True).eval()
+    batch = collate_sentences([SentenceExample(list(range(4, 4 + n)), None, i) for i, n in enumerate([3, 6, 1])])
+    z = torch.randn(5, 3, 4)  # (K, B, Z)
+    with torch.no_grad():
+        got = chunked_log_likelihood(model.decoder, batch.inputs, batch.targets, z, chunk=2)  # (K, B)
+    for k in range(5):  # one sample and one sentence at a time, the full logits, nothing shared
+        for b, n in enumerate(batch.lengths.tolist()):
+            inputs, targets = batch.inputs[b:b + 1, :n - 1], batch.targets[b:b + 1, :n - 1]
+            with torch.no_grad():
+                logits = model.decoder(inputs, z[k, b:b + 1])[0]  # (T, V)
+            want = -F.cross_entropy(logits, targets[0], reduction="sum")
+            torch.testing.assert_close(got[k, b], want)
+
+
+def fitted_system(clip, scale, steps=1):
+    """A system after ``steps`` training steps with its loss multiplied by ``scale``; and the gradients it stepped
+    with, recorded before the optimiser step and after the clipping."""
+    torch.manual_seed(0)
+    model = SentenceVAE(vocab_size=30, embed_dim=8, hidden_dim=8, latent_dim=2)
+
+    class Scaled(TextVAESystem):
+        def training_step(self, batch, batch_idx):
+            return super().training_step(batch, batch_idx) * scale
+
+    system = Scaled(model, grad_clip_norm=clip, optimizer="sgd", lr=1e-3)
+    seen = []
+
+    class Record(pl.Callback):
+        def on_before_optimizer_step(self, trainer, module, optimizer):
+            seen.append({n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None})
+
+    examples = [SentenceExample([4 + i % 20, 5, 6 + i % 7], None, i) for i in range(8)]
+    loader = torch.utils.data.DataLoader(examples, batch_size=8, collate_fn=collate_sentences)
+    trainer = pl.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu", callbacks=[Record()])
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer.fit(system, loader)
+    return system, seen[0], before
+
+
+@pytest.mark.parametrize("clip", [None, 0.05, 1e6])
+def test_clipping_with_the_guards_norm_is_clip_grad_norm(clip):
+    system, grads, before = fitted_system(clip, scale=1.0)
+    expected = {n: g.clone() for n, g in grads.items()}  # unclipped (the callback runs before the clipping)
+    if clip is not None:
+        params = [torch.nn.Parameter(torch.zeros_like(g)) for g in expected.values()]
+        for p, g in zip(params, expected.values(), strict=True):
+            p.grad = g.clone()
+        torch.nn.utils.clip_grad_norm_(params, clip)
+        expected = {n: p.grad for n, p in zip(expected, params, strict=True)}
+    for name, p in system.model.named_parameters():  # SGD without momentum: p = p0 - lr * g
+        if name in expected:
+            torch.testing.assert_close(p.detach(), before[f"{name}"] - 1e-3 * expected[name])
+
+
+def test_a_non_finite_gradient_still_stops_training():
+    with pytest.raises(NonFiniteError, match="gradient became non-finite"):
+        fitted_system(5.0, scale=float("inf"))
