@@ -92,7 +92,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     recipe = yaml.safe_load(Path(RECIPE).read_text())
-    data = TextDataModule(**recipe["data"])
+    cache = tempfile.TemporaryDirectory()  # the encoded splits, built afresh: nothing read from another run's cache
+    data = TextDataModule(**recipe["data"], cache_dir=cache.name)
     init_args = recipe["model"]["model"]["init_args"]
     size = dict(vocab_size=data.vocab_size, embed_dim=init_args["embed_dim"], hidden_dim=init_args["hidden_dim"],
                 latent_dim=init_args["latent_dim"], cell=init_args["architecture"],
