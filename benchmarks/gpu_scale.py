@@ -6,21 +6,23 @@
 
 Models (SentenceVAE, LSTM encoder and decoder, z 32): ``ptb-h256`` and ``ptb-h1024`` (embedding 256, LSTM
 256 or 1024, PTB's 10,000 words) and ``yahoo`` (embedding 512, LSTM 1024, 20,000 words: He et al. 2019's
-Yahoo model). Both are fed the length-bucketed training batches of ptb-lite (``--data``; the ids of its
+Yahoo model). All three are fed the length-bucketed training batches of ptb-lite (``--data``; the ids of its
 smaller vocabulary index the larger output layers), as textvae-train's data module makes them.
 
 Measured, each written to ``--json`` as soon as it is taken (a run cut short keeps what it had):
 - ``train``: optimiser steps of the training system (TextVAESystem's objective at beta 1, backward, clipping at
   its grad_clip_norm, its optimiser from configure_optimizers), each on a batch copied to the device, for
-  every model x precision (fp32; tf32 matmuls on a GPU; bf16 autocast) x batch size; after ``--warmup`` steps,
+  every model x precision (fp32 as torch defaults it: cuDNN may use TF32, matmuls do not; tf32: TF32 matmuls
+  too, on a GPU; bf16: autocast) x batch size; after ``--warmup`` steps,
   ``--steps`` timed. Tokens = target tokens (words + EOS).
 - ``compiled``: the same step with the model under ``torch.compile`` (mode default; on a GPU also
   reduce-overhead, i.e. CUDA graphs) for ``--compile-models`` at ``--compile-batch-sizes``; compile time apart.
 - ``lightning``: textvae-train's loop itself (Trainer.fit on TextDataModule; logging, the non-finite guard)
   per model x precision at the largest batch size, timed from step ``--warmup`` to the end.
 - ``iw_nll``: textvae.evaluation.evaluate (textvae-eval's function) at K = ``--samples`` over the first
-  ``--iw-sentences`` test sentences (default all 3,761 of ptb-lite on a GPU) with the untrained PTB-size
-  models, fp32 and bf16: its timed IW seconds and the call's wall time.
+  ``--iw-sentences`` test sentences (default all 3,761 of ptb-lite) with the untrained ``--iw-models``
+  (default ptb-h256), fp32 and bf16, at ``--iw-chunks`` samples per decoder pass: its timed IW seconds and the
+  call's wall time.
 
 On the lent GPU machine (the `run` tool; its Python lacks `datasets` and the data folder is not tracked),
 after, here, ``python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp
@@ -30,8 +32,13 @@ datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19`` and ``textvae-corpus prepare
 
     run(carry=[".whl", "data/ptb-lite"], timeout_s=540, command=
         "python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site
-         .whl/*.whl && export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1 || exit;
-         python3 benchmarks/gpu_scale.py --device cuda --json $OUT/gpu_scale.json 2>&1 | tee $OUT/gpu_scale.log")
+         .whl/*.whl && export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1 || exit; set -o pipefail;
+         python3 benchmarks/gpu_scale.py --device cuda --time-budget 420 --json $OUT/gpu_scale.json 2>&1
+         | tee $OUT/gpu_scale.log")
+
+(one line in the call). The order is the acceptance figures first (IW-NLL, eager training), then Lightning's
+loop, then the compiled variants; what would start after ``--time-budget`` seconds is skipped and recorded so.
+If ``import datasets`` fails there on an older pyarrow or fsspec, carry those wheels too.
 """
 
 from __future__ import annotations
@@ -74,7 +81,6 @@ MODELS = {
     "yahoo": ModelSize(512, 1024, 32, 20_000),
 }
 DRY_MODELS = {"ptb-h256": ModelSize(16, 16, 4, 0), "ptb-h1024": ModelSize(16, 32, 4, 0), "yahoo": ModelSize(24, 32, 4, 0)}
-IW_MODELS = ("ptb-h256", "ptb-h1024")  # the PTB-size models' IW-NLL
 
 
 def output_vocab(size: ModelSize, data_vocab: int) -> int:
@@ -195,8 +201,9 @@ def lightning_rate(size: ModelSize, data: Path, batch_size: int, device: torch.d
 
 
 def iw_rate(size: ModelSize, data: Path, device: torch.device, precision_name: str, *, samples: int, sentences: int,
-            batch_size: int, cache_dir: str, work: Path) -> dict:
-    """IW-NLL at K = ``samples`` over the first ``sentences`` test sentences, with textvae-eval's function."""
+            batch_size: int, chunk: int | None, cache_dir: str, work: Path) -> dict:
+    """IW-NLL at K = ``samples`` over the first ``sentences`` test sentences, with textvae-eval's function;
+    ``chunk``: importance samples per decoder pass (None: textvae-eval's default, under its logits budget)."""
     lines = (data / "test.jsonl").read_text(encoding="utf-8").splitlines()
     test = work / f"test{sentences}.jsonl"
     test.write_text("\n".join(lines[:sentences]) + "\n", encoding="utf-8")
@@ -207,7 +214,8 @@ def iw_rate(size: ModelSize, data: Path, device: torch.device, precision_name: s
     synchronize(device)
     start = time.perf_counter()
     with precision(precision_name, device):
-        result = evaluate(model, dataset, samples=samples, batch_size=batch_size, bleu=False, device=device)
+        result = evaluate(model, dataset, samples=samples, batch_size=batch_size, bleu=False, device=device,
+                          chunk=chunk)
     synchronize(device)
     wall = time.perf_counter() - start
     return {"sentences": result.sentences, "tokens": result.tokens, "vocab_size": output_vocab(size, datamodule.vocab_size),
@@ -242,9 +250,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     parser.add_argument("--precisions", nargs="+", choices=list(PRECISIONS), help="default: fp32 tf32 bf16 on a "
                         "GPU, fp32 bf16 on the CPU")
-    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[32, 64, 128, 256, 512])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, help="default: 32 to 2048 on a GPU, to 512 on the CPU")
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=40, help="timed steps per configuration")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per configuration")
     parser.add_argument("--compile-models", nargs="*", choices=list(MODELS), help="default: ptb-h256 on a GPU, "
                         "none on the CPU")
     parser.add_argument("--compile-batch-sizes", nargs="+", type=int, help="default: the largest")
@@ -252,19 +260,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=500, help="K of the IW-NLL")
     parser.add_argument("--iw-sentences", type=int, default=3761)
     parser.add_argument("--iw-batch-size", type=int, help="default: 256 on a GPU, 32 on the CPU")
+    parser.add_argument("--iw-models", nargs="+", choices=list(MODELS), default=["ptb-h256"])
+    parser.add_argument("--iw-chunks", nargs="+", type=int, help="importance samples per decoder pass, 0: "
+                        "textvae-eval's default; default: 0 and 100 on a GPU, 0 on the CPU")
     parser.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--time-budget", type=float, metavar="S", help="skip what would start after S seconds")
     parser.add_argument("--dry-run", action="store_true", help="every part at tiny sizes (a check of the script)")
     parser.add_argument("--json", type=Path, help="write every figure here, as it is measured")
     args = parser.parse_args(argv)
     gpu = torch.device(args.device).type == "cuda"
+    args.batch_sizes = args.batch_sizes or [32, 64, 128, 256, 512] + ([1024, 2048] if gpu else [])
     args.precisions = args.precisions or (["fp32", "tf32", "bf16"] if gpu else ["fp32", "bf16"])
     args.compile_models = args.compile_models if args.compile_models is not None else (["ptb-h256"] if gpu else [])
     args.compile_batch_sizes = args.compile_batch_sizes or [max(args.batch_sizes)]
     args.iw_batch_size = args.iw_batch_size or (256 if gpu else 32)
+    args.iw_chunks = args.iw_chunks or ([0, 100] if gpu else [0])
     if args.dry_run:
         args.batch_sizes, args.compile_batch_sizes = [4, 8], [8]
         args.warmup, args.steps, args.samples, args.iw_sentences, args.iw_batch_size = 1, 2, 5, 8, 4
+        args.iw_chunks = [0, 2]
     return args
 
 
@@ -302,6 +316,13 @@ def main(argv: list[str] | None = None) -> None:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
 
+    for name in args.iw_models:
+        for precision_name in [p for p in args.precisions if p != "tf32"]:
+            for chunk in args.iw_chunks:
+                measure("iw_nll", {"model": name, "precision": precision_name, "chunk": chunk or None}, partial(
+                    iw_rate, sizes[name], data, device, precision_name, samples=args.samples,
+                    sentences=args.iw_sentences, batch_size=args.iw_batch_size, chunk=chunk or None, cache_dir=cache,
+                    work=work))
     batches = {}
     for batch_size in args.batch_sizes:  # one epoch of each batch size's training batches, and the vocabulary
         batches[batch_size], vocab = training_batches(data, batch_size, cache)
@@ -313,11 +334,6 @@ def main(argv: list[str] | None = None) -> None:
                 measure("train", {"model": name, "precision": precision_name, "batch_size": batch_size},
                         partial(train_rate, model, batches[batch_size], device, precision_name, warmup=args.warmup,
                                 steps=args.steps))
-    for name in [m for m in IW_MODELS if m in args.models]:
-        for precision_name in [p for p in args.precisions if p != "tf32"]:
-            measure("iw_nll", {"model": name, "precision": precision_name}, partial(
-                iw_rate, sizes[name], data, device, precision_name, samples=args.samples, sentences=args.iw_sentences,
-                batch_size=args.iw_batch_size, cache_dir=cache, work=work))
     if not args.no_lightning:
         for name in args.models:
             for precision_name in args.precisions:
@@ -361,7 +377,8 @@ def print_tables(report: dict) -> None:
             if "error" in row or "skipped" in row:
                 print(f"  {row['model']:<10} {row['precision']:<5} {row.get('error') or row['skipped']}")
             else:
-                print(f"  {row['model']:<10} {row['precision']:<5} K={row['samples']} {row['sentences']} sentences: "
+                print(f"  {row['model']:<10} {row['precision']:<5} chunk {row['chunk'] or 'auto':<5} K={row['samples']} "
+                      f"{row['sentences']} sentences: "
                       f"{row['iw_seconds']:.2f} s ({row['wall_seconds']:.2f} s wall), "
                       f"{row['sentences_per_s']:,.1f} sent/s, IW-NLL {row['iw_nll']:.3f}"
                       + ("" if math.isfinite(row["iw_nll"]) else " (not finite)"))
