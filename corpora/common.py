@@ -13,7 +13,7 @@ import re
 import tarfile
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -233,15 +233,11 @@ def write_corpus(out: str | os.PathLike, *, name: str, kind: str, splits: Mappin
     The label (sentences) or act and emotion (dialogues) inventories are recorded unless ``extra``
     gives them. Split files left by an earlier preparation in the same folder are removed.
     """
-    out = Path(out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out}: exists and is not a folder; choose another --out")
     for split, records in splits.items():
         if not records:
             raise DataError(f"{name}: the {split} split has no {kind}; check its input file")
-    order = [s for s in SPLITS if s in splits] + [s for s in splits if s not in SPLITS]
-    out.mkdir(parents=True, exist_ok=True)
-    _remove_stale_splits(out, keep=set(order))
+    order = split_order(splits)
+    out = corpus_folder(out, order)
 
     summary: dict[str, Any] = {"name": name, "kind": kind, "splits": {}, "source": source}
     for split in order:
@@ -257,11 +253,31 @@ def write_corpus(out: str | os.PathLike, *, name: str, kind: str, splits: Mappin
         if values and key not in extra:
             summary[key] = values
     summary.update(extra)
+    write_summary(out, summary)
+    return summary
 
+
+def split_order(splits: Iterable[str]) -> list[str]:
+    """train, valid, test first, then any other split names as given."""
+    splits = list(splits)
+    return [s for s in SPLITS if s in splits] + [s for s in splits if s not in SPLITS]
+
+
+def corpus_folder(out: str | os.PathLike, splits: Iterable[str]) -> Path:
+    """``out`` made ready for a corpus of ``splits``: created, and cleared of the split files of an earlier one."""
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a folder; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_splits(out, keep=set(splits))
+    return out
+
+
+def write_summary(out: Path, summary: dict[str, Any]) -> None:
+    """``corpus.json``, whole or not at all."""
     tmp = out / "corpus.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     tmp.replace(out / "corpus.json")
-    return summary
 
 
 def _remove_stale_splits(out: Path, keep: set[str]) -> None:

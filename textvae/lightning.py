@@ -34,6 +34,7 @@ from textvae.data.datasets import (
     DialogueDataset,
     SentenceDataset,
     Vocab,
+    column_chunks,
     distinct,
     encode_records,
     label_column,
@@ -165,7 +166,7 @@ class TextDataModule(pl.LightningDataModule):
             all_records = [r for split, r in self.records.items() if split != "unlabelled"]
             if self.kind == "sentences":
                 self.labels = Vocab.build(v for r in all_records
-                                          for v in distinct(label_column(r, label_key).data.column("label")))
+                                          for v in distinct(column_chunks(label_column(r, label_key), "label")))
             else:
                 turns = [pc.list_flatten(r.data.column("turns")) for r in all_records]
                 self.acts = Vocab.build(v for t in turns for v in distinct(pc.struct_field(t, "act")))

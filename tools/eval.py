@@ -230,7 +230,7 @@ def _check_sentence_memory(parser: argparse.ArgumentParser, args: argparse.Names
     logits, however the model chunks the K samples), a batch's importance samples (noise and codes,
     K x N x Z), and the greedy reconstructions of a batch."""
     model, vocab = export.model, export.tokenizer.vocab_size
-    longest = max(dataset.lengths) + 1
+    longest = int(dataset.lengths.max()) + 1
     logits = max(LOGITS_BUDGET, args.batch_size * longest * vocab) * 4 * 3  # logits, log-softmax, gathered
     codes = samples * args.batch_size * model.latent_dim * 4 * 4  # noise and z, on the CPU and the device
     what = f"{samples:,} importance samples of" if model.latent_dim else "the likelihood of"

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -54,22 +55,33 @@ SHARD_BYTES = 64 << 20  # a file is read in shards of about this size, side by s
 
 
 def _rows(path: str, kind: Kind, content_hash: str, shards: list[tuple[int, int, int]],
-          only_shard: bool) -> Iterator[dict[str, Any]]:
+          only_shard: bool, errors: str) -> Iterator[dict[str, Any]]:
     # content_hash is unused here: it is part of gen_kwargs so that it is part of the cache key. `datasets` hands
-    # each worker process a share of the list `shards`.
+    # each worker process a share of the list `shards`; a worker's DataError reaches the caller only as a
+    # DatasetGenerationError without its message, so it is also written to the folder `errors`, by shard.
     empty = True
     for shard in shards:
-        for record in read_jsonl_shard(path, kind, LineShard(*shard)):
-            empty = False
-            if kind == "sentences":
-                yield {"text": record.text, "label": None if record.label is None else str(record.label),
-                       "attributes": json.dumps(record.attributes) if record.attributes else None}
-            else:
-                yield {"id": record.id, "turns": [t.to_json() | {"act": t.act, "emotion": t.emotion}
-                                                  for t in record.turns],
-                       "topic": record.topic, "meta": json.dumps(record.meta) if record.meta else None}
+        try:
+            for row in _shard_rows(path, kind, LineShard(*shard)):
+                empty = False
+                yield row
+        except DataError as err:
+            os.makedirs(errors, exist_ok=True)
+            Path(errors, f"{shard[0]:020d}.txt").write_text(str(err), encoding="utf-8")
+            raise
     if empty and only_shard:  # before `datasets` says 'Instruction "train" corresponds to no data!'
         raise _no_records(path, kind)
+
+
+def _shard_rows(path: str, kind: Kind, shard: LineShard) -> Iterator[dict[str, Any]]:
+    for record in read_jsonl_shard(path, kind, shard):
+        if kind == "sentences":
+            yield {"text": record.text, "label": None if record.label is None else str(record.label),
+                   "attributes": json.dumps(record.attributes) if record.attributes else None}
+        else:
+            yield {"id": record.id, "turns": [t.to_json() | {"act": t.act, "emotion": t.emotion}
+                                              for t in record.turns],
+                   "topic": record.topic, "meta": json.dumps(record.meta) if record.meta else None}
 
 
 def _no_records(path: str, kind: Kind) -> DataError:
@@ -130,18 +142,27 @@ def load_records(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None
     content_hash, shards = line_shards(path, SHARD_BYTES)
     if num_proc is None:
         num_proc = worker_processes(len(shards), per_process=1)
+    cache_dir = Path(cache_dir or path.resolve().parent / ".cache")
+    errors = cache_dir / f"errors-{content_hash[:32]}"
+    shutil.rmtree(errors, ignore_errors=True)
     try:
         with _quiet_datasets():
             records = datasets.Dataset.from_generator(
                 _rows, gen_kwargs={"path": str(path.resolve()), "kind": kind, "content_hash": content_hash,
-                                   "shards": [tuple(s) for s in shards], "only_shard": len(shards) == 1},
-                features=_features(kind), cache_dir=str(cache_dir or path.resolve().parent / ".cache"),
+                                   "shards": [tuple(s) for s in shards], "only_shard": len(shards) == 1,
+                                   "errors": str(errors)},
+                features=_features(kind), cache_dir=str(cache_dir),
                 num_proc=num_proc if num_proc and num_proc > 1 else None,
             )
     except datasets.exceptions.DatasetGenerationError as err:
         if isinstance(err.__cause__, DataError):
             raise err.__cause__ from None
+        found = sorted(errors.glob("*.txt"))  # a worker's: the one of the earliest shard
+        if found:
+            raise DataError(found[0].read_text(encoding="utf-8")) from None
         raise
+    finally:
+        shutil.rmtree(errors, ignore_errors=True)
     if len(records) == 0:
         raise _no_records(str(path), kind)
     return records
@@ -171,13 +192,13 @@ def _cache_key(*parts: str) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:32]
 
 
-def _encode_sentences(batch: dict[str, list], tokenizer: Tokenizer) -> dict[str, list]:
-    ids = [tokenizer.encode(text) for text in batch["text"]]
+def _encode_sentences(texts: list[str], tokenizer: Tokenizer) -> dict[str, list]:
+    ids = [tokenizer.encode(text) for text in texts]
     return {"ids": ids, "length": [len(x) for x in ids]}
 
 
-def _encode_dialogues(batch: dict[str, list], tokenizer: Tokenizer) -> dict[str, list]:
-    ids = [[tokenizer.encode(turn["text"]) for turn in turns] for turns in batch["turns"]]
+def _encode_dialogues(dialogues: list[list[dict]], tokenizer: Tokenizer) -> dict[str, list]:
+    ids = [[tokenizer.encode(turn["text"]) for turn in turns] for turns in dialogues]
     return {"turn_ids": ids, "turn_lengths": [[len(x) for x in turns] for turns in ids]}
 
 
@@ -203,13 +224,14 @@ def encode_records(records, tokenizer: Tokenizer, kind: Kind, *, num_proc: int |
     with _quiet_datasets():
         return records.map(
             _encode_sentences if sentences else _encode_dialogues, fn_kwargs={"tokenizer": tokenizer}, batched=True,
-            batch_size=ENCODE_BATCH, remove_columns=records.column_names, features=features, num_proc=num_proc,
+            batch_size=ENCODE_BATCH, input_columns=["text" if sentences else "turns"],
+            remove_columns=records.column_names, features=features, num_proc=num_proc,
             new_fingerprint=_cache_key(records._fingerprint, fingerprint, kind, "ids-1") if fingerprint else None,
         )
 
 
-def _label_under_key(batch: dict[str, list], key: str) -> dict[str, list]:
-    return {"label": [label_under(key, None, json.loads(raw) if raw else None) for raw in batch["attributes"]]}
+def _label_under_key(attributes: list[str | None], key: str) -> dict[str, list]:
+    return {"label": [label_under(key, None, json.loads(raw) if raw else None) for raw in attributes]}
 
 
 def label_column(records, key: str = "label", *, num_proc: int | None = None):
@@ -222,20 +244,78 @@ def label_column(records, key: str = "label", *, num_proc: int | None = None):
         num_proc = worker_processes(len(records), per_process=ENCODE_PER_PROCESS)
     with _quiet_datasets():
         return records.map(_label_under_key, fn_kwargs={"key": key}, batched=True, batch_size=ENCODE_BATCH,
-                           remove_columns=records.column_names, num_proc=num_proc,
+                           input_columns=["attributes"], remove_columns=records.column_names, num_proc=num_proc,
                            new_fingerprint=_cache_key(records._fingerprint, key, "label-1"))
 
 
+def column_chunks(dataset, name: str, *, batch_rows: int = 10_000) -> Iterator[Any]:
+    """One column of a dataset as Arrow arrays of up to ``batch_rows`` rows, in order.
+
+    A dataset held in its cache files (as :func:`load_records` and :func:`encode_records` leave it) is read from
+    them as a stream, batch by batch into memory that is freed after: a pass over a corpus larger than memory
+    leaves the process's resident memory as it was, where reading the memory-mapped table would keep every page
+    it touched resident. Other datasets (in memory, or with an indices mapping) are read from their table.
+    """
+    import pyarrow as pa
+
+    files = _whole_files(dataset)
+    if files is None:
+        for chunk in dataset.data.column(name).chunks:
+            yield from _slices(chunk, batch_rows)
+        return
+    rows = 0
+    for filename in files:
+        with pa.OSFile(filename) as source:
+            for batch in pa.ipc.open_stream(source):
+                rows += batch.num_rows
+                yield from _slices(batch.column(name), batch_rows)
+    if rows != len(dataset):  # never guess: _whole_files says when the files hold the dataset's rows
+        raise RuntimeError(f"the cache files of a dataset hold {rows} rows, the dataset {len(dataset)}")
+
+
+# transforms of a memory-mapped table that keep its rows as the file holds them
+_ROW_PRESERVING = {"select", "drop", "remove_column", "replace_schema_metadata"}
+
+
+def _whole_files(dataset) -> list[str] | None:
+    """The Arrow files whose rows, in order, are the dataset's rows (columns may be fewer); None unless so (an
+    indices mapping, a slice, rows in memory)."""
+    from datasets.table import ConcatenationTable, MemoryMappedTable
+
+    table = dataset.data
+    blocks = [[table]] if isinstance(table, MemoryMappedTable) else getattr(table, "blocks", None)
+    if dataset._indices is not None or not isinstance(table, (MemoryMappedTable, ConcatenationTable)) or not blocks:
+        return None
+    files = []
+    for row in blocks:
+        if len(row) != 1 or not isinstance(row[0], MemoryMappedTable):
+            return None
+        if any(op not in _ROW_PRESERVING for op, _, _ in row[0].replays or []):
+            return None
+        files.append(row[0].path)
+    return files
+
+
+def _slices(array, rows: int):
+    for start in range(0, len(array), rows):
+        yield array.slice(start, rows)
+
+
 def column_array(dataset, name: str) -> np.ndarray:
-    """A numeric column of a dataset as one NumPy array (one copy of that column, not of the rows)."""
-    return dataset.data.column(name).to_numpy()
+    """A numeric column of a dataset as one NumPy array, read as :func:`column_chunks` does."""
+    chunks = [chunk.to_numpy() for chunk in column_chunks(dataset, name, batch_rows=1 << 20)]
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
 
 
 def distinct(values) -> list:
-    """The distinct non-null values of an Arrow (chunked) array, in order of first appearance."""
+    """The distinct non-null values of Arrow arrays (one, or an iterable of chunks), in order of first appearance."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    return [v for v in pc.unique(values).to_pylist() if v is not None]
+    seen: dict = {}
+    for chunk in ([values] if isinstance(values, (pa.Array, pa.ChunkedArray)) else values):
+        seen.update(dict.fromkeys(v for v in pc.unique(chunk).to_pylist() if v is not None))
+    return list(seen)
 
 
 class Vocab:
@@ -335,7 +415,7 @@ class SentenceDataset(torch.utils.data.Dataset):
         records = as_records(records, "sentences")
         encoded = encode_records(records, tokenizer, "sentences", num_proc=num_proc)
         label_rows = None if unlabelled else label_column(records, label_key, num_proc=num_proc)
-        present = [] if label_rows is None else distinct(label_rows.data.column("label"))
+        present = [] if label_rows is None else distinct(column_chunks(label_rows, "label"))
         self.labels = labels if labels is not None else Vocab.build(present)
         for value in present:
             category_id(self.labels, value, "label", source)
@@ -526,8 +606,5 @@ def texts_of(records, kind: Kind, *, batch_rows: int = 10_000) -> Iterator[str]:
     import pyarrow.compute as pc
 
     records = as_records(records, kind)
-    for batch in records.data.to_batches(max_chunksize=batch_rows):
-        if kind == "sentences":
-            yield from batch.column("text").to_pylist()
-        else:
-            yield from pc.struct_field(pc.list_flatten(batch.column("turns")), "text").to_pylist()
+    for chunk in column_chunks(records, "text" if kind == "sentences" else "turns", batch_rows=batch_rows):
+        yield from (chunk if kind == "sentences" else pc.struct_field(pc.list_flatten(chunk), "text")).to_pylist()

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 from textvae.data.records import Dialogue, Sentence, Turn
@@ -339,12 +339,16 @@ def _realise(rng: random.Random, topic: _Topic, sentiment: str, tense: str, subj
             *part("coordination"), *part("clause"), "?" if form == "question" else "."]
 
 
-def generate_sentences(n: int, seed: int) -> list[Sentence]:
+def generate_sentences(n: int, seed: int | str) -> list[Sentence]:
     """``n`` sentences with their generating attributes (``label`` is the topic); see the module doc."""
+    return list(iter_sentences(n, seed))
+
+
+def iter_sentences(n: int, seed: int | str) -> Iterator[Sentence]:
+    """:func:`generate_sentences` one sentence at a time."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     rng = random.Random(seed)
-    sentences = []
     for _ in range(n):
         attributes = {name: rng.choice(values) for name, values in SENTENCE_ATTRIBUTES.items()}
         args = (_TOPICS[attributes["topic"]], attributes["sentiment"], attributes["tense"],
@@ -355,8 +359,7 @@ def generate_sentences(n: int, seed: int) -> list[Sentence]:
                 break
         else:
             raise RuntimeError(f"no sentence fits {attributes}")  # a grammar bug, not bad luck
-        sentences.append(Sentence(" ".join(tokens), label=attributes["topic"], attributes=attributes))
-    return sentences
+        yield Sentence(" ".join(tokens), label=attributes["topic"], attributes=attributes)
 
 
 # ----------------------------------------------------------------------------- reading attributes back
