@@ -34,8 +34,10 @@ from textvae.data.datasets import (
     DialogueDataset,
     SentenceDataset,
     Vocab,
+    cache_files,
     column_chunks,
     distinct,
+    drop_mapped_pages,
     encode_records,
     label_column,
     load_records,
@@ -174,6 +176,7 @@ class TextDataModule(pl.LightningDataModule):
                 self.topics = Vocab.build(v for r in all_records for v in distinct(r.data.column("topic")))
                 self.has_profiles = any(callers_of(meta) is not None for r in all_records
                                         for meta in r.data.column("meta").drop_null().to_pylist())
+        drop_mapped_pages(f for r in self.records.values() for f in cache_files(r))
         self.datasets: dict[str, torch.utils.data.Dataset] = {}
 
     def _cached_tokenizer(self, settings: dict):

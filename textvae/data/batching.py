@@ -166,7 +166,8 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
     every example, once an epoch. A rank with a batch fewer repeats its first one, so every rank runs the same
     number of steps (collectives would otherwise hang).
 
-    Memory: the lengths (4 bytes an example) and one epoch's order of this rank's shard (4 bytes an example);
+    Memory: the lengths (as given; a dataset holds them in 1 to 4 bytes an example) and one epoch's order of
+    this rank's shard (4 bytes an example);
     the batches are cut from that order as they are read.
     """
 
@@ -176,7 +177,9 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
-        self.lengths = np.asarray(lengths, dtype=np.int32)
+        self.lengths = np.asarray(lengths)
+        if self.lengths.dtype.kind not in "iu":
+            self.lengths = self.lengths.astype(np.int64)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed

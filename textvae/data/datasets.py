@@ -12,6 +12,8 @@ corpus in memory, only 4 to 12 bytes an example for bucketing.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import hashlib
 import json
 import os
@@ -52,6 +54,10 @@ def _features(kind: Kind):
 
 
 SHARD_BYTES = 64 << 20  # a file is read in shards of about this size, side by side when it has several
+# Rows per record batch of the cache files. Opening a memory-mapped Arrow file reads every batch's header, and
+# each read maps in the page-cache folio around it (up to ~1 MB on recent kernels): with datasets' 1,000-row
+# batches that is ~1 GB a million rows; with 200,000-row batches, ~5 MB. A dialogue is about ten sentences' worth.
+BATCH_ROWS = {"sentences": 200_000, "dialogues": 20_000}
 
 
 def _rows(path: str, kind: Kind, content_hash: str, shards: list[tuple[int, int, int]],
@@ -152,7 +158,7 @@ def load_records(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None
                                    "shards": [tuple(s) for s in shards], "only_shard": len(shards) == 1,
                                    "errors": str(errors)},
                 features=_features(kind), cache_dir=str(cache_dir),
-                num_proc=num_proc if num_proc and num_proc > 1 else None,
+                num_proc=num_proc if num_proc and num_proc > 1 else None, writer_batch_size=BATCH_ROWS[kind],
             )
     except datasets.exceptions.DatasetGenerationError as err:
         if isinstance(err.__cause__, DataError):
@@ -168,15 +174,54 @@ def load_records(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None
     return records
 
 
+def drop_mapped_pages(files: Iterable[str]) -> None:
+    """Give back the pages of ``files`` that this process has memory-mapped and touched (Linux; elsewhere nothing).
+
+    Reading rows of a memory-mapped Arrow file maps the file's pages into the process, and on recent kernels a
+    touch maps a whole page-cache folio (up to ~1 MB): over a long epoch on a corpus larger than memory the
+    resident set would grow towards the corpus. The pages are clean copies of the file, so dropping them
+    (``madvise(MADV_DONTNEED)``) costs nothing but a later minor fault; they stay in the OS page cache.
+    """
+    files = {os.path.realpath(f) for f in files}
+    if not files or not os.path.isfile("/proc/self/maps"):
+        return
+    libc = _libc()
+    if libc is None:
+        return
+    with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and fields[5].rstrip("\n") in files:
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), 4)  # MADV_DONTNEED
+
+
+@functools.cache
+def _libc():
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+def cache_files(dataset) -> list[str]:
+    """The files a dataset is memory-mapped from."""
+    return [f["filename"] for f in dataset.cache_files]
+
+
 def as_records(records, kind: Kind):
     """``records`` as a ``datasets.Dataset`` without an indices mapping (a ``select`` is written out): a loaded
     split (:func:`load_records`), or for small in-memory data a dict of columns or a list of row dicts."""
     import datasets
 
-    if isinstance(records, dict):
-        records = datasets.Dataset.from_dict(records, features=_features(kind))
+    features = _features(kind)
+    if isinstance(records, dict):  # a column the dict lacks holds None
+        size = len(next(iter(records.values()), []))
+        records = datasets.Dataset.from_dict({k: records.get(k, [None] * size) for k in features}, features=features)
     elif isinstance(records, list):
-        records = datasets.Dataset.from_list(records, features=_features(kind))
+        records = datasets.Dataset.from_list([{k: row.get(k) for k in features} for row in records], features=features)
     if records._indices is not None:
         records = records.flatten_indices()
     return records
@@ -184,7 +229,6 @@ def as_records(records, kind: Kind):
 
 # ----------------------------------------------------------------------------- token ids, cached beside the records
 
-ENCODE_BATCH = 10_000  # examples per batch of the tokenising map
 ENCODE_PER_PROCESS = 200_000  # a map over fewer examples than twice this runs in the calling process
 
 
@@ -224,27 +268,32 @@ def encode_records(records, tokenizer: Tokenizer, kind: Kind, *, num_proc: int |
     with _quiet_datasets():
         return records.map(
             _encode_sentences if sentences else _encode_dialogues, fn_kwargs={"tokenizer": tokenizer}, batched=True,
-            batch_size=ENCODE_BATCH, input_columns=["text" if sentences else "turns"],
-            remove_columns=records.column_names, features=features, num_proc=num_proc,
+            batch_size=BATCH_ROWS[kind], input_columns=["text" if sentences else "turns"],  # a batch: a record batch
+            remove_columns=records.column_names, features=features, num_proc=num_proc, writer_batch_size=BATCH_ROWS[kind],
             new_fingerprint=_cache_key(records._fingerprint, fingerprint, kind, "ids-1") if fingerprint else None,
         )
 
 
-def _label_under_key(attributes: list[str | None], key: str) -> dict[str, list]:
+def _label_under_key(labels: list[str | None], attributes: list[str | None], key: str) -> dict[str, list]:
+    if key == "label":
+        return {"label": labels}
     return {"label": [label_under(key, None, json.loads(raw) if raw else None) for raw in attributes]}
 
 
 def label_column(records, key: str = "label", *, num_proc: int | None = None):
     """Each sentence's label under ``key`` (:func:`label_values`) as the column ``label`` of a dataset row for row
-    with ``records``; for ``attributes.NAME``, read once by a cached batched map."""
+    with ``records``, read once by a cached batched map into a file of its own (a few bytes a row: a pass over it
+    reads none of the texts)."""
     check_label_key(key)
-    if key == "label":
-        return records.select_columns(["label"])
     if num_proc is None:
         num_proc = worker_processes(len(records), per_process=ENCODE_PER_PROCESS)
+    import datasets
+
     with _quiet_datasets():
-        return records.map(_label_under_key, fn_kwargs={"key": key}, batched=True, batch_size=ENCODE_BATCH,
-                           input_columns=["attributes"], remove_columns=records.column_names, num_proc=num_proc,
+        return records.map(_label_under_key, fn_kwargs={"key": key}, batched=True, batch_size=BATCH_ROWS["sentences"],
+                           input_columns=["label", "attributes"], remove_columns=records.column_names,
+                           num_proc=num_proc, features=datasets.Features({"label": datasets.Value("string")}),
+                           writer_batch_size=BATCH_ROWS["sentences"],
                            new_fingerprint=_cache_key(records._fingerprint, key, "label-1"))
 
 
@@ -265,7 +314,7 @@ def column_chunks(dataset, name: str, *, batch_rows: int = 10_000) -> Iterator[A
         return
     rows = 0
     for filename in files:
-        with pa.OSFile(filename) as source:
+        with pa.OSFile(filename, memory_pool=_releasing_pool()) as source:
             for batch in pa.ipc.open_stream(source):
                 rows += batch.num_rows
                 yield from _slices(batch.column(name), batch_rows)
@@ -296,6 +345,15 @@ def _whole_files(dataset) -> list[str] | None:
     return files
 
 
+def _releasing_pool():
+    """The memory pool whole-file reads allocate from: the system allocator, which hands a freed batch (megabytes)
+    back to the OS at once, where Arrow's default pool keeps it for reuse and a pass over a large file would
+    leave the process holding its largest batches."""
+    import pyarrow as pa
+
+    return pa.system_memory_pool()
+
+
 def _slices(array, rows: int):
     for start in range(0, len(array), rows):
         yield array.slice(start, rows)
@@ -303,7 +361,8 @@ def _slices(array, rows: int):
 
 def column_array(dataset, name: str) -> np.ndarray:
     """A numeric column of a dataset as one NumPy array, read as :func:`column_chunks` does."""
-    chunks = [chunk.to_numpy() for chunk in column_chunks(dataset, name, batch_rows=1 << 20)]
+    # each chunk copied at once: a view would keep its whole record batch alive
+    chunks = [chunk.to_numpy().copy() for chunk in column_chunks(dataset, name, batch_rows=1 << 20)]
     return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
 
 
@@ -393,11 +452,116 @@ def _truncate_counts(counts: np.ndarray, max_len: int | None, source: str, what:
     return np.minimum(counts, max_len)
 
 
+class ListRows:
+    """Rows of a ``list<int32>`` column (token ids) of a dataset, read from its cache files with ``os.pread``.
+
+    Reading rows of a memory-mapped file maps its pages into the process (on recent kernels a whole page-cache
+    folio of up to ~1 MB a touch), so a long epoch over a corpus larger than memory would grow the resident set
+    towards the corpus. ``pread`` copies just a row's bytes: the file stays in the OS page cache, the process
+    holds nothing of it. Opening reads each file once as a stream to find where each record batch's offsets and
+    values lie. A dataset not held whole in uncompressed cache files (in memory, sliced) is read from its table.
+    """
+
+    def __init__(self, dataset, name: str):
+        self._dataset, self._name = dataset, name
+        self._files = _whole_files(dataset)
+        self._fds: dict[int, list[int]] = {}
+        if self._files is not None:
+            layout = [row for f, filename in enumerate(self._files) for row in _list_layout(filename, name, f)]
+            if any(row is None for row in layout):
+                self._files = None
+            else:
+                table = np.array(layout, dtype=np.int64).reshape(-1, 6)
+                self._first_row = np.concatenate([[0], np.cumsum(table[:, 5])])
+                self._layout = table
+        if self._files is not None and self._first_row[-1] != len(dataset):
+            raise RuntimeError(f"the cache files of a dataset hold {self._first_row[-1]} rows, the dataset {len(dataset)}")
+
+    def __getstate__(self):  # a DataLoader worker opens the files anew
+        return self.__dict__ | {"_fds": {}}
+
+    def _fd(self, file: int) -> int:
+        fds = self._fds.get(os.getpid())
+        if fds is None:
+            fds = self._fds[os.getpid()] = [os.open(f, os.O_RDONLY) for f in self._files]
+        return fds[file]
+
+    def __getitem__(self, rows: Sequence[int]) -> list[list[int]]:
+        if self._files is None:
+            return self._dataset[list(rows)][self._name]
+        rows = np.asarray(rows, dtype=np.int64)
+        batch = np.searchsorted(self._first_row, rows, side="right") - 1
+        out = []
+        for row, b in zip((rows - self._first_row[batch]).tolist(), batch.tolist(), strict=True):
+            file, offsets_at, values_at, offset, values_offset, _ = self._layout[b].tolist()
+            fd = self._fd(file)
+            start, end = np.frombuffer(os.pread(fd, 8, offsets_at + 4 * (offset + row)), dtype="<i4").tolist()
+            data = os.pread(fd, 4 * (end - start), values_at + 4 * (values_offset + start))
+            out.append(np.frombuffer(data, dtype="<i4").tolist())
+        return out
+
+    def __del__(self):
+        for fds in self._fds.values():
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
+def _list_layout(filename: str, name: str, file: int) -> Iterator[tuple | None]:
+    """Per record batch of an Arrow stream file: (file, byte offset of the column's offsets buffer, of its values
+    buffer, the array's offset, the values' offset, rows); None for a batch whose buffers are not stored as they
+    are read (compressed) or that holds null rows."""
+    import pyarrow as pa
+
+    with pa.OSFile(filename, memory_pool=_releasing_pool()) as source:
+        reader = pa.ipc.MessageReader.open_stream(source)
+        schema = pa.ipc.read_schema(reader.read_next_message())
+        column = schema.get_field_index(name)
+        while True:
+            try:
+                message = reader.read_next_message()
+            except StopIteration:
+                return
+            body, body_at = message.body, source.tell() - message.body.size
+            array = pa.ipc.read_record_batch(message, schema).column(column)
+            where = [_file_offset(buffer, body, body_at) for buffer in array.buffers()[1::2]]  # offsets, values
+            if array.null_count or None in where:
+                yield None
+                continue
+            yield file, *where, array.offset, array.values.offset, len(array)
+
+
+def _file_offset(buffer, body, body_at: int) -> int | None:
+    """Where in the file a buffer read from a message body at ``body_at`` lies; None if it is not the body's."""
+    if buffer is None or not body.address <= buffer.address < body.address + body.size:
+        return None
+    return body_at + buffer.address - body.address
+
+
+def compact(values: np.ndarray) -> np.ndarray:
+    """Integers in the smallest NumPy type that holds them (lengths, label ids: held for every example)."""
+    if not len(values):
+        return values.astype(np.int32)
+    return values.astype(np.result_type(np.min_scalar_type(values.min()), np.min_scalar_type(values.max())))
+
+
+def label_ids(label_rows, labels: Vocab) -> np.ndarray:
+    """Each row's label id under ``labels`` (-1 where it has none), read as :func:`column_chunks` does: 4 bytes a
+    sentence, so a batch needs no read of the labels."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = pa.array(labels.names, type=pa.string())
+    chunks = [pc.index_in(chunk.cast(pa.string()), value_set=names).fill_null(-1).to_numpy().astype(np.int32)
+              for chunk in column_chunks(label_rows, "label", batch_rows=1 << 20)]
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
+
+
 class _Sentences(NamedTuple):
-    """One encoded sentence file: token ids and, unless unlabelled, the label column (rows alike)."""
+    """One encoded sentence file: its records, token ids (rows alike) and label ids (None: unlabelled)."""
     records: Any
-    ids: Any
-    labels: Any | None
+    ids: ListRows
+    labels: np.ndarray | None
 
 
 class SentenceDataset(torch.utils.data.Dataset):
@@ -405,8 +569,9 @@ class SentenceDataset(torch.utils.data.Dataset):
     bucketing. ``label_key``: where a sentence's label is read (:func:`label_values`); ``unlabelled=True`` reads
     none (the unlabelled part of semi-supervised training).
 
-    The token ids stay in the memory-mapped cache :func:`encode_records` writes; a batch reads its own rows
-    (``__getitems__``), so a corpus larger than memory trains. Only the lengths are held, 4 bytes a sentence.
+    The token ids stay in the cache :func:`encode_records` writes; a batch reads its own rows (``__getitems__``,
+    :class:`ListRows`), so a corpus larger than memory trains. Held in memory: the lengths and the label ids,
+    4 bytes a sentence each.
     """
 
     def __init__(self, records, tokenizer: Tokenizer, *, max_len: int | None = None,
@@ -421,9 +586,11 @@ class SentenceDataset(torch.utils.data.Dataset):
             category_id(self.labels, value, "label", source)
         self.max_len = max_len
         counts = _truncate_counts(column_array(encoded, "length"), max_len, source, "sentences")
-        self.lengths = (counts + 2).astype(np.int32)
-        self._parts = [_Sentences(records, encoded, label_rows)]
+        self.lengths = compact(counts + 2)
+        self._parts = [_Sentences(records, ListRows(encoded, "ids"),
+                                  None if label_rows is None else compact(label_ids(label_rows, self.labels)))]
         self._starts = np.zeros(1, dtype=np.int64)
+        drop_mapped_pages(cache_files(records) + cache_files(encoded))
 
     def extend(self, other: SentenceDataset) -> None:
         """Append the sentences of ``other`` (encoded with the same tokenizer and label names) after these."""
@@ -447,7 +614,7 @@ class SentenceDataset(torch.utils.data.Dataset):
         return self.__getitems__([i])[0]
 
     def __getitems__(self, indices: Sequence[int]) -> list[SentenceExample]:
-        """The examples at ``indices``, each part's rows read in one gather (the DataLoader calls this per batch)."""
+        """The examples at ``indices``, each part's rows read together (the DataLoader calls this per batch)."""
         indices = np.asarray(indices, dtype=np.int64)
         if len(indices) and (indices.min() < -len(self) or indices.max() >= len(self)):
             raise IndexError(f"index out of range for {len(self)} sentences")
@@ -457,13 +624,13 @@ class SentenceDataset(torch.utils.data.Dataset):
         for p in np.unique(part_of):
             at = np.flatnonzero(part_of == p)
             part = self._parts[p]
-            rows = (indices[at] - self._starts[p]).tolist()
-            ids = part.ids[rows]["ids"]
-            names = part.labels[rows]["label"] if part.labels is not None else [None] * len(rows)
-            for j, i, row_ids, name in zip(at.tolist(), indices[at].tolist(), ids, names, strict=True):
+            rows = indices[at] - self._starts[p]
+            ids = part.ids[rows]
+            labels = part.labels[rows].tolist() if part.labels is not None else [-1] * len(rows)
+            for j, i, row_ids, label in zip(at.tolist(), indices[at].tolist(), ids, labels, strict=True):
                 if self.max_len is not None:
                     row_ids = row_ids[: self.max_len]
-                out[j] = SentenceExample(ids=row_ids, label=None if name is None else self.labels.index[name], index=i)
+                out[j] = SentenceExample(ids=row_ids, label=None if label < 0 else label, index=i)
         return out
 
     @property
@@ -522,11 +689,13 @@ class DialogueDataset(torch.utils.data.Dataset):
         self._turn = (np.arange(len(self._dialogue)) - first_example[self._dialogue] + 1).astype(np.int32)
         counts = _truncate_counts(pc.list_flatten(self.encoded.data.column("turn_lengths")).to_numpy(), max_len,
                                   source, "turns")
-        self.lengths = (counts[first_turn[self._dialogue] + self._turn] + 2).astype(np.int32)
+        self.lengths = compact(counts[first_turn[self._dialogue] + self._turn] + 2)
         metas = [m for m in self.records.data.column("meta").to_pylist() if m is not None]
         self.has_profiles = any(callers_of(meta) is not None for meta in metas)
         self.examples = _Pairs(self._dialogue, self._turn)
         self.speakers = _Speakers(self.records)
+        self._reads = 0
+        drop_mapped_pages(cache_files(self.records) + cache_files(self.encoded))
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -538,6 +707,9 @@ class DialogueDataset(torch.utils.data.Dataset):
         """The examples at ``indices``; the dialogues they come from are read in one gather."""
         indices = [int(i) % max(len(self), 1) if -len(self) <= int(i) < len(self) else _out_of_range(i, len(self))
                    for i in indices]
+        self._reads += 1
+        if self._reads % 64 == 0:  # the pages its reads mapped (see drop_mapped_pages)
+            drop_mapped_pages(cache_files(self.records) + cache_files(self.encoded))
         wanted = sorted({int(self._dialogue[i]) for i in indices})
         rows = self.records[wanted]
         ids = self.encoded[wanted]["turn_ids"]
