@@ -181,6 +181,14 @@ def test_a_checkpoint_written_by_textvae_train_still_resumes(tiny, tmp_path, cap
     assert load_export(tmp_path / "export").model is not None
 
 
+def test_a_launch_of_more_processes_than_the_trainer_runs_is_refused(tiny, tmp_path, capsys, monkeypatch,
+                                                                    no_training):
+    # torchrun --nproc-per-node 2 with the recipe's devices: 1 would train two unrelated models side by side
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    line = the_error(*run_train(fit_args(tiny, tmp_path), capsys))
+    assert "started 2 processes" in line and "runs 1" in line and "--trainer.devices" in line
+
+
 def test_unsafe_checkpoint_loading_cannot_be_switched_on(tiny, tmp_path, capsys, no_training):
     line = the_error(*run_train(fit_args(tiny, tmp_path, "--weights_only", "false"), capsys))
     assert "weights_only" in line

@@ -16,6 +16,7 @@ in one line naming the step and the term, and nothing is exported.
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -91,8 +92,15 @@ class TrainCLI(LightningCLI):
             raise SetupError(f"invalid configuration: {err}") from None
 
     def after_instantiate_classes(self):
-        """Check every folder the run will write before it starts, not when it first writes there."""
+        """Check every folder the run will write before it starts, not when it first writes there, and that the
+        trainer runs as many processes as a launcher (torchrun, SLURM) started."""
         trainer = self.trainer
+        launched = os.environ.get("WORLD_SIZE", "")
+        if launched.isdigit() and int(launched) != trainer.world_size:  # each process would train alone
+            raise SetupError(f"the launcher started {launched} processes (WORLD_SIZE), but the trainer runs "
+                             f"{trainer.world_size} ({trainer.num_nodes} node(s) x {trainer.num_devices} device(s)); "
+                             "give --trainer.devices the processes per node, --trainer.num_nodes the nodes and "
+                             "--trainer.strategy ddp")
         fix = "choose another with --trainer.default_root_dir"
         check_writable_folder(trainer.default_root_dir, f"the run folder {trainer.default_root_dir}", fix)
         for logger in trainer.loggers:
