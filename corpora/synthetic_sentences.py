@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from corpora.common import Source, corpus_folder, split_order, write_summary

@@ -65,6 +65,8 @@ def test_a_sharded_file_loads_in_order_with_errors_naming_the_files_line(corpus,
     corpus.write_text("".join(lines), encoding="utf-8")
     with pytest.raises(DataError, match=r"train\.jsonl:301: malformed JSON"):
         load_records(corpus, cache_dir=tmp_path / "cache", num_proc=2)
+    # the failed build left nothing behind: only the first file's records are cached
+    assert len([p for p in (tmp_path / "cache").iterdir() if p.is_dir()]) == 1
 
 
 @pytest.mark.parametrize("num_proc", [None, 2])

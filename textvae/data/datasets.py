@@ -20,6 +20,7 @@ import os
 import shutil
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -60,48 +61,42 @@ SHARD_BYTES = 64 << 20  # a file is read in shards of about this size, side by s
 BATCH_ROWS = {"sentences": 200_000, "dialogues": 20_000}
 
 
-def _rows(path: str, kind: Kind, content_hash: str, shards: list[tuple[int, int, int]],
-          only_shard: bool, errors: str) -> Iterator[dict[str, Any]]:
-    # content_hash is unused here: it is part of gen_kwargs so that it is part of the cache key. `datasets` hands
-    # each worker process a share of the list `shards`; a worker's DataError reaches the caller only as a
-    # DatasetGenerationError without its message, so it is also written to the folder `errors`, by shard.
-    empty = True
-    for shard in shards:
-        try:
-            for row in _shard_rows(path, kind, LineShard(*shard)):
-                empty = False
-                yield row
-        except DataError as err:
-            os.makedirs(errors, exist_ok=True)
-            Path(errors, f"{shard[0]:020d}.txt").write_text(str(err), encoding="utf-8")
-            raise
-    if empty and only_shard:  # before `datasets` says 'Instruction "train" corresponds to no data!'
-        raise _no_records(path, kind)
+def _write_shard(path: str, kind: Kind, shard: tuple[int, int, int], out: str) -> int:
+    """Parse one shard of a JSONL file (:func:`line_shards`) into the Arrow stream file ``out``, in record batches
+    of :data:`BATCH_ROWS` rows built column by column (Arrow's own conversion: no per-row encoding); return the rows."""
+    import pyarrow as pa
 
+    schema = _features(kind).arrow_schema
+    columns: dict[str, list] = {name: [] for name in schema.names}
+    rows = 0
+    with pa.OSFile(out, "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        def flush():
+            writer.write_table(pa.table(columns, schema=schema))
+            for values in columns.values():
+                values.clear()
 
-def _shard_rows(path: str, kind: Kind, shard: LineShard) -> Iterator[dict[str, Any]]:
-    for record in read_jsonl_shard(path, kind, shard):
-        if kind == "sentences":
-            yield {"text": record.text, "label": None if record.label is None else str(record.label),
-                   "attributes": json.dumps(record.attributes) if record.attributes else None}
-        else:
-            yield {"id": record.id, "turns": [t.to_json() | {"act": t.act, "emotion": t.emotion}
-                                              for t in record.turns],
-                   "topic": record.topic, "meta": json.dumps(record.meta) if record.meta else None}
+        for record in read_jsonl_shard(path, kind, LineShard(*shard)):
+            if kind == "sentences":
+                columns["text"].append(record.text)
+                columns["label"].append(None if record.label is None else str(record.label))
+                columns["attributes"].append(json.dumps(record.attributes) if record.attributes else None)
+            else:
+                columns["id"].append(record.id)
+                columns["turns"].append([t.to_json() | {"act": t.act, "emotion": t.emotion} for t in record.turns])
+                columns["topic"].append(record.topic)
+                columns["meta"].append(json.dumps(record.meta) if record.meta else None)
+            rows += 1
+            if len(columns[schema.names[0]]) >= BATCH_ROWS[kind]:
+                flush()
+        if len(columns[schema.names[0]]) or not rows:
+            flush()
+    return rows
 
 
 def _no_records(path: str, kind: Kind) -> DataError:
     if kind == "sentences":
         return DataError(f"{path}: no sentences (every sentence is empty); give a file with at least one sentence")
     return DataError(f"{path}: no dialogues (every turn is empty); give a file with at least one dialogue with text")
-
-
-def file_hash(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def worker_processes(items: int, *, per_process: int) -> int | None:
@@ -132,12 +127,13 @@ def load_records(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None
     dataset is memory-mapped from it: a corpus larger than memory loads.
 
     A file of several :data:`SHARD_BYTES` shards is parsed by ``num_proc`` processes side by side (default: one
-    per shard, at most one per CPU).
+    per shard, at most one per CPU), each writing the Arrow file of its shard; an error names the file's line.
 
     Sentence rows: ``text``, ``label`` (string or None), ``attributes`` (JSON string or None).
     Dialogue rows: ``id``, ``turns`` (speaker/text/act/emotion), ``topic``, ``meta`` (JSON string).
     """
     import datasets
+    from filelock import FileLock
 
     path = Path(path)
     if path.is_dir():
@@ -146,32 +142,40 @@ def load_records(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None
         raise DataError(f"{path}: no such file; prepare the corpus first (textvae-corpus prepare NAME --out DIR)")
     kind = kind or detect_kind(path)
     content_hash, shards = line_shards(path, SHARD_BYTES)
-    if num_proc is None:
-        num_proc = worker_processes(len(shards), per_process=1)
-    cache_dir = Path(cache_dir or path.resolve().parent / ".cache")
-    errors = cache_dir / f"errors-{content_hash[:32]}"
-    shutil.rmtree(errors, ignore_errors=True)
-    try:
-        with _quiet_datasets():
-            records = datasets.Dataset.from_generator(
-                _rows, gen_kwargs={"path": str(path.resolve()), "kind": kind, "content_hash": content_hash,
-                                   "shards": [tuple(s) for s in shards], "only_shard": len(shards) == 1,
-                                   "errors": str(errors)},
-                features=_features(kind), cache_dir=str(cache_dir),
-                num_proc=num_proc if num_proc and num_proc > 1 else None, writer_batch_size=BATCH_ROWS[kind],
-            )
-    except datasets.exceptions.DatasetGenerationError as err:
-        if isinstance(err.__cause__, DataError):
-            raise err.__cause__ from None
-        found = sorted(errors.glob("*.txt"))  # a worker's: the one of the earliest shard
-        if found:
-            raise DataError(found[0].read_text(encoding="utf-8")) from None
-        raise
-    finally:
-        shutil.rmtree(errors, ignore_errors=True)
+    key = _cache_key(content_hash, kind, "records-2")
+    folder = Path(cache_dir or path.resolve().parent / ".cache") / f"records-{key}"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{folder}.lock"):
+        if not folder.is_dir():
+            _build_records(str(path.resolve()), kind, shards, folder, num_proc)
+    files = sorted(str(f) for f in folder.glob("records-*.arrow"))
+    parts = [datasets.Dataset.from_file(f) for f in files]
+    records = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    records._fingerprint = key  # the content's: what the caches built from these records are keyed on
     if len(records) == 0:
         raise _no_records(str(path), kind)
     return records
+
+
+def _build_records(path: str, kind: Kind, shards: list[LineShard], folder: Path, num_proc: int | None) -> None:
+    """Write each shard's Arrow file into ``folder`` (in processes side by side when there are several), through
+    a temporary folder moved into place once every shard is written: an interrupted build leaves nothing."""
+    partial = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    try:
+        jobs = [(path, kind, tuple(shard), str(partial / f"records-{k:05d}.arrow")) for k, shard in enumerate(shards)]
+        procs = num_proc if num_proc is not None else worker_processes(len(shards), per_process=1)
+        if procs is None or procs < 2:
+            for job in jobs:
+                _write_shard(*job)
+        else:
+            with ProcessPoolExecutor(min(procs, len(jobs))) as pool:
+                for result in [pool.submit(_write_shard, *job) for job in jobs]:
+                    result.result()  # the earliest shard's error first
+        partial.rename(folder)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def drop_mapped_pages(files: Iterable[str]) -> None:
@@ -284,11 +288,11 @@ def label_column(records, key: str = "label", *, num_proc: int | None = None):
     """Each sentence's label under ``key`` (:func:`label_values`) as the column ``label`` of a dataset row for row
     with ``records``, read once by a cached batched map into a file of its own (a few bytes a row: a pass over it
     reads none of the texts)."""
+    import datasets
+
     check_label_key(key)
     if num_proc is None:
         num_proc = worker_processes(len(records), per_process=ENCODE_PER_PROCESS)
-    import datasets
-
     with _quiet_datasets():
         return records.map(_label_under_key, fn_kwargs={"key": key}, batched=True, batch_size=BATCH_ROWS["sentences"],
                            input_columns=["label", "attributes"], remove_columns=records.column_names,

@@ -188,9 +188,14 @@ def _require(cond: bool, path: Path, number: int, message: str) -> None:
         raise DataError(f"{path}:{number}: {message}")
 
 
-def _label(value: Any, path: Path, number: int, name: str) -> Label:
-    _require(isinstance(value, (str, int)) and not isinstance(value, bool), path, number,
-             f'"{name}" must be a string or an integer, got {type(value).__name__}')
+def _is_label(value: Any) -> bool:
+    return type(value) is str or type(value) is int or (isinstance(value, (str, int)) and not isinstance(value, bool))
+
+
+def _label(value: Any, path: Path, number: int, name: str, prefix: str = "") -> Label:
+    # the messages are formatted only on an error: this runs for every label of every line of a corpus
+    if not _is_label(value):
+        raise DataError(f'{path}:{number}: "{prefix}{name}" must be a string or an integer, got {type(value).__name__}')
     return value
 
 
@@ -198,8 +203,8 @@ def _optional_str(obj: dict, key: str, path: Path, number: int) -> str | None:
     value = obj.get(key)
     if value is None:
         return None
-    _require(isinstance(value, (str, int)) and not isinstance(value, bool), path, number,
-             f'"{key}" must be a string, got {type(value).__name__}')
+    if not _is_label(value):
+        raise DataError(f'{path}:{number}: "{key}" must be a string, got {type(value).__name__}')
     return str(value)
 
 
@@ -212,7 +217,7 @@ def parse_sentence(obj: Any, path: Path, number: int) -> Sentence:
         label = _label(label, path, number, "label")
     attributes = obj.get("attributes") or {}
     _require(isinstance(attributes, dict), path, number, '"attributes" must be an object of name: value')
-    attributes = {str(k): _label(v, path, number, f"attributes.{k}") for k, v in attributes.items()}
+    attributes = {str(k): _label(v, path, number, k, "attributes.") for k, v in attributes.items()}
     return Sentence(text=text, label=label, attributes=attributes)
 
 
@@ -223,11 +228,11 @@ def parse_dialogue(obj: Any, path: Path, number: int) -> Dialogue:
              'missing non-empty list field "turns"')
     parsed = []
     for i, turn in enumerate(turns):
-        _require(isinstance(turn, dict) and isinstance(turn.get("text"), str), path, number,
-                 f'turn {i} must be an object with a string "text"')
+        if not (isinstance(turn, dict) and isinstance(turn.get("text"), str)):
+            raise DataError(f'{path}:{number}: turn {i} must be an object with a string "text"')
         speaker = turn.get("speaker")
-        _require(isinstance(speaker, str) and speaker != "", path, number,
-                 f'turn {i} needs a non-empty string "speaker"')
+        if not (isinstance(speaker, str) and speaker != ""):
+            raise DataError(f'{path}:{number}: turn {i} needs a non-empty string "speaker"')
         parsed.append(Turn(speaker=speaker, text=turn["text"], act=_optional_str(turn, "act", path, number),
                            emotion=_optional_str(turn, "emotion", path, number)))
     meta = obj.get("meta") or {}
