@@ -89,6 +89,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=100, help="K of the IW-NLL")
     parser.add_argument("--sentences", type=int, default=200, help="test sentences of the IW-NLL")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--profile", action="store_true",
+                        help="also time the step outside Lightning (objective, backward, clipping, fused Adam) and "
+                             "print torch.profiler's table of where its time goes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     recipe = yaml.safe_load(Path(RECIPE).read_text())
@@ -117,6 +120,7 @@ def main() -> None:
                              enable_progress_bar=False, enable_model_summary=False, callbacks=[clock])
         trainer.fit(system, data)
     train_rate = clock.flops / clock.seconds / 1e9
+    bare = bare_step(system, data, args.warmup, args.train_steps, train_flops) if args.profile else None
 
     test = data.dataset("test")
     subset = torch.utils.data.Subset(test, range(min(args.sentences, len(test))))
@@ -141,9 +145,47 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} | {r['sentences_per_s']:.1f} | {r['gflops']:.0f} | {100 * r['ratio']:.0f}% |")
+    if bare is not None:
+        print(f"\nthe same step outside Lightning: {bare['sentences_per_s']:.1f} sentences/s, {bare['gflops']:.0f} "
+              f"GFLOP/s, {100 * bare['gflops'] / peak:.0f}% of the peak\n{bare['table']}")
+        rows["training step outside Lightning"] = {key: bare[key] for key in ("sentences_per_s", "gflops")}
     if args.json:
         Path(args.json).write_text(json.dumps({"threads": args.threads, "matmul_peak_gflops": peaks, "size": size,
                                                "results": rows, "args": vars(args)}, indent=2) + "\n")
+
+
+def bare_step(system: TextVAESystem, data: TextDataModule, warmup: int, steps: int, flops_of) -> dict:
+    """Sentences/s of the training arithmetic alone (the system's objective, backward, clipping by global norm,
+    fused Adam) on the same bucketed batches, and torch.profiler's table of 20 of those steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from textvae.data.batching import BucketBatchSampler, collate_sentences
+
+    model, dataset = system.model, data.dataset("train")
+    optimizer = torch.optim.Adam(model.parameters(), lr=system.lr, fused=True)
+    sampler = BucketBatchSampler(dataset.lengths, data.batch_size, seed=1)
+    batches = [collate_sentences(dataset.__getitems__(b)) for b, _ in zip(sampler, range(warmup + steps), strict=False)]
+
+    def step(batch):
+        loss = system.objective(model, batch, beta=1.0, svi=None).loss
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), system.grad_clip_norm or float("inf"))
+        optimizer.step()
+
+    model.train()
+    for batch in batches[:warmup]:
+        step(batch)
+    start, sentences, flops = time.perf_counter(), 0, 0
+    for batch in batches[warmup:]:
+        step(batch)
+        sentences, flops = sentences + batch.index.shape[0], flops + flops_of(batch)
+    seconds = time.perf_counter() - start
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for batch in batches[warmup:warmup + 20]:
+            step(batch)
+    return {"sentences_per_s": sentences / seconds, "gflops": flops / seconds / 1e9,
+            "table": prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)}
 
 
 if __name__ == "__main__":
