@@ -20,6 +20,7 @@ from typing import Any
 from corpora import (
     dailydialog,
     lite,
+    own,
     ptb,
     short_yelp,
     snli,
@@ -66,6 +67,10 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in (
            lite.DAILYDIALOG_LITE_SOURCES, lite.prepare_dailydialog_lite),
     Corpus("swda-valid", "dialogues", "lite: the 60 Switchboard valid dialogues split 48/6/6",
            lite.SWDA_VALID_SOURCES, lite.prepare_swda_valid),
+    Corpus("text", "sentences", "your own sentences: --source a text file (one a line) or JSONL, or a folder",
+           own.SOURCES, own.prepare_text),
+    Corpus("dialogues", "dialogues", "your own dialogues: --source a JSONL file or a folder of them",
+           own.SOURCES, own.prepare_dialogues),
 )}
 
 
@@ -79,21 +84,25 @@ def get(name: str) -> Corpus:
 
 _WHY_NOT = {
     "size": "only the synthetic corpora are generated to a size",
-    "seed": "only the synthetic corpora are generated from a seed",
+    "seed": "only the synthetic corpora and your own data (text, dialogues) take a seed",
     "cache_dir": "it downloads nothing",
+    "valid_fraction": "only your own data (text, dialogues) is split by fractions",
+    "test_fraction": "only your own data (text, dialogues) is split by fractions",
 }
 
 
 def prepare(name: str, out: str | os.PathLike, *, source: str | os.PathLike | None = None,
             cache_dir: str | os.PathLike | None = None, size: int | None = None,
-            seed: int | None = None) -> dict[str, Any]:
+            seed: int | None = None, valid_fraction: float | None = None,
+            test_fraction: float | None = None) -> dict[str, Any]:
     """Prepare corpus ``name`` into the folder ``out``; returns what ``corpus.json`` holds.
 
     Options left as None take the corpus' defaults; an option the corpus does not use is an error
     rather than silently ignored.
     """
     corpus = get(name)
-    options = {k: v for k, v in {"size": size, "seed": seed, "cache_dir": cache_dir}.items() if v is not None}
+    options = {k: v for k, v in {"size": size, "seed": seed, "cache_dir": cache_dir, "valid_fraction": valid_fraction,
+                                 "test_fraction": test_fraction}.items() if v is not None}
     accepted = inspect.signature(corpus.prepare).parameters
     for key in options:
         if key not in accepted:

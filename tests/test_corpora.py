@@ -158,7 +158,7 @@ def test_pinned_checksums_are_those_of_the_shared_copies(shared):
 def test_every_corpus_has_the_uniform_interface():
     assert {"ptb", "yahoo", "yelp", "short_yelp", "snli", "dailydialog", "switchboard", "synthetic-sentences",
             "synthetic-dialogues", "yelp10k", "ptb-lite", "yahoo-lite", "dailydialog-lite",
-            "swda-valid"} == set(corpora.CORPORA)
+            "swda-valid", "text", "dialogues"} == set(corpora.CORPORA)
     for name, corpus in corpora.CORPORA.items():
         assert corpus.name == name and corpus.kind in ("sentences", "dialogues") and corpus.description
         assert "\n" not in corpus.description

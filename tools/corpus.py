@@ -5,6 +5,7 @@ Examples:
   textvae-corpus prepare ptb-lite --out data/ptb-lite --source ../shared/corpora
   textvae-corpus prepare dailydialog --out data/dailydialog            # downloads the canonical files
   textvae-corpus prepare synthetic-sentences --out data/synth --size 2000 --seed 1
+  textvae-corpus prepare text --source my_sentences.txt --out data/mine     # your own data; 10% valid, 10% test
 """
 
 from __future__ import annotations
@@ -48,7 +49,12 @@ def _parser() -> argparse.ArgumentParser:
                          help="a folder (or archive) holding the corpus' files; default: download them")
     prepare.add_argument("--size", type=int, metavar="N",
                          help="synthetic corpora: train size (valid and test get N // 10 each)")
-    prepare.add_argument("--seed", type=int, metavar="S", help="synthetic corpora: random seed (default 0)")
+    prepare.add_argument("--seed", type=int, metavar="S",
+                         help="synthetic corpora: random seed; text, dialogues: the seed of the drawn splits (default 0)")
+    prepare.add_argument("--valid-fraction", type=float, metavar="F",
+                         help="text, dialogues given one file: the share of it drawn as the valid split (default 0.1)")
+    prepare.add_argument("--test-fraction", type=float, metavar="F",
+                         help="text, dialogues given one file: the share of it drawn as the test split (default 0.1)")
     prepare.add_argument("--cache-dir", type=Path, metavar="DIR",
                          help="where downloads are kept (default $TEXTVAE_CACHE or ~/.cache/textvae)")
     return parser
@@ -65,7 +71,8 @@ def _prepare(args: argparse.Namespace) -> None:
         warnings.simplefilter("always")
         try:
             summary = corpora.prepare(args.name, args.out, source=args.source, cache_dir=args.cache_dir,
-                                      size=args.size, seed=args.seed)
+                                      size=args.size, seed=args.seed, valid_fraction=args.valid_fraction,
+                                      test_fraction=args.test_fraction)
         finally:
             for w in caught:
                 print(f"{PROG}: warning: {w.message}", file=sys.stderr)
