@@ -3,6 +3,7 @@ files) into a prepared corpus that textvae-train trains on, with the same valida
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -105,3 +106,20 @@ def test_own_data_mistakes_are_one_line(tmp_path, capsys, args, message):
     code, _, err = run(corpus_tool, [names.get(a, a) for a in args], capsys)
     assert code == 2 and message in err and "Traceback" not in err
     assert len([line for line in err.splitlines() if line.startswith("textvae-corpus: error:")]) == 1
+
+
+def test_run_puts_logs_checkpoints_and_export_in_one_folder(tmp_path, capsys, monkeypatch):
+    corpus = tmp_path / "corpus"
+    write_jsonl(corpus / "train.jsonl", [Sentence(t) for t in own_sentences(64)])
+    recipe = str(Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml")
+    monkeypatch.chdir(tmp_path)  # where the recipe's own runs/quickstart would be written
+    code, out, err = run(train, ["fit", "--config", recipe, "--data.train", str(corpus / "train.jsonl"),
+                                 "--data.valid", str(corpus / "train.jsonl"), "--data.test", str(corpus / "train.jsonl"),
+                                 "--trainer.max_steps", "2", "--trainer.enable_progress_bar", "false",
+                                 "--trainer.limit_val_batches", "1", "--run", str(tmp_path / "mine")], capsys)
+    assert code == 0, err[-3000:]
+    assert not (tmp_path / "runs").exists()  # nothing in the recipe's runs/quickstart
+    assert list((tmp_path / "mine").glob("logs/version_*/metrics.csv"))  # the CSV logger
+    assert list((tmp_path / "mine").glob("tensorboard/version_*/events.*"))  # the TensorBoard logger
+    assert list((tmp_path / "mine").rglob("checkpoints/*.ckpt"))
+    assert (tmp_path / "mine" / "export" / "tokenizer.json").is_file()

@@ -1,10 +1,11 @@
 """textvae-train: train, validate and test a textvae model from a recipe (LightningCLI).
 
-    textvae-train fit --config recipes/quickstart.yaml [--trainer.max_epochs 3] [--export DIR]
+    textvae-train fit --config recipes/quickstart.yaml [--trainer.max_epochs 3] [--run DIR] [--export DIR]
 
 Any option of the recipe can be overridden with a dotted flag. The resolved config is saved in the
 run folder; after ``fit`` the model is exported (config JSON + safetensors + tokenizer) to ``--export``
-(default: ``<run folder>/export``), which every other textvae tool loads with ``--model DIR``.
+(default: ``<run folder>/export``), which every other textvae tool loads with ``--model DIR``. ``--run DIR``
+names the run's one folder: logs, checkpoints and the export go there together, wherever the recipe put them.
 
 What would otherwise fail late or silently fails at the start, in one line (``textvae-train: error: ...``,
 exit code 2): a ``--ckpt_path`` that is not a local checkpoint loading with ``weights_only=True``, an output
@@ -57,11 +58,17 @@ class TrainCLI(LightningCLI):
         parser.set_defaults({"trainer.use_distributed_sampler": False})
         parser.add_argument("--export", type=str | None, default=None,
                             help="export folder for the trained model (default: <run folder>/export)")
+        parser.add_argument("--run", type=str | None, default=None,
+                            help="the run's one folder: the trainer's root, every logger's save_dir, the checkpoints "
+                                 "(under the logs) and the export (<run>/export unless --export) all go there")
 
     def parse_arguments(self, parser, args):
         """Refuse an unsafe ``--ckpt_path`` before Lightning reads it, and load every checkpoint with
         ``weights_only=True`` (tensors and plain data: nothing in the file can run code)."""
         super().parse_arguments(parser, args)
+        given = sys.argv[1:] if args is None else args
+        self._export_given = isinstance(given, list) and any(
+            isinstance(a, str) and (a == "--export" or a.startswith("--export=")) for a in given)
         config = self.config.get(self.config.get("subcommand") or "", None)
         if config is None:
             return
@@ -74,12 +81,36 @@ class TrainCLI(LightningCLI):
             check_checkpoint(str(config["ckpt_path"]))
 
     def before_instantiate_classes(self):
-        """The data module writes its cache as it is built: check the folder first."""
+        """``--run DIR`` moves every output of the run there; the data module writes its cache as it is built:
+        check the folder first."""
+        self._one_run_folder(self.config[self.subcommand], export_given=getattr(self, "_export_given", False))
         data = self.config[self.subcommand].get("data")
         if data is not None and data.get("train") and Path(data["train"]).is_file():  # else: the data's own error
             cache = data.get("cache_dir") or TextDataModule.default_cache_dir(data["train"])
             check_writable_folder(cache, f"the data cache folder {cache}",
                                   "give a writable one with --data.cache_dir DIR")
+
+    @staticmethod
+    def _one_run_folder(config, *, export_given: bool) -> None:
+        """With ``--run DIR``: the trainer's root, the loggers' save_dir (the checkpoints follow the first
+        logger's folder), a checkpoint callback's explicit dirpath and the export (unless ``--export`` is on the
+        command line), all under DIR, so a run on other data never writes into the recipe's ``runs/NAME``."""
+        run = config.get("run")
+        if not run:
+            return
+        trainer = config["trainer"]
+        trainer["default_root_dir"] = run
+        loggers = trainer.get("logger")
+        for logger in loggers if isinstance(loggers, list) else [loggers]:
+            init_args = getattr(logger, "init_args", None)
+            if init_args is not None and "save_dir" in init_args:
+                init_args["save_dir"] = run
+        for callback in trainer.get("callbacks") or []:
+            init_args = getattr(callback, "init_args", None)
+            if init_args is not None and init_args.get("dirpath"):
+                init_args["dirpath"] = os.path.join(run, "checkpoints")
+        if not export_given:  # the recipe's export moves with the run; one given on the command line stays
+            config["export"] = os.path.join(run, "export")
 
     def instantiate_classes(self):
         """A setting the model, the data module or the trainer refuses (a ValueError in its constructor) is
