@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -487,6 +488,40 @@ def test_long_evaluations_and_batches_show_progress(files, tmp_path, monkeypatch
     respond_tool.main(["--model", str(files.hred), "--input", str(files.contexts), "--output",
                        str(tmp_path / "o.jsonl"), "-n", "2", "--max-len", "4", "--device", "cpu"])
     assert "textvae-respond: 1 of 1 contexts (100%)" in capsys.readouterr().err
+
+
+def test_eval_on_a_pseudo_terminal_shows_progress_with_an_eta_and_nothing_in_a_pipe(files):
+    """textvae-eval --samples 500 as a user runs it: stderr a terminal (a pty), then a pipe."""
+    import pty
+    import select
+
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "tools.eval", "--model", str(files.vae), "--data", str(files.sentences),
+               "--samples", "500", "--batch-size", "8", "--no-bleu", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TEXTVAE_PROGRESS_DELAY": "0"}
+    main, child = pty.openpty()
+    process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=child)
+    os.close(child)
+    screen = b""
+    while True:
+        ready, _, _ = select.select([main], [], [], 120)
+        if not ready:
+            break
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # the pty closes when the tool exits
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(main)
+    out = process.stdout.read().decode()
+    assert process.wait(timeout=120) == 0, screen.decode(errors="replace")[-2000:]
+    screen = screen.decode(errors="replace")
+    assert re.search(r"textvae-eval: \d+ of 40 sentences \(\d+%\), \d+ s, about \d+ s left", screen), screen[-2000:]
+    assert "IW-NLL" in out and "\r" not in out and "sentences (" not in out  # the results, no progress
+    piped = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert piped.returncode == 0 and "sentences (" not in piped.stderr and "\r" not in piped.stderr
 
 
 def test_a_reader_that_stops_early_ends_the_tool_quietly(files):

@@ -58,7 +58,15 @@ MAX_BATCH = 65_536  # contexts or sentences per batch
 MAX_CONTEXT = 1_000  # context turns a dialogue model reads
 MAX_EPOCHS = 10_000  # act tagger training passes
 MAX_SEED = 2**63 - 1  # what torch's generators take (and numpy's, folded into 64 bits) without overflowing
-PROGRESS_DELAY = 2.0  # seconds of work before a progress line shows: shorter runs stay silent
+def _progress_delay() -> float:
+    """``$TEXTVAE_PROGRESS_DELAY`` (seconds, default 2): how long work runs before its progress line shows."""
+    try:
+        return max(0.0, float(os.environ.get("TEXTVAE_PROGRESS_DELAY", "2")))
+    except ValueError:
+        return 2.0
+
+
+PROGRESS_DELAY = _progress_delay()  # seconds of work before a progress line shows: shorter runs stay silent
 
 
 class Parser(argparse.ArgumentParser):
