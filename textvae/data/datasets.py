@@ -468,7 +468,7 @@ class ListRows:
 
     def __init__(self, dataset, name: str):
         self._dataset, self._name = dataset, name
-        self._files = _whole_files(dataset)
+        self._files = _whole_files(dataset) if hasattr(os, "pread") else None  # pread: POSIX
         self._fds: dict[int, list[int]] = {}
         if self._files is not None:
             layout = [row for f, filename in enumerate(self._files) for row in _list_layout(filename, name, f)]
