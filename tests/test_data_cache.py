@@ -77,6 +77,9 @@ def test_token_ids_are_the_tokenizers_and_cached_by_file_and_tokenizer(corpus, t
     texts = [s.text for s in read_jsonl(corpus, "sentences")]
     assert [dataset[i].ids for i in range(len(texts))] == [tokenizer.encode(t)[:8] for t in texts]
     assert dataset.lengths.tolist() == [min(len(t.split()), 8) + 2 for t in texts]
+    rows = dataset._parts[0].ids
+    assert rows._files  # read with pread from the cache files, not through the table
+    assert rows[[5, 0, 399]] == [tokenizer.encode(texts[i]) for i in (5, 0, 399)]
     first = encode_records(records, tokenizer, "sentences", num_proc=num_proc)
     assert first.cache_files and all(f["filename"].startswith(str(tmp_path / "cache")) for f in first.cache_files)
 
