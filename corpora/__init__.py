@@ -94,11 +94,13 @@ _WHY_NOT = {
 def prepare(name: str, out: str | os.PathLike, *, source: str | os.PathLike | None = None,
             cache_dir: str | os.PathLike | None = None, size: int | None = None,
             seed: int | None = None, valid_fraction: float | None = None,
-            test_fraction: float | None = None) -> dict[str, Any]:
+            test_fraction: float | None = None,
+            progress: Callable[[int, int | None], None] | None = None) -> dict[str, Any]:
     """Prepare corpus ``name`` into the folder ``out``; returns what ``corpus.json`` holds.
 
     Options left as None take the corpus' defaults; an option the corpus does not use is an error
-    rather than silently ignored.
+    rather than silently ignored. ``progress(done, total)`` hears of the records written by the corpora that
+    take long at scale (the synthetic sentences, your own data); the others do not call it.
     """
     corpus = get(name)
     options = {k: v for k, v in {"size": size, "seed": seed, "cache_dir": cache_dir, "valid_fraction": valid_fraction,
@@ -107,4 +109,6 @@ def prepare(name: str, out: str | os.PathLike, *, source: str | os.PathLike | No
     for key in options:
         if key not in accepted:
             raise DataError(f"{name} takes no --{key.replace('_', '-')}: {_WHY_NOT[key]}")
+    if progress is not None and "progress" in accepted:
+        options["progress"] = progress
     return corpus.prepare(out, source, **options)

@@ -17,7 +17,7 @@ import json
 import os
 import random
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +84,10 @@ def _check_fraction(name: str, value: float) -> None:
 
 
 def prepare_own(out: str | os.PathLike, source: str | os.PathLike | None, *, kind: Kind, name: str,
-                valid_fraction: float | None = None, test_fraction: float | None = None,
-                seed: int = 0) -> dict[str, Any]:
-    """Write ``source`` as a prepared corpus of ``kind`` into ``out`` (see the module doc)."""
+                valid_fraction: float | None = None, test_fraction: float | None = None, seed: int = 0,
+                progress: Callable[[int, int | None], None] | None = None) -> dict[str, Any]:
+    """Write ``source`` as a prepared corpus of ``kind`` into ``out`` (see the module doc); ``progress(done,
+    total)`` hears of the training file's records as they are written."""
     if source is None:
         raise DataError(f"{name} is your own data: give it with --source FILE_OR_FOLDER")
     files = _split_files(Path(source).expanduser())
@@ -144,6 +145,8 @@ def prepare_own(out: str | os.PathLike, source: str | os.PathLike | None, *, kin
                 streams[split].write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
                 written[split] += 1
                 note(record)
+                if progress is not None and i % 10_000 == 9_999:
+                    progress(i + 1, total)
             for split, path in files.items():
                 if split == "train":
                     continue
@@ -170,16 +173,16 @@ def prepare_own(out: str | os.PathLike, source: str | os.PathLike | None, *, kin
 
 
 def prepare_text(out: str | os.PathLike, source: str | os.PathLike | None = None, *,
-                 valid_fraction: float | None = None, test_fraction: float | None = None,
-                 seed: int = 0) -> dict[str, Any]:
+                 valid_fraction: float | None = None, test_fraction: float | None = None, seed: int = 0,
+                 progress: Callable[[int, int | None], None] | None = None) -> dict[str, Any]:
     """Your sentences (plain text or JSONL) as a prepared sentence corpus."""
     return prepare_own(out, source, kind="sentences", name="text", valid_fraction=valid_fraction,
-                       test_fraction=test_fraction, seed=seed)
+                       test_fraction=test_fraction, seed=seed, progress=progress)
 
 
 def prepare_dialogues(out: str | os.PathLike, source: str | os.PathLike | None = None, *,
-                      valid_fraction: float | None = None, test_fraction: float | None = None,
-                      seed: int = 0) -> dict[str, Any]:
+                      valid_fraction: float | None = None, test_fraction: float | None = None, seed: int = 0,
+                      progress: Callable[[int, int | None], None] | None = None) -> dict[str, Any]:
     """Your dialogues (JSONL) as a prepared dialogue corpus."""
     return prepare_own(out, source, kind="dialogues", name="dialogues", valid_fraction=valid_fraction,
-                       test_fraction=test_fraction, seed=seed)
+                       test_fraction=test_fraction, seed=seed, progress=progress)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 from corpora.common import Source, corpus_folder, split_order, write_summary
@@ -56,9 +57,10 @@ def _write_block(path: str, n: int, seed: int | str) -> list[str]:
 
 
 def prepare(out: str | os.PathLike, source: str | os.PathLike | None = None, *, size: int = DEFAULT_SIZE,
-            seed: int = 0, workers: int | None = None) -> dict[str, Any]:
+            seed: int = 0, workers: int | None = None,
+            progress: Callable[[int, int | None], None] | None = None) -> dict[str, Any]:
     """Generate the corpus into ``out`` (``source`` must be None: nothing is read) with ``workers`` processes
-    (default one per CPU this process may use)."""
+    (default one per CPU this process may use); ``progress(done, total)`` hears of each block written."""
     if source is not None:
         raise DataError(f"{NAME} is generated, it reads no --source")
     plan = split_sizes_and_seeds(size, seed)
@@ -68,14 +70,22 @@ def prepare(out: str | os.PathLike, source: str | os.PathLike | None = None, *, 
     jobs = [job for blocks in parts.values() for job in blocks]
     workers = workers or len(os.sched_getaffinity(0))
     labels: set[str] = set()
+    total, done = sum(n for _, n, _ in jobs), 0
     try:
         if len(jobs) == 1 or workers == 1:
-            results = [_write_block(str(path), n, block) for path, n, block in jobs]
+            for path, n, block in jobs:
+                labels.update(_write_block(str(path), n, block))
+                done += n
+                if progress is not None:
+                    progress(done, total)
         else:
             with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
-                results = list(pool.map(_write_block, *zip(*[(str(p), n, b) for p, n, b in jobs], strict=True)))
-        for found in results:
-            labels.update(found)
+                futures = {pool.submit(_write_block, str(path), n, block): n for path, n, block in jobs}
+                for future in as_completed(futures):
+                    labels.update(future.result())
+                    done += futures[future]
+                    if progress is not None:
+                        progress(done, total)
         for split, blocks in parts.items():
             with atomic_output(out / f"{split}.jsonl") as tmp, tmp.open("wb") as f:
                 for path, _, _ in blocks:

@@ -123,3 +123,16 @@ def test_run_puts_logs_checkpoints_and_export_in_one_folder(tmp_path, capsys, mo
     assert list((tmp_path / "mine").glob("tensorboard/version_*/events.*"))  # the TensorBoard logger
     assert list((tmp_path / "mine").rglob("checkpoints/*.ckpt"))
     assert (tmp_path / "mine" / "export" / "tokenizer.json").is_file()
+
+
+def test_a_long_preparation_shows_its_progress_on_a_terminal(tmp_path, capsys, monkeypatch):
+    from tools import _cli
+
+    monkeypatch.setattr(_cli, "PROGRESS_DELAY", 0.0)
+    monkeypatch.setattr(_cli.sys.stderr, "isatty", lambda: True, raising=False)
+    (tmp_path / "mine.txt").write_text("".join(f"{line}\n" for line in own_sentences(25_000)), encoding="utf-8")
+    code, _, err = run(corpus_tool, ["prepare", "text", "--source", str(tmp_path / "mine.txt"),
+                                     "--out", str(tmp_path / "corpus")], capsys)
+    assert code == 0, err
+    assert "textvae-corpus: 10,000 of 25,000 records written (40%)" in err  # redrawn at most every 0.2 s
+    assert err.endswith("\r\x1b[K")  # the line is erased when the work ends

@@ -70,9 +70,16 @@ def _prepare(args: argparse.Namespace) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            summary = corpora.prepare(args.name, args.out, source=args.source, cache_dir=args.cache_dir,
-                                      size=args.size, seed=args.seed, valid_fraction=args.valid_fraction,
-                                      test_fraction=args.test_fraction)
+            from tools._cli import Progress  # here: `textvae-corpus list` need not import torch
+
+            with Progress(PROG, "records written") as progress:
+                def report(done: int, total: int | None) -> None:
+                    progress.total = total
+                    progress(done)
+
+                summary = corpora.prepare(args.name, args.out, source=args.source, cache_dir=args.cache_dir,
+                                          size=args.size, seed=args.seed, valid_fraction=args.valid_fraction,
+                                          test_fraction=args.test_fraction, progress=report)
         finally:
             for w in caught:
                 print(f"{PROG}: warning: {w.message}", file=sys.stderr)
