@@ -20,7 +20,6 @@ import shutil
 from collections.abc import Callable
 from typing import Literal
 
-import pyarrow.compute as pc
 import pytorch_lightning as pl
 import torch
 from filelock import FileLock
@@ -35,15 +34,15 @@ from textvae.data.datasets import (
     SentenceDataset,
     Vocab,
     cache_files,
-    column_chunks,
-    distinct,
+    dialogue_categories,
     drop_mapped_pages,
     encode_records,
-    label_column,
     load_records,
+    names_callers,
+    sentence_labels,
     texts_of,
 )
-from textvae.data.profiles import PROFILE_DIM, callers_of
+from textvae.data.profiles import PROFILE_DIM
 from textvae.data.records import DataError, detect_kind
 from textvae.data.tokenizers import load_tokenizer, train_tokenizer
 from textvae.guards import NonFiniteError, all_finite, nonfinite_terms
@@ -167,15 +166,13 @@ class TextDataModule(pl.LightningDataModule):
             # and a dev split may hold a dialog act the train split lacks.
             all_records = [r for split, r in self.records.items() if split != "unlabelled"]
             if self.kind == "sentences":
-                self.labels = Vocab.build(v for r in all_records
-                                          for v in distinct(column_chunks(label_column(r, label_key), "label")))
+                self.labels = Vocab.build(v for r in all_records for v in sentence_labels(r, label_key))
             else:
-                turns = [pc.list_flatten(r.data.column("turns")) for r in all_records]
-                self.acts = Vocab.build(v for t in turns for v in distinct(pc.struct_field(t, "act")))
-                self.emotions = Vocab.build(v for t in turns for v in distinct(pc.struct_field(t, "emotion")))
-                self.topics = Vocab.build(v for r in all_records for v in distinct(r.data.column("topic")))
-                self.has_profiles = any(callers_of(meta) is not None for r in all_records
-                                        for meta in r.data.column("meta").drop_null().to_pylist())
+                found = [dialogue_categories(r) for r in all_records]
+                self.acts = Vocab.build(v for f in found for v in f["act"])
+                self.emotions = Vocab.build(v for f in found for v in f["emotion"])
+                self.topics = Vocab.build(v for f in found for v in f["topic"])
+                self.has_profiles = any(names_callers(r) for r in all_records)
         drop_mapped_pages(f for r in self.records.values() for f in cache_files(r))
         self.datasets: dict[str, torch.utils.data.Dataset] = {}
 

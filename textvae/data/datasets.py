@@ -100,7 +100,7 @@ def _no_records(path: str, kind: Kind) -> DataError:
 
 
 def worker_processes(items: int, *, per_process: int) -> int | None:
-    """How many processes a ``datasets`` map over ``items`` items runs on: one per ``per_process`` items, at
+    """How many processes work over ``items`` items (shards to parse, records to tokenise): one per ``per_process``, at
     most one per CPU this process may use; None (in this process) below two."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     procs = min(cpus, items // per_process)
@@ -379,6 +379,25 @@ def distinct(values) -> list:
     for chunk in ([values] if isinstance(values, (pa.Array, pa.ChunkedArray)) else values):
         seen.update(dict.fromkeys(v for v in pc.unique(chunk).to_pylist() if v is not None))
     return list(seen)
+
+
+def sentence_labels(records, key: str = "label") -> list[str]:
+    """The distinct labels under ``key`` of loaded sentence records, in order of first appearance."""
+    return distinct(column_chunks(label_column(records, key), "label"))
+
+
+def dialogue_categories(records) -> dict[str, list[str]]:
+    """The distinct dialog acts, emotions and topics of loaded dialogue records: ``{"act", "emotion", "topic"}``."""
+    import pyarrow.compute as pc
+
+    turns = pc.list_flatten(records.data.column("turns"))
+    return {"act": distinct(pc.struct_field(turns, "act")), "emotion": distinct(pc.struct_field(turns, "emotion")),
+            "topic": distinct(records.data.column("topic"))}
+
+
+def names_callers(records) -> bool:
+    """Whether any loaded dialogue's meta names its callers (speaker profiles, :mod:`textvae.data.profiles`)."""
+    return any(callers_of(meta) is not None for meta in records.data.column("meta").drop_null().to_pylist())
 
 
 class Vocab:
@@ -674,15 +693,14 @@ class DialogueDataset(torch.utils.data.Dataset):
             raise ValueError(f"max_context must be >= 1, got {max_context}")
         self.records = as_records(records, "dialogues")
         self.max_context, self.max_len = max_context, max_len
-        turns = pc.list_flatten(self.records.data.column("turns"))
-        self.acts = acts if acts is not None else Vocab.build(distinct(pc.struct_field(turns, "act")))
-        self.emotions = emotions if emotions is not None else Vocab.build(distinct(pc.struct_field(turns, "emotion")))
-        self.topics = topics if topics is not None else Vocab.build(distinct(self.records.data.column("topic")))
-        for what, vocab, values in (("act", self.acts, pc.struct_field(turns, "act")),
-                                    ("emotion", self.emotions, pc.struct_field(turns, "emotion")),
-                                    ("topic", self.topics, self.records.data.column("topic"))):
-            for value in distinct(values):
-                category_id(vocab, value, what, source)
+        present = dialogue_categories(self.records)
+        given = {"act": acts, "emotion": emotions, "topic": topics}
+        vocabs = {what: given[what] if given[what] is not None else Vocab.build(values)
+                  for what, values in present.items()}
+        for what, values in present.items():
+            for value in values:
+                category_id(vocabs[what], value, what, source)
+        self.acts, self.emotions, self.topics = vocabs["act"], vocabs["emotion"], vocabs["topic"]
         self.encoded = encode_records(self.records, tokenizer, "dialogues", num_proc=num_proc)
         turn_counts = pc.list_value_length(self.encoded.data.column("turn_lengths")).to_numpy()
         first_turn = np.concatenate([[0], np.cumsum(turn_counts)])  # of each dialogue, among all turns
@@ -694,8 +712,7 @@ class DialogueDataset(torch.utils.data.Dataset):
         counts = _truncate_counts(pc.list_flatten(self.encoded.data.column("turn_lengths")).to_numpy(), max_len,
                                   source, "turns")
         self.lengths = compact(counts[first_turn[self._dialogue] + self._turn] + 2)
-        metas = [m for m in self.records.data.column("meta").to_pylist() if m is not None]
-        self.has_profiles = any(callers_of(meta) is not None for meta in metas)
+        self.has_profiles = names_callers(self.records)
         self.examples = _Pairs(self._dialogue, self._turn)
         self.speakers = _Speakers(self.records)
         self._reads = 0
