@@ -13,6 +13,7 @@ The file is read twice (a count, then the split), one record at a time: memory s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -124,7 +125,6 @@ def prepare_own(out: str | os.PathLike, source: str | os.PathLike | None, *, kin
     written = {split: 0 for split in SPLITS}
     labels, acts, emotions = set(), set(), set()
     targets = {split: out / f"{split}.jsonl" for split in SPLITS}
-    streams = {}
 
     def note(record: Sentence | Dialogue) -> None:
         if isinstance(record, Sentence):
@@ -134,29 +134,23 @@ def prepare_own(out: str | os.PathLike, source: str | os.PathLike | None, *, kin
             acts.update(t.act for t in record.turns if t.act is not None)
             emotions.update(t.emotion for t in record.turns if t.emotion is not None)
 
-    with atomic_output(targets["train"]) as train_tmp, atomic_output(targets["valid"]) as valid_tmp, \
-            atomic_output(targets["test"]) as test_tmp:
-        paths = {"train": train_tmp, "valid": valid_tmp, "test": test_tmp}
-        try:
-            for split in SPLITS:
-                streams[split] = paths[split].open("w", encoding="utf-8")
-            for i, record in enumerate(_records(train, kind)):
-                split = assignment.get(i, "train")
-                streams[split].write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
-                written[split] += 1
-                note(record)
-                if progress is not None and i % 10_000 == 9_999:
-                    progress(i + 1, total)
-            for split, path in files.items():
-                if split == "train":
-                    continue
+    with contextlib.ExitStack() as stack:  # each file moved into place only if every split is written
+        streams = {split: stack.enter_context(stack.enter_context(atomic_output(target)).open("w", encoding="utf-8"))
+                   for split, target in targets.items()}
+
+        def put(split: str, record: Sentence | Dialogue) -> None:
+            streams[split].write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
+            written[split] += 1
+            note(record)
+
+        for i, record in enumerate(_records(train, kind)):
+            put(assignment.get(i, "train"), record)
+            if progress is not None and i % 10_000 == 9_999:
+                progress(i + 1, total)
+        for split, path in files.items():
+            if split != "train":
                 for record in _records(path, kind):
-                    streams[split].write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
-                    written[split] += 1
-                    note(record)
-        finally:
-            for stream in streams.values():
-                stream.close()
+                    put(split, record)
         for split, count in written.items():
             if count == 0:
                 raise DataError(f"{files.get(split, train)}: the {split} split got no {kind}; give it some")
