@@ -102,6 +102,55 @@ def test_an_edited_file_is_encoded_anew(corpus, tmp_path):
     assert len(before) == 400 and len(after) == 1 and after[0].ids == tokenizer.encode("home cat")
 
 
+def _monotone_to(calls: list[tuple[int, int]], total: int) -> None:
+    """The calls of a progress(done, total) callback: done rising (never falling) to the one total, and last there."""
+    assert calls and calls[-1] == (total, total), calls
+    assert all(t == total for _, t in calls), calls
+    assert all(a[0] <= b[0] for a, b in zip(calls, calls[1:])), calls
+
+
+@pytest.mark.parametrize("num_proc", [None, 2])
+def test_a_first_cache_build_reports_its_progress_shard_by_shard(corpus, tmp_path, num_proc, monkeypatch):
+    monkeypatch.setattr(datasets_module, "SHARD_BYTES", 2000)  # 400 sentences: about a dozen shards
+    calls: list[tuple[int, int]] = []
+    records = load_records(corpus, cache_dir=tmp_path / "cache", num_proc=num_proc,
+                           progress=lambda done, total: calls.append((done, total)))
+    size = corpus.stat().st_size
+    _monotone_to(calls, size)
+    assert len(calls) == len(line_shards(corpus, 2000)[1]) > 5  # one call a shard, in bytes of the file
+    assert len(records) == 400
+    again: list[tuple[int, int]] = []
+    load_records(corpus, cache_dir=tmp_path / "cache", progress=lambda done, total: again.append((done, total)))
+    assert again == [(size, size)]  # cached: nothing to wait for
+    assert load_records(corpus, cache_dir=tmp_path / "cache2")["text"] == records["text"]  # silent by default
+
+
+@pytest.mark.parametrize("num_proc", [None, 2])
+def test_tokenising_reports_the_records_encoded(corpus, tmp_path, num_proc, monkeypatch):
+    import time
+
+    monkeypatch.setattr(datasets_module, "BATCH_ROWS", {"sentences": 50, "dialogues": 50})
+    encode = datasets_module._encode_sentences
+
+    def slow(texts, tokenizer):
+        time.sleep(0.06)  # past datasets' 0.05 s between reports: each batch is told
+        return encode(texts, tokenizer)
+
+    monkeypatch.setattr(datasets_module, "_encode_sentences", slow)
+    records = load_records(corpus, cache_dir=tmp_path / "cache")
+    tokenizer = WordTokenizer.train(texts_of(records, "sentences"))
+    calls: list[tuple[int, int]] = []
+    encoded = encode_records(records, tokenizer, "sentences", num_proc=num_proc,
+                             progress=lambda done, total: calls.append((done, total)))
+    _monotone_to(calls, 400)
+    assert len([done for done, _ in calls if 0 < done < 400]) >= 2, calls  # along the way, not only at the end
+    assert encoded["ids"] == [tokenizer.encode(t) for t in records["text"]]
+    again: list[tuple[int, int]] = []
+    dataset = SentenceDataset(records, tokenizer, num_proc=num_proc,
+                              progress=lambda done, total: again.append((done, total)))
+    assert again == [(400, 400)] and len(dataset) == 400  # the ids were cached
+
+
 def test_sentencepiece_ids_from_worker_processes_match(corpus, tmp_path):
     records = load_records(corpus, cache_dir=tmp_path / "cache")
     tokenizer = SentencePieceTokenizer.train(texts_of(records, "sentences"), vocab_size=30)

@@ -4,7 +4,8 @@
 stores it as an Arrow dataset in ``cache_dir`` (a large file is parsed in shards, side by side). The cache key
 includes the file's content hash, so an edited file is never answered from a stale cache. ``encode_records``
 tokenises the records once, by a batched map in worker processes, into token-id columns cached beside them
-(keyed on the records and the tokenizer). ``SentenceDataset`` and ``DialogueDataset`` read a batch's rows from
+(keyed on the records and the tokenizer). Both take a ``progress(done, total)`` callback that hears how far a first
+build has come (a tool draws it on a terminal: at 10M sentences the build takes minutes). ``SentenceDataset`` and ``DialogueDataset`` read a batch's rows from
 those memory-mapped columns into the examples that ``textvae.data.batching`` collates: no process holds the
 corpus in memory, only 4 to 12 bytes an example for bucketing.
 """
@@ -19,8 +20,8 @@ import json
 import os
 import shutil
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -39,6 +40,8 @@ from textvae.data.records import (
     read_jsonl_shard,
 )
 from textvae.data.tokenizers import Tokenizer
+
+ProgressCallback = Callable[[int, int], None]  # progress(done, total), done rising to total
 
 SENTENCE_FEATURES = {"text": "string", "label": "string", "attributes": "string"}
 TURN_FEATURES = {"speaker": "string", "text": "string", "act": "string", "emotion": "string"}
@@ -121,13 +124,15 @@ def _quiet_datasets():
 
 
 def load_records(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None, kind: Kind | None = None,
-                 num_proc: int | None = None):
+                 num_proc: int | None = None, progress: ProgressCallback | None = None):
     """Load a prepared JSONL file as a ``datasets.Dataset`` cached under ``cache_dir`` (default: ``.cache``
     next to the file, where ``textvae-train`` keeps it too). The cache is keyed on the file's content, and the
     dataset is memory-mapped from it: a corpus larger than memory loads.
 
     A file of several :data:`SHARD_BYTES` shards is parsed by ``num_proc`` processes side by side (default: one
     per shard, at most one per CPU), each writing the Arrow file of its shard; an error names the file's line.
+    ``progress(done, total)`` hears the bytes of the file parsed: after each shard as it is written, ending at
+    the file's size (a file already cached: once, at its size).
 
     Sentence rows: ``text``, ``label`` (string or None), ``attributes`` (JSON string or None).
     Dialogue rows: ``id``, ``turns`` (speaker/text/act/emotion), ``topic``, ``meta`` (JSON string).
@@ -147,7 +152,9 @@ def load_records(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{folder}.lock"):
         if not folder.is_dir():
-            _build_records(str(path.resolve()), kind, shards, folder, num_proc)
+            _build_records(str(path.resolve()), kind, shards, folder, num_proc, progress)
+        elif progress is not None:
+            progress(shards[-1].end, shards[-1].end)
     files = sorted(str(f) for f in folder.glob("records-*.arrow"))
     parts = [datasets.Dataset.from_file(f) for f in files]
     records = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
@@ -157,22 +164,37 @@ def load_records(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None
     return records
 
 
-def _build_records(path: str, kind: Kind, shards: list[LineShard], folder: Path, num_proc: int | None) -> None:
+def _build_records(path: str, kind: Kind, shards: list[LineShard], folder: Path, num_proc: int | None,
+                   progress: ProgressCallback | None = None) -> None:
     """Write each shard's Arrow file into ``folder`` (in processes side by side when there are several), through
-    a temporary folder moved into place once every shard is written: an interrupted build leaves nothing."""
+    a temporary folder moved into place once every shard is written: an interrupted build leaves nothing.
+    ``progress(done, total)``: the bytes of the shards written, after each."""
     partial = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
+    total, done = shards[-1].end, 0
+
+    def written(shard: LineShard) -> None:
+        nonlocal done
+        done += shard.end - shard.start
+        if progress is not None:
+            progress(done, total)
+
     try:
         jobs = [(path, kind, tuple(shard), str(partial / f"records-{k:05d}.arrow")) for k, shard in enumerate(shards)]
         procs = num_proc if num_proc is not None else worker_processes(len(shards), per_process=1)
         if procs is None or procs < 2:
-            for job in jobs:
+            for job, shard in zip(jobs, shards, strict=True):
                 _write_shard(*job)
+                written(shard)
         else:
             with ProcessPoolExecutor(min(procs, len(jobs))) as pool:
-                for result in [pool.submit(_write_shard, *job) for job in jobs]:
-                    result.result()  # the earliest shard's error first
+                futures = {pool.submit(_write_shard, *job): shard for job, shard in zip(jobs, shards, strict=True)}
+                for future in as_completed(futures):  # in the order they finish
+                    if future.exception() is None:
+                        written(futures[future])
+                for future in futures:
+                    future.result()  # the earliest shard's error first
         partial.rename(folder)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
@@ -250,14 +272,17 @@ def _encode_dialogues(dialogues: list[list[dict]], tokenizer: Tokenizer) -> dict
     return {"turn_ids": ids, "turn_lengths": [[len(x) for x in turns] for turns in ids]}
 
 
-def encode_records(records, tokenizer: Tokenizer, kind: Kind, *, num_proc: int | None = None):
+def encode_records(records, tokenizer: Tokenizer, kind: Kind, *, num_proc: int | None = None,
+                   progress: ProgressCallback | None = None):
     """The token ids of loaded records (without BOS/EOS, untruncated), as a ``datasets.Dataset`` row for row:
     sentences ``ids`` and ``length``; dialogues ``turn_ids`` and ``turn_lengths`` (per turn).
 
     Tokenised once by a batched ``datasets.map`` (``num_proc`` processes; default one per
     :data:`ENCODE_PER_PROCESS` examples, at most one per CPU) into a cache file beside the records' own, keyed on
     the records' content and the tokenizer's (``tokenizer.fingerprint``): a later call with the same file and
-    tokenizer memory-maps it, and a changed file or tokenizer encodes anew.
+    tokenizer memory-maps it, and a changed file or tokenizer encodes anew. ``progress(done, total)`` hears the
+    records tokenised, after each batch of :data:`BATCH_ROWS` (from the worker processes too), ending at
+    ``len(records)`` (records already encoded: once, at that).
     """
     import datasets
 
@@ -269,13 +294,66 @@ def encode_records(records, tokenizer: Tokenizer, kind: Kind, *, num_proc: int |
     fingerprint = getattr(tokenizer, "fingerprint", None)
     if num_proc is None:
         num_proc = worker_processes(len(records), per_process=ENCODE_PER_PROCESS)
-    with _quiet_datasets():
-        return records.map(
+    counter = _MapProgress(progress, len(records))
+    with _quiet_datasets(), counter.counting():
+        encoded = records.map(
             _encode_sentences if sentences else _encode_dialogues, fn_kwargs={"tokenizer": tokenizer}, batched=True,
             batch_size=BATCH_ROWS[kind], input_columns=["text" if sentences else "turns"],  # a batch: a record batch
             remove_columns=records.column_names, features=features, num_proc=num_proc, writer_batch_size=BATCH_ROWS[kind],
             new_fingerprint=_cache_key(records._fingerprint, fingerprint, kind, "ids-1") if fingerprint else None,
         )
+    counter.finish()
+    return encoded
+
+
+class _MapProgress:
+    """The rows a ``datasets.map`` has processed, for a ``progress(done, total)`` callback.
+
+    ``map`` tells them (its worker processes' too) only to its progress bar, ``datasets.arrow_dataset.hf_tqdm``;
+    while :meth:`counting`, that name is this counter, which passes them on and draws nothing. A ``datasets``
+    without that name: :meth:`finish` alone reports, at the end. (Not for maps run side by side in threads.)"""
+
+    def __init__(self, progress: ProgressCallback | None, total: int):
+        self.progress, self.total, self.done, self.told = progress, total, 0, -1
+
+    @contextlib.contextmanager
+    def counting(self):
+        import datasets.arrow_dataset as arrow_dataset
+
+        if self.progress is None or not hasattr(arrow_dataset, "hf_tqdm"):
+            yield
+            return
+        bar = arrow_dataset.hf_tqdm
+        arrow_dataset.hf_tqdm = self._bar
+        try:
+            yield
+        finally:
+            arrow_dataset.hf_tqdm = bar
+
+    def _bar(self, *args, initial: int = 0, **kwargs) -> _MapProgress:  # called as hf_tqdm(unit=, initial=, ...)
+        self.done = initial
+        self._tell()
+        return self
+
+    def __enter__(self) -> _MapProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def update(self, rows: int = 1) -> None:
+        self.done += rows
+        self._tell()
+
+    def _tell(self) -> None:
+        done = min(self.done, self.total)
+        if self.progress is not None and done > self.told:
+            self.told = done
+            self.progress(done, self.total)
+
+    def finish(self) -> None:
+        self.done = self.total
+        self._tell()
 
 
 def _label_under_key(labels: list[str | None], attributes: list[str | None], key: str) -> dict[str, list]:
@@ -599,9 +677,9 @@ class SentenceDataset(torch.utils.data.Dataset):
 
     def __init__(self, records, tokenizer: Tokenizer, *, max_len: int | None = None,
                  labels: Vocab | None = None, source: str = "sentences", label_key: str = "label",
-                 unlabelled: bool = False, num_proc: int | None = None):
+                 unlabelled: bool = False, num_proc: int | None = None, progress: ProgressCallback | None = None):
         records = as_records(records, "sentences")
-        encoded = encode_records(records, tokenizer, "sentences", num_proc=num_proc)
+        encoded = encode_records(records, tokenizer, "sentences", num_proc=num_proc, progress=progress)
         label_rows = None if unlabelled else label_column(records, label_key, num_proc=num_proc)
         present = [] if label_rows is None else distinct(column_chunks(label_rows, "label"))
         self.labels = labels if labels is not None else Vocab.build(present)
@@ -686,7 +764,7 @@ class DialogueDataset(torch.utils.data.Dataset):
 
     def __init__(self, records, tokenizer: Tokenizer, *, max_context: int = DEFAULT_MAX_CONTEXT, max_len: int | None = None,
                  acts: Vocab | None = None, emotions: Vocab | None = None, topics: Vocab | None = None,
-                 source: str = "dialogues", num_proc: int | None = None):
+                 source: str = "dialogues", num_proc: int | None = None, progress: ProgressCallback | None = None):
         import pyarrow.compute as pc
 
         if max_context < 1:
@@ -701,7 +779,7 @@ class DialogueDataset(torch.utils.data.Dataset):
             for value in values:
                 category_id(vocabs[what], value, what, source)
         self.acts, self.emotions, self.topics = vocabs["act"], vocabs["emotion"], vocabs["topic"]
-        self.encoded = encode_records(self.records, tokenizer, "dialogues", num_proc=num_proc)
+        self.encoded = encode_records(self.records, tokenizer, "dialogues", num_proc=num_proc, progress=progress)
         turn_counts = pc.list_value_length(self.encoded.data.column("turn_lengths")).to_numpy()
         first_turn = np.concatenate([[0], np.cumsum(turn_counts)])  # of each dialogue, among all turns
         # the examples: every turn but each dialogue's first
