@@ -21,6 +21,12 @@ standard deviation multiplied by each scale (a "z temperature"; PPL and KL still
 ``--models`` takes the four names or ``NAME=EXPORT_DIR`` for a variant. ``--device cuda`` runs it on a GPU
 (timings synchronise the device); ``--speed-only`` measures only the two throughputs. Prints a Markdown
 table for BENCHMARKS.md and writes JSON.
+
+``--seeds N`` evaluates N runs of each model's recipe ``recipes/dailydialog_lite_NAME.yaml``: seed 0 in
+``runs/dailydialog_lite_NAME``, seed S in ``runs/dailydialog_lite_NAME_seedS``, each trained first if its export
+is missing (benchmarks/seeds.py). Every row (temperatures and prior scales too) is then evaluated for each seed;
+the table gives each figure as mean ± sample standard deviation over the seeds and the JSON keeps every seed's
+figures. The two speeds do not depend on the seed: they are measured once, on seed 0's model.
 """
 
 import argparse
@@ -29,6 +35,7 @@ import time
 from pathlib import Path
 
 import torch
+from seeds import aggregate, cell, seed_runs, to_json, train_missing  # benchmarks/seeds.py
 
 from textvae.act_tagger import load_act_tagger
 from textvae.data.batching import BucketBatchSampler, batch_to, collate_dialogues
@@ -93,10 +100,11 @@ def sampler_throughput(export, dataset: DialogueDataset, contexts: int, response
 
 
 def _or_dash(value, form: str) -> str:
-    return "–" if value is None else format(value, form)
+    return "–" if value is None else cell(value, form)
 
 
 def markdown(results: dict) -> str:
+    """One row per result: its figures (numbers, or each a seeds.MeanSD over the seeds) and speeds."""
     columns = ["model", "PPL", "KL", "BLEU-1 R / P / F1", "BLEU-2 F1", "BLEU-4 F1", "distinct-1 / -2 within",
                "distinct-1 / -2 overall", "act acc.", "act match R / P (tagger)",
                "act control: requested vs unconditioned (tagger)", "train tokens/s", "responses/s"]
@@ -106,16 +114,16 @@ def markdown(results: dict) -> str:
         control = tagged.get("control")
         cells = [
             name,
-            f"{r['ppl']:.1f}" + (" (bound)" if r["nll_is_bound"] else ""),
+            cell(r["ppl"], ".1f") + (" (bound)" if r["nll_is_bound"] else ""),
             _or_dash(r["kl"], ".2f"),
-            " / ".join(f"{v:.3f}" for v in (r["bleu_recall"][0], r["bleu_precision"][0], r["bleu_f1"][0])),
-            f"{r['bleu_f1'][1]:.3f}",
-            f"{r['bleu_f1'][3]:.3f}",
-            f"{r['distinct_1_within']:.3f} / {r['distinct_2_within']:.3f}",
-            f"{r['distinct_1']:.3f} / {r['distinct_2']:.3f}",
+            " / ".join(cell(v, ".3f") for v in (r["bleu_recall"][0], r["bleu_precision"][0], r["bleu_f1"][0])),
+            cell(r["bleu_f1"][1], ".3f"),
+            cell(r["bleu_f1"][3], ".3f"),
+            f"{cell(r['distinct_1_within'], '.3f')} / {cell(r['distinct_2_within'], '.3f')}",
+            f"{cell(r['distinct_1'], '.3f')} / {cell(r['distinct_2'], '.3f')}",
             _or_dash(r["act_accuracy"], ".3f"),
-            f"{tagged['match_recall']:.3f} / {tagged['match_precision']:.3f}" if tagged else "–",
-            f"{control['conditioned']:.3f} vs {control['unconditioned']:.3f}" if control else "–",
+            f"{cell(tagged['match_recall'], '.3f')} / {cell(tagged['match_precision'], '.3f')}" if tagged else "–",
+            f"{cell(control['conditioned'], '.3f')} vs {cell(control['unconditioned'], '.3f')}" if control else "–",
             _or_dash(r.get("train_tokens_per_s"), ",.0f"),
             _or_dash(r.get("responses_per_s"), ",.0f"),
         ]
@@ -143,48 +151,81 @@ def main() -> None:
     parser.add_argument("--cache-dir", default="data/.cache")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--speed-only", action="store_true", help="only training tokens/s and responses/s")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="runs of each model's recipe, trained where missing; figures as mean ± sd over them")
     parser.add_argument("--json", default="benchmarks/dailydialog_lite.json")
     args = parser.parse_args()
+    if args.seeds < 1:
+        parser.error("--seeds must be >= 1")
+    if args.seeds > 1 and any("=" in n for n in args.models):
+        parser.error("--seeds N > 1 trains and reads runs of the recipes dailydialog_lite_NAME: no NAME=EXPORT_DIR")
     device = torch.device(args.device)
     tagger = None if args.speed_only else load_act_tagger(args.act_tagger)
     test = load_records(args.test, cache_dir=args.cache_dir, kind="dialogues")
     train = load_records(args.train, cache_dir=args.cache_dir, kind="dialogues")
-    results = {}
+    results, table = {}, {}
     def export_dir(name: str) -> Path:
         return Path(args.runs) / f"dailydialog_lite_{name}" / "export"
 
     if any(scale <= 0 for scale in args.prior_scales):
         parser.error("--prior-scales must be > 0")
-    models = [(n.partition("=")[0], Path(n.partition("=")[2]) if "=" in n else export_dir(n)) for n in args.models]
-    runs = [(name, path, None, None) for name, path in models]
-    runs += [(f"hred, T {t:g}", export_dir("hred"), t, None) for t in args.hred_temperatures]
-    runs += [(f"{name}, prior sd x{scale:g}", path, None, scale)
-             for name, path in models for scale in ([] if args.speed_only else args.prior_scales)]
-    for name, path, temperature, scale in runs:
-        export = load_export(path)
-        if scale is not None and export.model.latent_dim == 0:
-            continue  # HRED: no prior to scale
-        dataset = dataset_for(export, test)
-        method = "sample" if temperature is not None else default_method(export.model)
-        decoding = Decoding(method, temperature=temperature or 1.0, allow_unk=args.allow_unk, prior_scale=scale or 1.0)
-        row = {}
-        if not args.speed_only:
-            result = evaluate_dialogues(export.model, dataset, export.tokenizer, responses=args.responses, seed=0,
-                                        decoding=decoding, max_contexts=args.contexts, act_tagger=tagger,
-                                        act_tagger_source=args.act_tagger, device=device)
-            print(f"== {name}\n{result.table()}", flush=True)
-            row = result.to_dict()
-        if scale is not None:  # the same model and decoder as its own row: same speed
-            results[name] = row
+
+    def exports_of(spec: str) -> list[Path]:
+        """NAME=EXPORT_DIR, or NAME: runs/dailydialog_lite_NAME/export, with --seeds N every seed's export (trained
+        first where missing)."""
+        name, _, path = spec.partition("=")
+        if path:
+            return [Path(path)]
+        if args.seeds == 1:
+            return [export_dir(name)]
+        return train_missing(seed_runs(f"dailydialog_lite_{name}", args.seeds, runs=args.runs))
+
+    specs = args.models + (["hred"] if args.hred_temperatures else [])
+    exports = {spec: exports_of(spec) for spec in dict.fromkeys(specs)}
+    runs = [(spec.partition("=")[0], spec, None, None) for spec in args.models]
+    runs += [(f"hred, T {t:g}", "hred", t, None) for t in args.hred_temperatures]
+    runs += [(f"{spec.partition('=')[0]}, prior sd x{scale:g}", spec, None, scale)
+             for spec in args.models for scale in ([] if args.speed_only else args.prior_scales)]
+    for name, spec, temperature, scale in runs:
+        paths = exports[spec][:1] if args.speed_only else exports[spec]  # the speeds: seed 0's model
+        seed_rows = []
+        for seed, path in enumerate(paths):
+            export = load_export(path)
+            if scale is not None and export.model.latent_dim == 0:
+                break  # HRED: no prior to scale
+            dataset = dataset_for(export, test)
+            method = "sample" if temperature is not None else default_method(export.model)
+            decoding = Decoding(method, temperature=temperature or 1.0, allow_unk=args.allow_unk,
+                                prior_scale=scale or 1.0)
+            row = {}
+            if not args.speed_only:
+                result = evaluate_dialogues(export.model, dataset, export.tokenizer, responses=args.responses, seed=0,
+                                            decoding=decoding, max_contexts=args.contexts, act_tagger=tagger,
+                                            act_tagger_source=args.act_tagger, device=device)
+                seed_note = f" (seed {seed}: {path})" if args.seeds > 1 else ""
+                print(f"== {name}{seed_note}\n{result.table()}", flush=True)
+                row = result.to_dict()
+            seed_rows.append(row)
+        if not seed_rows:
             continue
-        row["responses_per_s"] = sampler_throughput(export, dataset, args.speed_contexts, args.responses, device,
-                                                    temperature or 1.0, args.allow_unk)
-        if temperature is None:  # the same model as the hred row
-            row |= training_throughput(export, dataset_for(export, train), args.train_steps, device)
-        print(name, {k: round(v, 1) for k, v in row.items() if k.endswith("_per_s")}, flush=True)
-        results[name] = row
+        row = seed_rows[0]
+        if scale is None:  # a prior-scaled row has the same model and decoder as its own row: the same speed
+            if len(paths) > 1:
+                export = load_export(paths[0])
+                dataset = dataset_for(export, test)
+            row["responses_per_s"] = sampler_throughput(export, dataset, args.speed_contexts, args.responses, device,
+                                                        temperature or 1.0, args.allow_unk)
+            if temperature is None:  # the same model as the hred row
+                row |= training_throughput(export, dataset_for(export, train), args.train_steps, device)
+            print(name, {k: round(v, 1) for k, v in row.items() if k.endswith("_per_s")}, flush=True)
+        if args.seeds == 1:
+            results[name] = table[name] = row
+            continue
+        figures = aggregate([{k: v for k, v in r.items() if k != "examples"} for r in seed_rows])
+        results[name] = {"exports": [str(p) for p in paths], "seeds": seed_rows, "mean_sd": to_json(figures)}
+        table[name] = figures | {k: v for k, v in row.items() if k.endswith("_per_s")}
     if not args.speed_only:
-        print(markdown(results))
+        print(markdown(table))
     with open(args.json, "w", encoding="utf-8") as f:
         json.dump({"args": vars(args), "threads": torch.get_num_threads(), "device": device_name(device),
                    "results": results}, f, indent=2)

@@ -1,12 +1,29 @@
 """What the benchmark rows rely on: a wider prior at generation (dailydialog-lite's --prior-scales) is a
-decoding option, Decoding.prior_scale, that generate_responses passes to the model."""
+decoding option, Decoding.prior_scale, that generate_responses passes to the model; the step count of
+step_flops; and the scripts' --seeds N (tiny exports, every seed evaluated, mean ± sd, speeds of seed 0)."""
+
+import importlib.util
+import json
+import statistics
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+from dialogue_exports import MODELS, _config
 from test_dialogue_models import batch, build, data  # noqa: F401 (fixtures)
 
+from textvae.data.records import write_jsonl
+from textvae.data.synthetic import generate_dialogues, generate_sentences
+from textvae.data.tokenizers import WordTokenizer
 from textvae.decoding import Decoding
 from textvae.dialogue import generate_responses
+from textvae.export import save_export
+from textvae.models import LanguageModel, SentenceVAE
+from tools import act_tagger as act_tagger_tool
+from tools import train as train_tool
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.mark.parametrize("name", ["vhred", "kgcvae"])
@@ -56,3 +73,132 @@ def test_step_flops_counts_every_linear_map_by_hand():
     assert count(**size, samples=2) == encoder + heads + 2 * (decoder + initial)
     # GRU, z at the initial state only: gates 2*(2+3)*9 (encoder and decoder), z to h_0 2*1*3
     assert count(**size, cell="gru", z_to_every_input=False) == 5 * 90 + 12 + 4 * (90 + 60) + 6
+
+
+@pytest.fixture
+def benchmark(monkeypatch):
+    """benchmarks/NAME.py loaded as its command line runs it (benchmarks/ first on the path: seeds.py), its
+    trainings recorded in ``.trained``; a training fails the test unless ``.train`` is set to do it."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import seeds
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    def train(command):
+        load.trained.append(command)
+        if load.train is None:
+            pytest.fail(f"trained {command}")
+        load.train(command)
+
+    load.trained, load.train, load.seeds = [], None, seeds
+    monkeypatch.setattr(seeds, "_train", train)
+    return load
+
+
+def _run(module, monkeypatch, *argv):
+    monkeypatch.setattr(sys, "argv", [module.__name__, *map(str, argv)])
+    module.main()
+
+
+def test_yelp10k_seeds_evaluates_every_run_and_reports_mean_and_sd(benchmark, tmp_path, monkeypatch, capsys):
+    sentences = generate_sentences(400, seed=0)  # 12 training batches of 32: 10 warm-up steps and 1 timed
+    write_jsonl(tmp_path / "data.jsonl", sentences)
+    tokenizer = WordTokenizer.train(s.text for s in sentences)
+    runs = tmp_path / "runs"
+    for seed, suffix in enumerate(["", "_seed1"]):  # the two seeds' runs exist: nothing is trained
+        torch.manual_seed(seed)
+        save_export(runs / f"vae{suffix}" / "export",
+                    SentenceVAE(vocab_size=tokenizer.vocab_size, embed_dim=8, hidden_dim=16, latent_dim=2), tokenizer)
+        save_export(runs / f"lm{suffix}" / "export",
+                    LanguageModel(vocab_size=tokenizer.vocab_size, embed_dim=8, hidden_dim=16), tokenizer)
+    yelp10k = benchmark("yelp10k")
+    common = ["--train", tmp_path / "data.jsonl", "--test", tmp_path / "data.jsonl", "--sentences", 20, "--samples",
+              3, "--train-steps", 1, "--cache-dir", tmp_path / "cache"]
+    _run(yelp10k, monkeypatch, "--seeds", 2, "--vae-recipe", "vae", "--lm-recipe", "lm", "--runs", runs,
+         "--json", tmp_path / "seeds.json", *common)
+    report = json.loads((tmp_path / "seeds.json").read_text(encoding="utf-8"))
+    vae, lm = report["results"]["vae"], report["results"]["lm"]
+    assert vae["exports"] == [str(runs / "vae" / "export"), str(runs / "vae_seed1" / "export")]
+    nll = [row["iw_nll"] for row in vae["seeds"]]
+    assert nll[0] != nll[1]  # two models
+    assert vae["mean_sd"]["iw_nll"] == pytest.approx({"mean": statistics.fmean(nll), "sd": statistics.stdev(nll),
+                                                      "seeds": 2})
+    margins = [v["iw_nll"] - m["iw_nll"] for v, m in zip(vae["seeds"], lm["seeds"], strict=True)]
+    assert report["vae_minus_lm_iw_nll"]["per_seed"] == pytest.approx(margins)
+    assert report["vae_minus_lm_iw_nll"]["sd"] == pytest.approx(statistics.stdev(margins))
+    assert "train_sentences_per_s" in vae["seeds"][0] and "train_sentences_per_s" not in vae["seeds"][1]
+    printed = capsys.readouterr().out
+    row = next(line for line in printed.splitlines() if line.startswith("| `vae` |"))
+    assert row.startswith(f"| `vae` | {statistics.fmean(nll):.2f} ± {statistics.stdev(nll):.2f} | ")
+    assert next(line for line in printed.splitlines() if line.startswith("| `lm` |")).count(" (exact)") == 1
+    assert benchmark.trained == []
+
+    # one seed, export paths: the report as before (one row per model), seed 0's figures
+    _run(yelp10k, monkeypatch, "--vae", runs / "vae" / "export", "--json", tmp_path / "one.json", *common)
+    one = json.loads((tmp_path / "one.json").read_text(encoding="utf-8"))["results"]
+    assert list(one) == ["vae"] and one["vae"]["iw_nll"] == pytest.approx(nll[0])
+    with pytest.raises(SystemExit):  # seeds are runs of recipes
+        _run(yelp10k, monkeypatch, "--seeds", 2, "--vae", runs / "vae" / "export", *common)
+
+
+def test_dailydialog_lite_seeds_trains_the_missing_seed_and_evaluates_every_row(benchmark, dialogue_exports, tmp_path,
+                                                                               monkeypatch, capsys):
+    runs = tmp_path / "runs"
+    for name in ("hred", "kgcvae"):  # seed 0: the tiny exports; seed 1: trained by the benchmark
+        (runs / f"dailydialog_lite_{name}").mkdir(parents=True)
+        (runs / f"dailydialog_lite_{name}" / "export").symlink_to(getattr(dialogue_exports, name))
+
+    def train(command):  # the recipe's tiny stand-in at the command's seed, in the command's run folder
+        name = Path(command[3]).stem.removeprefix("dailydialog_lite_")
+        seed, folder = int(command[command.index("--seed_everything") + 1]), Path(command[command.index("--run") + 1])
+        folder.mkdir(parents=True)
+        config = _config(*MODELS[name], dialogue_exports.data, folder) | {"seed_everything": seed}
+        (folder / "recipe.json").write_text(json.dumps(config), encoding="utf-8")
+        train_tool.main(["fit", "--config", str(folder / "recipe.json")])
+
+    benchmark.train = train
+    write_jsonl(tmp_path / "train.jsonl", generate_dialogues(100, seed=1))  # over 11 batches for the training speed
+    assert act_tagger_tool.main(["--data", str(dialogue_exports.data), "--test", str(dialogue_exports.data), "--out",
+                                 str(tmp_path / "tagger"), "--cache-dir", str(tmp_path / "cache")]) == 0
+    dailydialog = benchmark("dailydialog_lite")
+    common = ["--runs", runs, "--train", tmp_path / "train.jsonl", "--test", dialogue_exports.data, "--act-tagger",
+              tmp_path / "tagger", "--contexts", 6, "--responses", 2, "--speed-contexts", 4, "--train-steps", 1,
+              "--cache-dir", tmp_path / "cache"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _run(dailydialog, monkeypatch, "--seeds", 2, "--models", "hred", "kgcvae", "--hred-temperatures", 0.7,
+             "--prior-scales", 2, "--json", tmp_path / "seeds.json", *common)
+        printed = capsys.readouterr().out
+        _run(dailydialog, monkeypatch, "--models", "kgcvae", "--json", tmp_path / "one.json", *common)
+    finally:
+        torch.set_num_threads(threads)
+    assert [(Path(c[3]).name, c[c.index("--seed_everything") + 1]) for c in benchmark.trained] == [
+        ("dailydialog_lite_hred.yaml", "1"), ("dailydialog_lite_kgcvae.yaml", "1")]
+    results = json.loads((tmp_path / "seeds.json").read_text(encoding="utf-8"))["results"]
+    assert list(results) == ["hred", "kgcvae", "hred, T 0.7", "kgcvae, prior sd x2"]  # HRED has no prior to scale
+    assert results["kgcvae"]["exports"] == [str(runs / "dailydialog_lite_kgcvae" / "export"),
+                                            str(runs / "dailydialog_lite_kgcvae_seed1" / "export")]
+    ppl = [row["ppl"] for row in results["kgcvae"]["seeds"]]
+    assert ppl[0] != ppl[1]
+    assert results["kgcvae"]["mean_sd"]["ppl"] == pytest.approx({"mean": statistics.fmean(ppl),
+                                                                 "sd": statistics.stdev(ppl), "seeds": 2})
+    assert all(len(r["seeds"]) == 2 for r in results.values())
+    # the speeds: seed 0's model, once; a prior-scaled row has its model's
+    assert {"responses_per_s", "train_tokens_per_s"} <= set(results["hred"]["seeds"][0])
+    assert "responses_per_s" not in results["hred"]["seeds"][1]
+    assert "responses_per_s" in results["hred, T 0.7"]["seeds"][0]
+    assert "train_tokens_per_s" not in results["hred, T 0.7"]["seeds"][0]
+    assert "responses_per_s" not in results["kgcvae, prior sd x2"]["seeds"][0]
+    row = next(line for line in printed.splitlines() if line.startswith("| kgcvae |"))
+    assert f"| {statistics.fmean(ppl):.1f} ± {statistics.stdev(ppl):.1f} (bound) |" in row
+    # one seed: the report as before, seed 0's figures
+    one = json.loads((tmp_path / "one.json").read_text(encoding="utf-8"))["results"]
+    assert list(one) == ["kgcvae"] and one["kgcvae"]["ppl"] == pytest.approx(ppl[0])
+    assert one["kgcvae"]["bleu_f1"] == pytest.approx(results["kgcvae"]["seeds"][0]["bleu_f1"])
+    with pytest.raises(SystemExit):  # seeds are runs of recipes
+        _run(dailydialog, monkeypatch, "--seeds", 2, "--models", f"kgcvae={dialogue_exports.kgcvae}", *common)
