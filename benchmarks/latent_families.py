@@ -16,6 +16,11 @@ timed after 5 warm-up steps by a real Lightning trainer. Prints a Markdown table
 and writes JSON (``--json``, default ``benchmarks/latent_families_CORPUS.json``); runs already in that file
 are kept (and shown), so runs can be evaluated as they finish. The fp32 matmul peak at each evaluation is
 recorded beside it.
+
+``--seeds N`` evaluates N runs of each recipe: seed 0 in ``runs/NAME``, seed S in ``runs/NAME_seedS``, each
+trained first if its export is missing (benchmarks/seeds.py); the run's row in the JSON keeps every seed's
+figures, and the table gives each as mean ± sample standard deviation over the seeds. The training speed does
+not depend on the seed: it is measured once, on seed 0's model.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import yaml
+from seeds import MeanSD, aggregate, cell, seed_runs, to_json, train_missing  # benchmarks/seeds.py
 
 from textvae.data.datasets import SentenceDataset, load_records
 from textvae.evaluation import evaluate
@@ -94,6 +100,50 @@ def training_speed(run: str, export, steps: int, warmup: int = 5) -> float:
     return timer.sentences / timer.seconds
 
 
+def measure(name: str, export, records, args: argparse.Namespace, row: dict | None = None) -> dict:
+    """One export's figures (``row``: those measured before, for --gaps-only) and its SVI gaps."""
+    if row is None:
+        dataset = SentenceDataset(records, export.tokenizer, max_len=None)
+        result = evaluate(export.model, dataset, samples=args.samples, seed=0, tokenizer=export.tokenizer,
+                          batch_size=args.batch_size)
+        print(f"== {name}\n{result.table()}")
+        row = result.to_dict()
+    if export.model.latent_dim and args.svi_steps:
+        subset = SentenceDataset(records.select(range(min(args.svi_sentences, len(records)))), export.tokenizer,
+                                 max_len=None)
+        gaps = evaluate(export.model, subset, samples=args.samples, seed=0, bleu=False, batch_size=args.batch_size,
+                        svi_steps=args.svi_steps, svi_lr=args.svi_lr)
+        print(f"-- {name}, the first {gaps.sentences} sentences\n{gaps.table()}")
+        row["svi"] = {k: getattr(gaps, k) for k in ("sentences", "svi_steps", "svi_lr", "iw_nll", "elbo", "elbo_svi",
+                                                    "iw_nll_svi", "amortization_gap", "approximation_gap")}
+    return row
+
+
+def markdown(rows: dict[str, dict], samples: int) -> str:
+    """The table for BENCHMARKS.md: a run of several seeds gives each figure as mean ± sd over them."""
+    lines = [f"| run | IW-NLL (K={samples}) | PPL | -ELBO | KL | MI | AU | recon BLEU | amort. gap | approx. gap | "
+             "train sent/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def f(value, digits=2):
+        return "—" if value is None else cell(value, f".{digits}f")
+
+    def minus(value):  # -ELBO, of one figure or of the seeds' (the sd keeps its sign)
+        return None if value is None else value._replace(mean=-value.mean) if isinstance(value, MeanSD) else -value
+
+    for run, row in rows.items():
+        # the settings (K, the latent's size, the KL's estimate) are seed 0's; figures over the seeds: mean ± sd
+        first, r = (row["seeds"][0], aggregate(row["seeds"])) if "seeds" in row else (row, row)
+        nll = f(r["iw_nll"]) + (" (exact)" if first["samples"] is None else "")
+        kl = "—" if r["kl"] is None else f(r["kl"]) + (" (MC)" if first["kl_estimate"] != "closed form" else "")
+        units = r["active_units"]
+        au = "—" if units is None else f"{f(units, 1 if isinstance(units, MeanSD) else 0)}/{first['latent_dim']}"
+        svi = r.get("svi") or {}
+        lines.append(f"| `{run}` | {nll} | {f(r['ppl'], 1)} | {f(minus(r['elbo']))} | {kl} | {f(r['mi'])} | {au} | "
+                     f"{f(r['recon_bleu'], 1)} | {f(svi.get('amortization_gap'))} | "
+                     f"{f(svi.get('approximation_gap'))} | {f(row['train_sentences_per_s'], 0)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", required=True, help="a prepared corpus folder under data/ (yelp10k, ptb-lite)")
@@ -110,32 +160,31 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     parser.add_argument("--gaps-only", action="store_true",
                         help="only measure the SVI gaps again for runs already in the JSON")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="runs of each recipe (runs/NAME, runs/NAME_seedS), trained where missing; mean ± sd")
     args = parser.parse_args()
+    if args.seeds < 1:
+        parser.error("--seeds must be >= 1")
+    if args.seeds > 1 and args.gaps_only:
+        parser.error("--gaps-only measures again the gaps of one-seed rows")
     records = load_records(f"data/{args.corpus}/test.jsonl", cache_dir="data/.cache")
     records = records.select(range(min(args.sentences, len(records))))
     path = Path(args.json or f"benchmarks/latent_families_{args.corpus}.json")
     # runs evaluated earlier stay in the file: a table can grow one run at a time
     rows = json.loads(path.read_text(encoding="utf-8"))["results"] if path.exists() else {}
     for run in args.runs:
+        # with several seeds, each seed's run (trained first where its export is missing)
+        exports = [Path(f"runs/{run}/export")] if args.seeds == 1 else train_missing(seed_runs(run, args.seeds))
         peak = matmul_peak_gflops()
         print(f"fp32 matmul peak now: {peak:.0f} GFLOP/s ({torch.get_num_threads()} threads)")
-        export = load_export(f"runs/{run}/export")
-        if args.gaps_only:
-            row = rows[run]
+        if args.seeds == 1:
+            export = load_export(exports[0])
+            row = measure(run, export, records, args, rows[run] if args.gaps_only else None)
         else:
-            dataset = SentenceDataset(records, export.tokenizer, max_len=None)
-            result = evaluate(export.model, dataset, samples=args.samples, seed=0, tokenizer=export.tokenizer,
-                              batch_size=args.batch_size)
-            print(f"== {run}\n{result.table()}")
-            row = result.to_dict()
-        if export.model.latent_dim and args.svi_steps:
-            subset = SentenceDataset(records.select(range(min(args.svi_sentences, len(records)))), export.tokenizer,
-                                     max_len=None)
-            gaps = evaluate(export.model, subset, samples=args.samples, seed=0, bleu=False, batch_size=args.batch_size,
-                            svi_steps=args.svi_steps, svi_lr=args.svi_lr)
-            print(f"-- {run}, the first {gaps.sentences} sentences\n{gaps.table()}")
-            row["svi"] = {k: getattr(gaps, k) for k in ("sentences", "svi_steps", "svi_lr", "iw_nll", "elbo", "elbo_svi",
-                                                        "iw_nll_svi", "amortization_gap", "approximation_gap")}
+            seed_rows = [measure(f"{run} (seed {seed})", load_export(p), records, args)
+                         for seed, p in enumerate(exports)]
+            row = {"exports": [str(p) for p in exports], "seeds": seed_rows, "mean_sd": to_json(aggregate(seed_rows))}
+            export = load_export(exports[0])  # the training speed does not depend on the seed: seed 0's
         if not args.gaps_only:
             speed = training_speed(run, export, args.train_steps) if args.train_steps else None  # 0: not measured
             row |= {"train_sentences_per_s": speed, "threads": torch.get_num_threads(), "matmul_peak_gflops": peak,
@@ -143,21 +192,7 @@ def main() -> None:
         # merge into the file as it is now: another evaluation may have written other runs meanwhile
         rows = (json.loads(path.read_text(encoding="utf-8"))["results"] if path.exists() else {}) | {run: row}
         path.write_text(json.dumps({"results": rows}, indent=2) + "\n", encoding="utf-8")
-    print(f"\n| run | IW-NLL (K={args.samples}) | PPL | -ELBO | KL | MI | AU | recon BLEU | amort. gap | "
-          "approx. gap | train sent/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-
-    def f(value, digits=2):
-        return "—" if value is None else f"{value:.{digits}f}"
-
-    for run, r in rows.items():
-        nll = f(r["iw_nll"]) + (" (exact)" if r["samples"] is None else "")
-        kl = "—" if r["kl"] is None else f(r["kl"]) + (" (MC)" if r["kl_estimate"] != "closed form" else "")
-        au = "—" if r["active_units"] is None else f"{r['active_units']}/{r['latent_dim']}"
-        svi = r.get("svi") or {}
-        print(f"| `{run}` | {nll} | {f(r['ppl'], 1)} | {f(None if r['elbo'] is None else -r['elbo'])} | {kl} | "
-              f"{f(r['mi'])} | {au} | {f(r['recon_bleu'], 1)} | {f(svi.get('amortization_gap'))} | "
-              f"{f(svi.get('approximation_gap'))} | {f(r['train_sentences_per_s'], 0)} |")
+    print("\n" + markdown(rows, args.samples))
     print(f"wrote {path}")  # the matmul peak at each run's evaluation is in it
 
 

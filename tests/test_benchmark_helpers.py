@@ -104,17 +104,27 @@ def _run(module, monkeypatch, *argv):
     module.main()
 
 
+def _sentences(path: Path) -> WordTokenizer:
+    """400 synthetic sentences written to ``path`` (12 training batches of 32: 10 warm-up steps and 1 timed)."""
+    sentences = generate_sentences(400, seed=0)
+    write_jsonl(path, sentences)
+    return WordTokenizer.train(s.text for s in sentences)
+
+
+def _tiny_export(folder: Path, tokenizer: WordTokenizer, seed: int, latent: bool = True) -> None:
+    """An untrained tiny VAE (or LM) initialised from ``seed``, exported to folder/export."""
+    torch.manual_seed(seed)
+    model = (SentenceVAE(vocab_size=tokenizer.vocab_size, embed_dim=8, hidden_dim=16, latent_dim=2) if latent
+             else LanguageModel(vocab_size=tokenizer.vocab_size, embed_dim=8, hidden_dim=16))
+    save_export(folder / "export", model, tokenizer)
+
+
 def test_yelp10k_seeds_evaluates_every_run_and_reports_mean_and_sd(benchmark, tmp_path, monkeypatch, capsys):
-    sentences = generate_sentences(400, seed=0)  # 12 training batches of 32: 10 warm-up steps and 1 timed
-    write_jsonl(tmp_path / "data.jsonl", sentences)
-    tokenizer = WordTokenizer.train(s.text for s in sentences)
+    tokenizer = _sentences(tmp_path / "data.jsonl")
     runs = tmp_path / "runs"
     for seed, suffix in enumerate(["", "_seed1"]):  # the two seeds' runs exist: nothing is trained
-        torch.manual_seed(seed)
-        save_export(runs / f"vae{suffix}" / "export",
-                    SentenceVAE(vocab_size=tokenizer.vocab_size, embed_dim=8, hidden_dim=16, latent_dim=2), tokenizer)
-        save_export(runs / f"lm{suffix}" / "export",
-                    LanguageModel(vocab_size=tokenizer.vocab_size, embed_dim=8, hidden_dim=16), tokenizer)
+        _tiny_export(runs / f"vae{suffix}", tokenizer, seed)
+        _tiny_export(runs / f"lm{suffix}", tokenizer, seed, latent=False)
     yelp10k = benchmark("yelp10k")
     common = ["--train", tmp_path / "data.jsonl", "--test", tmp_path / "data.jsonl", "--sentences", 20, "--samples",
               3, "--train-steps", 1, "--cache-dir", tmp_path / "cache"]
@@ -202,3 +212,31 @@ def test_dailydialog_lite_seeds_trains_the_missing_seed_and_evaluates_every_row(
     assert one["kgcvae"]["bleu_f1"] == pytest.approx(results["kgcvae"]["seeds"][0]["bleu_f1"])
     with pytest.raises(SystemExit):  # seeds are runs of recipes
         _run(dailydialog, monkeypatch, "--seeds", 2, "--models", f"kgcvae={dialogue_exports.kgcvae}", *common)
+
+
+def test_latent_families_seeds_row_beside_one_seed_rows(benchmark, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the script reads data/CORPUS/test.jsonl and runs/NAME/export
+    tokenizer = _sentences(Path("data/tiny/test.jsonl"))
+    _tiny_export(Path("runs/vae"), tokenizer, 0)
+    benchmark.train = lambda command: _tiny_export(Path(command[command.index("--run") + 1]), tokenizer,
+                                                   int(command[command.index("--seed_everything") + 1]))
+    one_seed = {"iw_nll": 40.0, "samples": None, "ppl": 60.0, "elbo": None, "kl": None, "kl_estimate": None,
+                "mi": None, "active_units": None, "latent_dim": 0, "recon_bleu": None, "train_sentences_per_s": 450.0}
+    Path("benchmarks").mkdir()
+    Path("benchmarks/latent_families_tiny.json").write_text(json.dumps({"results": {"lm": one_seed}}), encoding="utf-8")
+    latent_families = benchmark("latent_families")
+    _run(latent_families, monkeypatch, "--corpus", "tiny", "--runs", "vae", "--seeds", 3, "--sentences", 10, "--samples",
+         2, "--svi-steps", 2, "--svi-sentences", 4, "--train-steps", 0)
+    assert [c[c.index("--run") + 1] for c in benchmark.trained] == ["runs/vae_seed1", "runs/vae_seed2"]
+    rows = json.loads(Path("benchmarks/latent_families_tiny.json").read_text(encoding="utf-8"))["results"]
+    assert rows["lm"] == one_seed  # a run evaluated earlier stays
+    vae = rows["vae"]
+    assert vae["exports"] == ["runs/vae/export", "runs/vae_seed1/export", "runs/vae_seed2/export"]
+    gaps = [row["svi"]["amortization_gap"] for row in vae["seeds"]]
+    assert vae["mean_sd"]["svi"]["amortization_gap"]["sd"] == pytest.approx(statistics.stdev(gaps))
+    elbo = [row["elbo"] for row in vae["seeds"]]
+    lines = capsys.readouterr().out.splitlines()
+    assert "| `lm` | 40.00 (exact) | 60.0 | — | — | — | — | — | — | — | 450 |" in lines
+    row = next(line for line in lines if line.startswith("| `vae` |")).split(" | ")
+    assert row[3] == f"{-statistics.fmean(elbo):.2f} ± {statistics.stdev(elbo):.2f}"  # -ELBO
+    assert row[6].endswith("/2") and " ± " in row[6]  # active units of z 2, over the seeds
