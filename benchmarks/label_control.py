@@ -11,6 +11,14 @@ samples (``--unconditioned``) give the reference: the share of each label the cl
 Fluency: the NLL of the samples under a language model trained on the same corpus (``--lm``, exact
 -log p(x) per sentence and per word + EOS, the papers' perplexity definition), beside the LM's NLL of the
 test sentences. Writes ``--json`` with every figure.
+
+``--recipes NAME ...`` names the conditioned models by recipe instead (``runs/NAME/export``); with ``--seeds N``
+each recipe's N runs are evaluated (seed S > 0 in ``runs/NAME_seedS``, trained first if its export is missing:
+benchmarks/seeds.py), and each control accuracy is also given as mean ± sample standard deviation over them. The
+classifier, the LM and the unconditioned reference are the instruments: one of each, whatever the seeds.
+
+    python benchmarks/label_control.py --recipes yelp10k_cvae --seeds 3 --classifier runs/yelp10k_sentiment_classifier \
+        --lm runs/yelp10k_lm/export --test data/yelp10k/test.jsonl
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import json
 import math
 
 import torch
+from seeds import aggregate, cell, seed_runs, to_json, train_missing  # benchmarks/seeds.py
 
 from textvae.classifier import load_classifier
 from textvae.data.batching import SentenceExample, collate_sentences
@@ -53,9 +62,17 @@ def samples_for(export, label: int | None, n: int, seed: int) -> list[str]:
     return decode_texts(model, export.tokenizer, z, SAMPLING, generator=generator, labels=labels)
 
 
+def without_examples(row):
+    return {k: v for k, v in row.items() if k != "examples"} if isinstance(row, dict) else row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", nargs="+", required=True, help="exports conditioned on labels (CVAE, M2)")
+    models = parser.add_mutually_exclusive_group(required=True)
+    models.add_argument("--model", nargs="+", help="exports conditioned on labels (CVAE, M2)")
+    models.add_argument("--recipes", nargs="+", help="recipes of models conditioned on labels: runs/NAME/export")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="runs of each recipe (runs/NAME_seedS after seed 0), trained where missing; mean ± sd")
     parser.add_argument("--classifier", required=True, help="a textvae-classifier folder trained on the gold labels")
     parser.add_argument("--lm", required=True, help="a language-model export trained on the same corpus")
     parser.add_argument("--unconditioned", default=None, help="an unconditioned sentence VAE export (reference)")
@@ -64,6 +81,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default="benchmarks/label_control.json")
     args = parser.parse_args()
+    if args.seeds < 1:
+        parser.error("--seeds must be >= 1")
+    if args.seeds > 1 and args.model:
+        parser.error("--seeds N > 1 trains and reads runs of recipes: name the models with --recipes")
+    # each model's exports, one a seed
+    exports = ({path: [path] for path in args.model} if args.model else
+               {f"runs/{name}/export": [f"runs/{name}/export"] for name in args.recipes} if args.seeds == 1 else
+               {name: train_missing(seed_runs(name, args.seeds)) for name in args.recipes})
     torch.set_grad_enabled(False)
 
     classifier = load_classifier(args.classifier)
@@ -89,15 +114,27 @@ def main() -> None:
         print(f"{name:<40} {control:<16} classifier says: {share_text}; LM NLL {nll:.2f} ({word_nll:.3f}/word)")
         return row
 
-    for path in args.model:
-        export = load_export(path)
-        rows = {}
-        for label_id, label in enumerate(export.labels):
-            texts = samples_for(export, label_id, args.n, args.seed + label_id)
-            rows[label] = report(f"{path} y={label}", texts, label)
-        rows["mean_control"] = sum(r["control"] for r in rows.values()) / len(export.labels)
-        print(f"{path}: mean control accuracy {rows['mean_control']:.3f}")
-        results["models"][path] = rows
+    for model, paths in exports.items():
+        seed_rows = []
+        for path in paths:
+            export = load_export(path)
+            rows = {}
+            for label_id, label in enumerate(export.labels):
+                texts = samples_for(export, label_id, args.n, args.seed + label_id)
+                rows[label] = report(f"{path} y={label}", texts, label)
+            rows["mean_control"] = sum(r["control"] for r in rows.values()) / len(export.labels)
+            print(f"{path}: mean control accuracy {rows['mean_control']:.3f}")
+            seed_rows.append(rows)
+        if len(paths) == 1:
+            results["models"][model] = seed_rows[0]
+            continue
+        figures = aggregate([{label: without_examples(r) for label, r in rows.items()} for rows in seed_rows])
+        per_label = ", ".join(f"{label} {cell(r['control'], '.3f')}" for label, r in figures.items()
+                              if label != "mean_control")
+        print(f"{model}, {len(paths)} seeds: mean control accuracy {cell(figures['mean_control'], '.3f')} "
+              f"({per_label}; mean ± sd)")
+        results["models"][model] = {"exports": [str(p) for p in paths], "seeds": seed_rows,
+                                    "mean_sd": to_json(figures)}
     if args.unconditioned:
         export = load_export(args.unconditioned)
         results["unconditioned"] = {args.unconditioned: report(args.unconditioned,

@@ -13,7 +13,8 @@ import torch
 from dialogue_exports import MODELS, _config
 from test_dialogue_models import batch, build, data  # noqa: F401 (fixtures)
 
-from textvae.data.records import write_jsonl
+from textvae.classifier import save_classifier, train_classifier
+from textvae.data.records import Sentence, write_jsonl
 from textvae.data.synthetic import generate_dialogues, generate_sentences
 from textvae.data.tokenizers import WordTokenizer
 from textvae.decoding import Decoding
@@ -240,3 +241,34 @@ def test_latent_families_seeds_row_beside_one_seed_rows(benchmark, tmp_path, mon
     row = next(line for line in lines if line.startswith("| `vae` |")).split(" | ")
     assert row[3] == f"{-statistics.fmean(elbo):.2f} ± {statistics.stdev(elbo):.2f}"  # -ELBO
     assert row[6].endswith("/2") and " ± " in row[6]  # active units of z 2, over the seeds
+
+
+def test_label_control_seeds_of_a_recipe(benchmark, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the recipes' runs are runs/NAME
+    sentences = [Sentence(s.text, ("negative", "positive")[i % 2]) for i, s in enumerate(generate_sentences(60, 0))]
+    write_jsonl("test.jsonl", sentences)
+    tokenizer = WordTokenizer.train(s.text for s in sentences)
+    save_classifier("classifier", train_classifier([s.text for s in sentences], [s.label for s in sentences]))
+    _tiny_export(Path("lm"), tokenizer, 0, latent=False)
+
+    def labelled(folder: Path, seed: int) -> None:
+        torch.manual_seed(seed)
+        model = SentenceVAE(vocab_size=tokenizer.vocab_size, embed_dim=8, hidden_dim=16, latent_dim=2, num_labels=2)
+        save_export(folder / "export", model, tokenizer, labels=["negative", "positive"])
+
+    labelled(Path("runs/cvae"), 0)
+    benchmark.train = lambda command: labelled(Path(command[command.index("--run") + 1]),
+                                               int(command[command.index("--seed_everything") + 1]))
+    label_control = benchmark("label_control")
+    common = ["--classifier", "classifier", "--lm", "lm/export", "--test", "test.jsonl", "-n", 6]
+    _run(label_control, monkeypatch, "--recipes", "cvae", "--seeds", 2, "--json", "seeds.json", *common)
+    _run(label_control, monkeypatch, "--model", "runs/cvae/export", "--json", "one.json", *common)
+    assert [c[c.index("--run") + 1] for c in benchmark.trained] == ["runs/cvae_seed1"]
+    cvae = json.loads(Path("seeds.json").read_text(encoding="utf-8"))["models"]["cvae"]
+    control = [rows["mean_control"] for rows in cvae["seeds"]]
+    assert cvae["mean_sd"]["mean_control"] == pytest.approx({"mean": statistics.fmean(control),
+                                                             "sd": statistics.stdev(control), "seeds": 2})
+    assert "examples" not in cvae["mean_sd"]["negative"] and len(cvae["seeds"][1]["negative"]["examples"]) == 5
+    # one seed, as before: the rows of runs/cvae/export, the same as seed 0's
+    assert json.loads(Path("one.json").read_text(encoding="utf-8"))["models"]["runs/cvae/export"] == cvae["seeds"][0]
+    assert "cvae, 2 seeds: mean control accuracy " in capsys.readouterr().out
