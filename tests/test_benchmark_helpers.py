@@ -272,3 +272,51 @@ def test_label_control_seeds_of_a_recipe(benchmark, tmp_path, monkeypatch, capsy
     # one seed, as before: the rows of runs/cvae/export, the same as seed 0's
     assert json.loads(Path("one.json").read_text(encoding="utf-8"))["models"]["runs/cvae/export"] == cvae["seeds"][0]
     assert "cvae, 2 seeds: mean control accuracy " in capsys.readouterr().out
+
+
+def test_semi_supervised_seeds_of_the_three_recipes(benchmark, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the recipes' runs are runs/NAME
+    sentences = [Sentence(s.text, ("negative", "positive")[i % 2]) for i, s in enumerate(generate_sentences(60, 0))]
+    for name, part in (("test", sentences), ("valid", sentences[:30]), ("train.100", sentences[:10]),
+                       ("train.2000", sentences[:20])):
+        write_jsonl(f"data/{name}.jsonl", part)
+    tokenizer = WordTokenizer.train(s.text for s in sentences)
+
+    def train(command):  # M2 and the supervised model: a labelled VAE (untrained); the VAE: unlabelled
+        folder, seed = Path(command[command.index("--run") + 1]), int(command[command.index("--seed_everything") + 1])
+        if command[3] == "recipes/yelp10k_lstm_vae.yaml":
+            return _tiny_export(folder, tokenizer, seed)
+        torch.manual_seed(seed)
+        model = SentenceVAE(vocab_size=tokenizer.vocab_size, embed_dim=8, hidden_dim=16, latent_dim=2, num_labels=2)
+        save_export(folder / "export", model, tokenizer, labels=["negative", "positive"])
+
+    benchmark.train = train
+    semi_supervised = benchmark("semi_supervised")
+    _run(semi_supervised, monkeypatch, "--data", "data", "--sizes", 100, 2000, "--seeds", 2, "--m2-recipe", "yelp10k_m2",
+         "--supervised-recipe", "yelp10k_m2_supervised", "--vae-recipe", "yelp10k_lstm_vae", "--json", "seeds.json")
+    trained = [(c[c.index("--run") + 1], c[c.index("--seed_everything") + 1], c[c.index("--run") + 2:])
+               for c in benchmark.trained]
+    assert ("runs/yelp10k_m2_2000_seed1", "1", ["--data.train", "data/train.2000.jsonl", "--data.train_repeats",
+                                                "1"]) in trained  # M2's 2,000 labels: 1 repeat (the recipe's header)
+    assert ("runs/yelp10k_m2_supervised_100", "0", ["--data.train", "data/train.100.jsonl", "--data.train_repeats",
+                                                    "50"]) in trained  # its 100 labels: 50 repeats
+    assert len(trained) == 2 * 2 * 2 + 2  # (M2, supervised) x 2 sizes x 2 seeds and the VAE's 2 seeds
+    printed = capsys.readouterr().out
+    _run(semi_supervised, monkeypatch, "--data", "data", "--sizes", 100, "--m2", "runs/yelp10k_m2_{n}/export",
+         "--supervised", "runs/yelp10k_m2_supervised_{n}/export", "--vae", "runs/yelp10k_lstm_vae/export",
+         "--json", "one.json")
+    assert len(benchmark.trained) == 10  # resumed: every run exists
+    rows = json.loads(Path("seeds.json").read_text(encoding="utf-8"))["results"]["100"]
+    assert rows["exports"][1] == {"m2": "runs/yelp10k_m2_100_seed1/export",
+                                  "supervised": "runs/yelp10k_m2_supervised_100_seed1/export",
+                                  "vae": "runs/yelp10k_lstm_vae_seed1/export"}
+    probe = [row["vae_probe"] for row in rows["seeds"]]
+    assert rows["mean_sd"]["vae_probe"]["mean"] == pytest.approx(statistics.fmean(probe))
+    m2 = [row["m2"] for row in rows["seeds"]]
+    assert f"| 100 | {statistics.fmean(m2):.3f} ± {statistics.stdev(m2):.3f} | " in printed
+    # one seed, by path: the row as before, seed 0's figures
+    one = json.loads(Path("one.json").read_text(encoding="utf-8"))["results"]["100"]
+    assert one == rows["seeds"][0] | {"ngrams": rows["ngrams"], "ngrams_l2": rows["ngrams_l2"]}
+    with pytest.raises(SystemExit):  # no train_repeats known for 10 labels
+        _run(semi_supervised, monkeypatch, "--data", "data", "--sizes", 10, "--seeds", 2, "--m2-recipe", "yelp10k_m2",
+             "--supervised-recipe", "yelp10k_m2_supervised", "--vae-recipe", "yelp10k_lstm_vae")
