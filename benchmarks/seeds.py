@@ -14,6 +14,7 @@ import math
 import shlex
 import statistics
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,8 @@ def seed_runs(recipe: str, seeds: int, *, runs: str | Path = "runs", name: str |
 
 
 def _train(command: list[str]) -> None:
-    subprocess.run(command, check=True)
+    program = Path(sys.executable).with_name(command[0])  # this Python's textvae-train, its environment not activated
+    subprocess.run([str(program) if program.exists() else command[0], *command[1:]], check=True)
 
 
 def train_missing(runs: Sequence[SeedRun], train: Callable[[list[str]], None] | None = None) -> list[Path]:
