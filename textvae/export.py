@@ -264,6 +264,11 @@ def save_export(directory: str | os.PathLike, model: nn.Module, tokenizer: Token
     }
 
     def write(folder: Path) -> None:
+        if hasattr(model, "save_assets"):  # e.g. a pretrained backbone's configuration and tokenizer
+            arguments, assets = model.save_assets(folder)
+            config["model"] = {**config["model"], "init_args": {**init_args, **arguments}}
+            if assets:
+                config["assets"] = assets
         (folder / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
         save_model(model, str(folder / "model.safetensors"))  # handles tied (shared) weights
         tokenizer.save(folder)
@@ -411,6 +416,22 @@ def _load_tokenizer(directory: Path, vocab_size: object) -> Tokenizer:
     return tokenizer
 
 
+def _with_assets(init_args: dict[str, Any], assets: object, directory: Path, config_path: Path) -> dict[str, Any]:
+    """``init_args`` with each argument ``assets`` names (a folder inside the export: a pretrained backbone's
+    configuration and tokenizer) made a path from ``directory``; a name or folder that is not that is a DataError."""
+    if not isinstance(assets, list) or not all(isinstance(name, str) for name in assets):
+        raise DataError(f'{config_path}: "assets" must be a list of argument names, got {_short(assets)}; re-export the model')
+    resolved = dict(init_args)
+    for name in assets:
+        folder = init_args.get(name)
+        if not isinstance(folder, str) or Path(folder).is_absolute() or ".." in Path(folder).parts \
+                or not (directory / folder).is_dir():
+            raise DataError(f"{config_path}: asset {name!r} must name a folder inside the export, got {_short(folder)}; "
+                            "re-export the model")
+        resolved[name] = str(directory / folder)
+    return resolved
+
+
 def load_export(directory: str | os.PathLike, *, device: str | torch.device = "cpu") -> Export:
     """Rebuild the model from ``config.json``, load its safetensors weights, and load the tokenizer.
 
@@ -440,7 +461,7 @@ def load_export(directory: str | os.PathLike, *, device: str | torch.device = "c
     if not isinstance(model_config, dict) or not isinstance(model_config.get("init_args", {}), dict):
         raise DataError(f'{config_path}: "model" must be an object with a class_path and an object of init_args, '
                         f"got {_short(model_config)}; re-export the model")
-    init_args = model_config.get("init_args", {})
+    init_args = _with_assets(model_config.get("init_args", {}), config.get("assets", []), directory, config_path)
     cls = _model_class(str(model_config.get("class_path")), config_path)
     weights = directory / "model.safetensors"
     if not weights.is_file():

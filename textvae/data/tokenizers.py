@@ -1,8 +1,10 @@
-"""Tokenizers with fixed special ids: a word vocabulary (as in the PTB/Yahoo/Yelp papers) and SentencePiece.
+"""Tokenizers with fixed special ids: a word vocabulary (as in the PTB/Yahoo/Yelp papers), SentencePiece, and a
+pretrained Hugging Face model's own tokenizer.
 
-Both map text to ids *without* BOS/EOS (batching adds them) and share the special ids below, so a
+All map text to ids *without* BOS/EOS (batching adds them) and share the special ids below, so a
 model never needs to know which tokenizer produced its data. A tokenizer saves to a folder as
-``tokenizer.json`` (+ ``tokenizer.model`` for SentencePiece, a protobuf): plain data, never pickle.
+``tokenizer.json`` (+ ``tokenizer.model`` for SentencePiece, a protobuf; + the Hugging Face tokenizer's
+own JSON files in ``huggingface/``): plain data, never pickle.
 
 The word tokenizer splits on whitespace only: published corpora (PTB, Yahoo, Yelp) are already
 tokenised, and re-splitting them would change the token count that perplexity is divided by.
@@ -176,6 +178,59 @@ class SentencePieceTokenizer:
         (directory / "tokenizer.json").write_text(json.dumps({"type": "sentencepiece"}), encoding="utf-8")
 
 
+class HuggingFaceTokenizer:
+    """A pretrained model's own tokenizer (``transformers``, a fast tokenizer from a local folder: GPT-2's byte-level
+    BPE, BERT's WordPiece, ...) behind textvae's special ids: its id ``i`` is textvae's ``i + OFFSET``, and the four
+    ids below :data:`OFFSET` are textvae's PAD, BOS, EOS and UNK (a pretrained decoder learns embeddings and output
+    rows for those, as Optimus adds BOS/EOS/PAD to GPT-2). The model's own special tokens are not added:
+    batching adds BOS and EOS. ``source`` is the folder (or a loaded ``transformers`` tokenizer)."""
+
+    OFFSET = len(SPECIAL_TOKENS)
+
+    def __init__(self, source: str | os.PathLike | object):
+        if isinstance(source, (str, os.PathLike)):
+            source = load_huggingface_tokenizer(source)
+        self.hf = source
+        self.vocab_size = len(self.hf) + self.OFFSET
+        self.fingerprint = hashlib.sha256(b"huggingface/" + self.hf.backend_tokenizer.to_str().encode()).hexdigest()
+
+    def encode(self, text: str) -> list[int]:
+        return [i + self.OFFSET for i in self.hf.encode(_text(text), add_special_tokens=False)]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        own = [i - self.OFFSET for i in _strip_special(ids, self.vocab_size) if i >= self.OFFSET]  # <unk>: no text
+        return self.hf.decode(own, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def save(self, directory: str | os.PathLike) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.hf.save_pretrained(str(directory / "huggingface"))
+        (directory / "tokenizer.json").write_text(json.dumps({"type": "huggingface", "folder": "huggingface"}),
+                                                  encoding="utf-8")
+
+
+def load_huggingface_tokenizer(folder: str | os.PathLike):
+    """The fast ``transformers`` tokenizer saved in a local folder (a model's folder, or one a
+    :class:`HuggingFaceTokenizer` saved); nothing is downloaded. A DataError says what is missing."""
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise DataError("a pretrained model's tokenizer needs transformers: pip install -e '.[hf]'") from None
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder; give the local folder of a Hugging Face model or tokenizer")
+    if not _huggingface_folder(folder):
+        raise DataError(f"{folder}: no Hugging Face tokenizer here (tokenizer_config.json); give the local folder "
+                        "of the model, as save_pretrained writes it")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, use_fast=True)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DataError(f"{folder}: not a readable Hugging Face tokenizer ({str(err).splitlines()[0]})") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise DataError(f"{folder}: only fast (Rust) tokenizers are supported; save it with a tokenizer.json")
+    return tokenizer
+
+
 def train_tokenizer(texts: Iterable[str], *, kind: Literal["word", "unigram", "bpe"] = "word",
                     min_count: int = 1, max_size: int | None = None, lowercase: bool = False,
                     vocab_size: int = 8000) -> WordTokenizer | SentencePieceTokenizer:
@@ -187,9 +242,17 @@ def train_tokenizer(texts: Iterable[str], *, kind: Literal["word", "unigram", "b
     raise ValueError(f"unknown tokenizer kind {kind!r}; choose word, unigram or bpe")
 
 
-def load_tokenizer(directory: str | os.PathLike) -> WordTokenizer | SentencePieceTokenizer:
-    """Load a tokenizer saved with ``save`` from its folder."""
+def _huggingface_folder(directory: Path) -> bool:
+    """A Hugging Face model or tokenizer folder (``tokenizer_config.json``) rather than one a textvae tokenizer saved."""
+    return (directory / "tokenizer_config.json").is_file()
+
+
+def load_tokenizer(directory: str | os.PathLike) -> WordTokenizer | SentencePieceTokenizer | HuggingFaceTokenizer:
+    """Load a tokenizer saved with ``save`` from its folder, or a Hugging Face model's own tokenizer from that
+    model's local folder (the tokenizer of a pretrained decoder, :mod:`textvae.models.pretrained`)."""
     path = Path(directory) / "tokenizer.json"
+    if _huggingface_folder(Path(directory)):
+        return HuggingFaceTokenizer(directory)
     if not path.is_file():
         raise DataError(f"{path}: no tokenizer here; a model export folder must contain tokenizer.json")
     try:
@@ -212,4 +275,9 @@ def load_tokenizer(directory: str | os.PathLike) -> WordTokenizer | SentencePiec
         if not model.is_file():
             raise DataError(f"{model}: missing SentencePiece model next to {path.name}")
         return SentencePieceTokenizer(model.read_bytes())
-    raise DataError(f"{path}: unknown tokenizer type {kind!r}; expected 'word' or 'sentencepiece'")
+    if kind == "huggingface":
+        folder = config.get("folder")
+        if not isinstance(folder, str) or Path(folder).is_absolute() or ".." in Path(folder).parts:
+            raise DataError(f'{path}: corrupt tokenizer file ("folder" must name a folder inside it); re-export the model')
+        return HuggingFaceTokenizer(Path(directory) / folder)
+    raise DataError(f"{path}: unknown tokenizer type {kind!r}; expected 'word', 'sentencepiece' or 'huggingface'")

@@ -177,7 +177,7 @@ def chunked_log_likelihood(decoder: RNNDecoder | TransformerDecoder, inputs: Ten
     if chunk is not None and chunk < 1:
         raise ValueError(f"chunk must be >= 1 samples per pass, got {chunk}")
     if chunk is None:
-        per_sample = int((targets != PAD_ID).sum()) * decoder.output.out_features
+        per_sample = int((targets != PAD_ID).sum()) * decoder.vocab_size
         chunk = max(1, LOGITS_BUDGET // max(per_sample, 1))
     out = []
     for z_chunk in z.split(chunk, dim=0):  # (k', B, Z')
@@ -561,6 +561,10 @@ class RNNDecoder(nn.Module):
         out, _ = run_rnn(self.rnn, x, self._initial_hidden(z, inputs.shape[0], x))  # (B, T, H)
         return self._out(out)
 
+    @property
+    def vocab_size(self) -> int:
+        return self.output.out_features
+
     def project(self, h: Tensor) -> Tensor:
         return self.output(h)  # (..., V)
 
@@ -752,6 +756,10 @@ class TransformerDecoder(nn.Module):
         for block in self.blocks:
             x, _ = block(x, is_causal=True)
         return self.ln_final(x)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.output.out_features
 
     def project(self, h: Tensor) -> Tensor:
         return self.output(h)  # (..., V)

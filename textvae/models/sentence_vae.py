@@ -3,7 +3,9 @@
 Generative story: z ~ p(z), the prior component (N(0, I) by default, or a learned mixture,
 :mod:`textvae.priors`); x ~ p(x|z), an autoregressive decoder (LSTM, GRU or Transformer) that sees z
 through its initial state (RNN; optionally also at every input) or added to every input embedding
-(Transformer). Inference: q(z|x), the posterior component (:mod:`textvae.posteriors`: a diagonal
+(Transformer), or a pretrained causal LM (GPT-2-like) that reads z as an extra key/value slot in every
+attention layer and/or added to its input embeddings (Optimus; :mod:`textvae.models.pretrained`, with a
+pretrained BERT-like encoder). Inference: q(z|x), the posterior component (:mod:`textvae.posteriors`: a diagonal
 Gaussian by default, BN-VAE's, or a Gaussian followed by a normalizing flow) on a sentence encoder.
 
 Objective (assembled by the training system's objective, :mod:`textvae.training_objectives`, from
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -58,6 +61,7 @@ from textvae.models.modules import (
     reset_decoder,
     sequence_nll,
 )
+from textvae.models.pretrained import PretrainedDecoder, PretrainedEncoder
 from textvae.objectives import bag_of_words_nll
 from textvae.posteriors import GaussianPosterior, Posterior
 from textvae.priors import Prior, StandardNormalPrior
@@ -73,7 +77,9 @@ class SentenceVAE(nn.Module):
 
     Args:
         vocab_size: tokenizer vocabulary size (special ids included).
-        architecture: encoder and decoder kind.
+        architecture: encoder and decoder kind; ``"pretrained"``: a Hugging Face encoder model and causal LM from
+            local folders (``encoder_model``, ``decoder_model``; the data's tokenizer is the decoder's), the size
+            arguments below then being theirs.
         embed_dim: word embedding size; the Transformer's model width.
         hidden_dim: RNN state size; the Transformer's feed-forward width.
         latent_dim: size of z.
@@ -104,9 +110,16 @@ class SentenceVAE(nn.Module):
             also marginalises y on unlabelled ones. 0 with every sentence labelled: Sohn et al.'s CVAE (the
             classifier still learns nothing then, and the model needs the label of a sentence to encode it).
         mlp_dim: hidden size of the bag-of-words and classifier networks.
+        encoder_model: ``"pretrained"``: the local folder of a Hugging Face encoder model (BERT-like).
+        decoder_model: ``"pretrained"``: the local folder of a Hugging Face causal LM (GPT-2-like).
+        latent_injection: ``"pretrained"``: how the LM reads z: ``"memory"`` (a key/value slot in every attention
+            layer), ``"embedding"`` (added to every input embedding) or ``"both"`` (Optimus's comparison).
+        load_pretrained: ``"pretrained"``: start from the folders' weights (False: their configurations, randomly
+            initialised; an export rebuilds the model so before loading its own weights).
     """
 
-    def __init__(self, *, vocab_size: int, architecture: Literal["lstm", "gru", "transformer"] = "lstm",
+    def __init__(self, *, vocab_size: int,
+                 architecture: Literal["lstm", "gru", "transformer", "pretrained"] = "lstm",
                  embed_dim: int = 256, hidden_dim: int = 256, latent_dim: int = 32, num_layers: int = 1,
                  bidirectional: bool = False, num_heads: int = 4, dropout: float = 0.0, word_dropout: float = 0.0,
                  z_to_every_input: bool = False, tie_embeddings: bool = False, max_len: int = 512,
@@ -114,7 +127,9 @@ class SentenceVAE(nn.Module):
                  posterior: Callable[[int, int], Posterior] | None = None,
                  prior: Callable[[int, int], Prior] | None = None, bow_weight: float = 0.0, bow_skip: int = 0,
                  num_labels: int = 0,
-                 label_dim: int = 16, classifier_weight: float = 0.0, mlp_dim: int = 256):
+                 label_dim: int = 16, classifier_weight: float = 0.0, mlp_dim: int = 256,
+                 encoder_model: str | None = None, decoder_model: str | None = None,
+                 latent_injection: Literal["memory", "embedding", "both"] = "both", load_pretrained: bool = True):
         # the constructor arguments, exactly: textvae.export writes them to config.json to rebuild the model
         init_args = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
         super().__init__()
@@ -134,9 +149,20 @@ class SentenceVAE(nn.Module):
         label_width = label_dim if num_labels else 0
         self.word_dropout = word_dropout
         self.max_words = max_len - 2  # the longest input it reads, BOS and EOS aside (the tools' limit)
-        self.encoder: RNNEncoder | TransformerEncoder
-        self.decoder: RNNDecoder | TransformerDecoder
-        if architecture == "transformer":
+        self.encoder: RNNEncoder | TransformerEncoder | PretrainedEncoder
+        self.decoder: RNNDecoder | TransformerDecoder | PretrainedDecoder
+        if (encoder_model is not None or decoder_model is not None) != (architecture == "pretrained"):
+            raise ValueError("encoder_model and decoder_model go with architecture 'pretrained', which needs both")
+        if architecture == "pretrained":
+            if encoder_model is None or decoder_model is None:
+                raise ValueError("architecture 'pretrained' needs encoder_model and decoder_model (local folders)")
+            if z_to_every_input:
+                raise ValueError("z_to_every_input is for RNN decoders; set latent_injection for a pretrained one")
+            self.encoder = PretrainedEncoder(encoder_model, decoder_model, load_weights=load_pretrained)
+            self.decoder = PretrainedDecoder(decoder_model, vocab_size=vocab_size, latent_dim=latent_dim + label_width,
+                                             injection=latent_injection, load_weights=load_pretrained)
+            self.max_words = min(max_len, self.decoder.max_positions) - 2
+        elif architecture == "transformer":
             if z_to_every_input:
                 raise ValueError("z_to_every_input is for RNN decoders; the Transformer adds z to every input already")
             self.encoder = TransformerEncoder(
@@ -155,7 +181,7 @@ class SentenceVAE(nn.Module):
                 latent_dim=latent_dim + label_width, num_layers=num_layers, z_to_every_input=z_to_every_input,
                 dropout=dropout, tie_embeddings=tie_embeddings)
         else:
-            raise ValueError(f"architecture must be 'lstm', 'gru' or 'transformer', got {architecture!r}")
+            raise ValueError(f"architecture must be 'lstm', 'gru', 'transformer' or 'pretrained', got {architecture!r}")
         features = self.encoder.output_dim
         self.posterior = components.build(posterior or GaussianPosterior, Posterior, features + label_width, latent_dim)
         self.prior = components.build(prior or StandardNormalPrior, Prior, label_width, latent_dim)
@@ -229,8 +255,21 @@ class SentenceVAE(nn.Module):
             yield from self.classifier.parameters()
 
     def reset_decoder(self) -> None:
-        """Re-initialise the decoder, as after AE pretraining (Li et al. 2019)."""
+        """Re-initialise the decoder, as after AE pretraining (Li et al. 2019); a pretrained one goes back to its
+        pretrained weights."""
         reset_decoder(self.decoder)
+
+    def save_assets(self, folder: Path) -> tuple[dict[str, Any], list[str]]:
+        """What an export stores besides the weights (:func:`textvae.export.save_export`): a pretrained backbone's
+        configuration and tokenizer in ``folder/encoder`` and ``folder/decoder``. Returns the constructor arguments
+        to write instead of the given ones (the folders, relative to the export; no pretrained weights to load:
+        the export's are loaded) and the names of those that are folders inside the export."""
+        if self.init_args["architecture"] != "pretrained":
+            return {}, []
+        self.encoder.save_assets(folder / "encoder")
+        self.decoder.save_assets(folder / "decoder")
+        return {"encoder_model": "encoder", "decoder_model": "decoder", "load_pretrained": False}, \
+            ["encoder_model", "decoder_model"]
 
     # -- training ------------------------------------------------------------------------------------
 
