@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from textvae.data.batching import DialogueExample, SentenceExample, collate_dialogues, collate_sentences
-from textvae.data.records import write_jsonl
+from textvae.data.records import read_jsonl, write_jsonl
 from textvae.data.synthetic import generate_dialogues, generate_sentences
 from textvae.export import load_export
 from textvae.models import DialogueModel
@@ -45,6 +45,14 @@ def test_recipe_fast_dev_run_and_export(recipe, tiny_data, tmp_path):
         labels += ["--data.label_key", "attributes.sentiment"]
     if "unlabelled:" in text:
         labels += ["--data.unlabelled", str(data)]
+    if "architecture: pretrained" in text:  # tiny local backbones in place of the recipe's model folders
+        pytest.importorskip("transformers")
+        from textvae.models.pretrained import make_tiny_backbones
+
+        encoder, decoder = make_tiny_backbones(tmp_path / "backbones", [s.text for s in read_jsonl(data, "sentences")],
+                                               vocab_size=300, width=16, layers=1, heads=2)
+        labels += ["--model.model.init_args.encoder_model", str(encoder), "--model.model.init_args.decoder_model",
+                   str(decoder), "--data.tokenizer_dir", str(decoder)]
     train.main(["fit", "--config", str(recipe), "--trainer.fast_dev_run", "true", "--trainer.logger", "false",
                 "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path),
                 "--data.train", str(data), "--data.valid", str(data), "--data.test", str(data),
