@@ -17,21 +17,14 @@ from pathlib import Path
 
 import corpora
 from textvae.data.records import DataError
-from tools import restore_interrupt
+from tools import Parser, restore_interrupt
 
 PROG = "textvae-corpus"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        # every mistake ends with the same line, "textvae-corpus: error: ...", subcommands included
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{PROG}: error: {message}\n")
-
-
 def _parser() -> argparse.ArgumentParser:
     summary, _, examples = (__doc__ or f"{PROG}: prepare corpora\n").partition("\n")
-    parser = _Parser(prog=PROG, description=summary.partition(": ")[2], epilog=examples.strip(),
+    parser = Parser(prog=PROG, description=summary.partition(": ")[2], epilog=examples.strip(),
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="{list,prepare}")
     commands.add_parser("list", help="list the corpora: name, kind, description",
@@ -72,10 +65,10 @@ def _prepare(args: argparse.Namespace) -> None:
         try:
             from tools._cli import Progress  # here: `textvae-corpus list` need not import torch
 
-            with Progress(PROG, "records written") as progress:
+            with Progress(PROG, f"preparing {args.name}") as progress:  # the time it takes, until a count comes
                 def report(done: int, total: int | None) -> None:
-                    progress.total = total
-                    progress(done)
+                    progress.what = "records written"
+                    progress(done, total)
 
                 summary = corpora.prepare(args.name, args.out, source=args.source, cache_dir=args.cache_dir,
                                           size=args.size, seed=args.seed, valid_fraction=args.valid_fraction,
