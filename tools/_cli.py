@@ -1,5 +1,7 @@
-"""What the textvae tools share: one-line errors, checked argument types and their bounds, export loading,
-memory checks, progress on long work, safe output, the main loop.
+"""What the textvae tools share: one-line errors, checked argument types and their bounds, the flags several tools
+take (--model, --seed, --device, --cache-dir, the decoding options) and the checks of their values, each written
+once here, export loading, memory checks, progress on long work, safe output, the main loop. (The parser class
+itself, :class:`tools.Parser`, needs no torch and lives in ``tools/__init__.py``.)
 
 Every user mistake ends as one line ``textvae-X: error: ...`` with exit code 2, never a traceback;
 counted data warnings print as ``textvae-X: warning: ...`` after a successful run; Ctrl-C ends a tool with
@@ -27,7 +29,7 @@ from typing import TextIO
 
 import torch
 
-from textvae.data.datasets import label_under
+from textvae.data.datasets import check_label_key, label_under, load_records
 from textvae.data.records import (
     DataError,
     DataWarning,
@@ -42,7 +44,7 @@ from textvae.decoding import MAX_TEMPERATURE, MIN_TEMPERATURE, Decoding, Method,
 from textvae.dialogue import default_method
 from textvae.export import Export, check_device, load_export
 from textvae.models import DialogueModel
-from tools import restore_interrupt
+from tools import Parser, restore_interrupt
 
 # --------------------------------------------------------------------------------------------- bounds
 
@@ -58,6 +60,9 @@ MAX_BATCH = 65_536  # contexts or sentences per batch
 MAX_CONTEXT = 1_000  # context turns a dialogue model reads
 MAX_EPOCHS = 10_000  # act tagger training passes
 MAX_SEED = 2**63 - 1  # what torch's generators take (and numpy's, folded into 64 bits) without overflowing
+CHUNK = 256  # sequences decoded together: textvae.latent.decode_texts' chunk, what memory holds at once
+
+
 def _progress_delay() -> float:
     """``$TEXTVAE_PROGRESS_DELAY`` (seconds, default 2): how long work runs before its progress line shows."""
     try:
@@ -67,11 +72,6 @@ def _progress_delay() -> float:
 
 
 PROGRESS_DELAY = _progress_delay()  # seconds of work before a progress line shows: shorter runs stay silent
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")  # one line, never a traceback
 
 
 def parser_from_doc(doc: str) -> Parser:
@@ -132,9 +132,43 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
                              "found, else cpu)")
 
 
-def add_seed_argument(parser: argparse.ArgumentParser, what: str) -> None:
+def add_seed_argument(parser: argparse.ArgumentParser, what: str | None = None, *, help: str | None = None) -> None:
+    """--seed S, 0 to 2**63-1 (default 0): the seed of ``what``, or with the whole ``help`` given."""
     parser.add_argument("--seed", type=count(0, MAX_SEED), default=0, metavar="S",
-                        help=f"seed of {what}, 0 to 2**63-1 (default 0)")
+                        help=help or f"seed of {what}, 0 to 2**63-1 (default 0)")
+
+
+def add_model_argument(parser: argparse.ArgumentParser, what: str = "model") -> None:
+    """--model DIR, required: the export folder of ``what`` (e.g. "dialogue model")."""
+    parser.add_argument("--model", required=True, type=Path, metavar="DIR", help=f"{what} export folder")
+
+
+def add_cache_argument(parser: argparse.ArgumentParser) -> None:
+    """--cache-dir DIR: where a prepared split is cached as Arrow files, as textvae-train caches it."""
+    parser.add_argument("--cache-dir", type=Path, metavar="DIR",
+                        help="dataset cache (default: .cache next to the data file, shared with textvae-train)")
+
+
+def require_label_key(parser: argparse.ArgumentParser, key: str | None) -> None:
+    """A one-line error, before any work, for a --label-key that names no sentence label: not ``label``, nor
+    ``attributes.NAME``."""
+    if key is None:
+        return
+    try:
+        check_label_key(key)
+    except DataError:
+        parser.error(f"--label-key must be 'label' or 'attributes.NAME', got {key!r}")
+
+
+def name_to_id(parser: argparse.ArgumentParser, flag: str, name: str | None, lookup: Callable[[str], int]) -> int | None:
+    """The id ``lookup`` gives the NAME of ``flag`` (a label, a dialog act, a topic of the model; None when the flag
+    is not given); its ValueError, an unknown name or a model without such names, as a one-line error."""
+    if name is None:
+        return None
+    try:
+        return lookup(name)
+    except ValueError as err:
+        parser.error(f"{flag}: {err}")
 
 
 # --------------------------------------------------------------------------------------------- memory
@@ -183,7 +217,8 @@ class Progress:
     Shown only when stderr is a terminal and only once the work has taken PROGRESS_DELAY seconds, so short
     runs and redirected output stay as they were; redrawn in place (a background thread keeps the seconds
     going between updates) and erased when the work ends, however it ends. ``total`` None: no count, only
-    the time spent. Call the object with the number of items done."""
+    the time spent. Call the object with the number of items done (and the total, where the work tells it as it
+    goes: the object is a ``progress(done, total)`` callback of the library)."""
 
     def __init__(self, prog: str, what: str, total: int | None = None, *, stream: TextIO | None = None,
                  enabled: bool = True):
@@ -214,7 +249,9 @@ class Progress:
                 self.stream.write("\r\x1b[K")  # erase the line: results and errors start on a clean one
                 self.stream.flush()
 
-    def __call__(self, done: int) -> None:
+    def __call__(self, done: int, total: int | None = None) -> None:
+        if total is not None:
+            self.total = total
         self.done = done
         if self.enabled and time.monotonic() - self._last >= 0.2:
             self._draw()
@@ -275,8 +312,10 @@ def output_file(parser: argparse.ArgumentParser, flag: str, path: Path | None, e
         parser.error(f"{flag} {path} is a folder; give a file name, e.g. {path / example}")
 
 
-def text_source(parser: argparse.ArgumentParser, flag: str, path: Path) -> None:
-    """A one-line error for an input path that cannot be a text file: missing, or a folder."""
+def text_source(parser: argparse.ArgumentParser, flag: str, path: Path | None) -> None:
+    """A one-line error for an input path that cannot be a text file: missing, or a folder (None: not given)."""
+    if path is None:
+        return
     if path.is_dir():
         parser.error(f"{flag} {path} is a folder; give a file")
     if not path.exists():
@@ -291,6 +330,14 @@ def text_lines(path: Path) -> Iterator[tuple[int, str]]:
         return
     with path.open("rb") as f:
         yield from iter_stream_lines(f, str(path))
+
+
+def load_split(prog: str, path: Path, *, cache_dir: Path | None = None, kind: str | None = None):
+    """:func:`~textvae.data.datasets.load_records`, with a progress line while a first cache build parses the file
+    (minutes at millions of records)."""
+    with Progress(prog, f"MiB of {path.name} parsed into the cache") as progress:
+        return load_records(path, cache_dir=cache_dir, kind=kind,
+                            progress=lambda done, total: progress(done >> 20, total >> 20))
 
 
 # ------------------------------------------------------------------------------------------------ models
