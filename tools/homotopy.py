@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 
 from textvae.latent import homotopy
 from tools._cli import (
+    CHUNK,
     MAX_STEPS,
     Progress,
     add_decoding_arguments,
     add_device_argument,
+    add_model_argument,
     add_seed_argument,
     check_decoding_memory,
     count,
@@ -42,13 +43,12 @@ from tools._cli import (
 
 DIALOGUE_MESSAGE = "homotopies interpolate between sentences; sample its responses with textvae-respond"
 PROG = "textvae-homotopy"
-CHUNK = 256  # points decoded together (textvae.latent.decode_texts' chunk)
 
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = parser_from_doc(__doc__)
-    parser.add_argument("--model", required=True, type=Path, metavar="DIR", help="model export folder")
+    add_model_argument(parser)
     start = parser.add_mutually_exclusive_group(required=True)
     start.add_argument("--from", dest="start", type=nonempty_sentence, metavar="SENTENCE", help="the first end")
     start.add_argument("--from-prior", action="store_true", help="draw the first end from the prior")

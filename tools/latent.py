@@ -33,10 +33,11 @@ import torch
 from textvae.data.records import DataError, Sentence
 from textvae.latent import add_attribute, analogy, attribute_vector, encode_texts, nearest, require_latent
 from tools._cli import (
-    Parser,
+    CHUNK,
     Progress,
     add_decoding_arguments,
     add_device_argument,
+    add_model_argument,
     add_seed_argument,
     check_decoding_memory,
     load_sentence_model,
@@ -47,6 +48,7 @@ from tools._cli import (
     parser_from_doc,
     printable,
     read_sentences,
+    require_label_key,
     run,
     sentence_decoding,
     sentence_labels,
@@ -55,14 +57,8 @@ from tools._cli import (
 
 DIALOGUE_MESSAGE = "latent arithmetic works on sentences; sample its responses with textvae-respond"
 PROG = "textvae-latent"
-CHUNK = 256  # points decoded together (textvae.latent.decode_texts' chunk)
 MAX_SCALE = 1_000.0  # |s|: far past any useful step (a code's norm is a few units), and z stays finite
 FIX = "lower --beam or --max-len, give fewer --scale values, or use --decode greedy or sample"
-
-
-class _Command(Parser):
-    def error(self, message: str):
-        self.exit(2, f"{PROG}: error: {message}\n")  # subcommands too: one line named textvae-latent
 
 
 def _scale() -> Callable[[str], float]:
@@ -79,7 +75,7 @@ def _scale() -> Callable[[str], float]:
 
 
 def _common(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--model", required=True, type=Path, metavar="DIR", help="model export folder")
+    add_model_argument(command)
     add_decoding_arguments(command, default="greedy", help="decoding method (default greedy, as Bowman et al.)")
     add_seed_argument(command, "sampling")
     add_device_argument(command)
@@ -87,8 +83,7 @@ def _common(command: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = parser_from_doc(__doc__)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{attribute,analogy}",
-                                     parser_class=_Command)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{attribute,analogy}")
     attribute = commands.add_parser(
         "attribute", help="move sentences along the vector from one label to another",
         description="Move each sentence along v = mean code of the --data sentences labelled --to-label minus "
@@ -140,11 +135,9 @@ def _labels(parser: argparse.ArgumentParser, args: argparse.Namespace, sentences
 def _attribute(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if bool(args.sentences) == (args.input is not None):
         parser.error("give the sentences to move, either as arguments or with --input FILE (not both)")
-    for flag, path in (("--data", args.data), ("--input", args.input)):
-        if path is not None:
-            text_source(parser, flag, path)
-    if args.label_key != "label" and not (args.label_key.startswith("attributes.") and len(args.label_key) > 11):
-        parser.error(f"--label-key must be 'label' or 'attributes.NAME', got {args.label_key!r}")
+    text_source(parser, "--data", args.data)
+    text_source(parser, "--input", args.input)
+    require_label_key(parser, args.label_key)
     export = load_sentence_model(parser, args.model, args.device, dialogue_message=DIALOGUE_MESSAGE)
     model, tokenizer = export.model, export.tokenizer
     require_latent(model, "latent arithmetic")
@@ -186,8 +179,7 @@ def _attribute(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 
 
 def _analogy(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if args.data is not None:
-        text_source(parser, "--data", args.data)
+    text_source(parser, "--data", args.data)
     export = load_sentence_model(parser, args.model, args.device, dialogue_message=DIALOGUE_MESSAGE)
     model, tokenizer = export.model, export.tokenizer
     require_latent(model, "latent arithmetic")

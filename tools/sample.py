@@ -44,20 +44,24 @@ from textvae.latent import (
     require_latent,
 )
 from tools._cli import (
+    CHUNK,
     MAX_SAMPLES,
     Progress,
     add_decoding_arguments,
     add_device_argument,
+    add_model_argument,
     add_seed_argument,
     check_decoding_memory,
     count,
     load_sentence_model,
+    name_to_id,
     note_cut,
     note_unknown,
     output_file,
     parser_from_doc,
     printable,
     read_sentences,
+    require_label_key,
     run,
     sentence_decoding,
     sentence_labels,
@@ -67,14 +71,13 @@ from tools._cli import (
 
 DIALOGUE_MESSAGE = "sample its responses with textvae-respond"
 PROG = "textvae-sample"
-CHUNK = 256  # sentences decoded together (textvae.latent.decode_texts' chunk): what memory holds at once
 FIX = "lower --beam, --max-len or -n, or use --decode greedy or sample"
 
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = parser_from_doc(__doc__)
-    parser.add_argument("--model", required=True, type=Path, metavar="DIR", help="model export folder")
+    add_model_argument(parser)
     parser.add_argument("-n", type=count(1, MAX_SAMPLES), metavar="N",
                         help=f"prior samples to print, {span(1, MAX_SAMPLES)} (default 10); with --reconstruct or "
                              "--plot: use the first N sentences")
@@ -95,15 +98,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _label_id(parser: argparse.ArgumentParser, export: Export, name: str | None) -> int | None:
-    """The id of --label NAME in a labelled model; a one-line error for any other model or an unknown name."""
-    if name is None:
-        return None
+def _label_id(export: Export, name: str) -> int:
+    """The id of label ``name`` in a labelled model; ValueError for any other model or an unknown name."""
     if not num_labels(export.model):
-        parser.error(f"--label needs a model conditioned on labels (a CVAE or M2 SentenceVAE); {type(export.model).__name__}"
-                     " here generates without one")
+        raise ValueError(f"needs a model conditioned on labels (a CVAE or M2 SentenceVAE); "
+                         f"{type(export.model).__name__} here generates without one")
     if name not in export.labels:
-        parser.error(f"--label {name!r} is not one of the model's labels ({', '.join(export.labels)})")
+        raise ValueError(f"{name!r} is not one of the model's labels ({', '.join(export.labels)})")
     return export.labels.index(name)
 
 
@@ -125,19 +126,17 @@ def _print_decoded(export: Export, z: torch.Tensor | None, n: int, decoding: Dec
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     output_file(parser, "--plot", args.plot, "latent.png")
-    for flag, path in (("--reconstruct", args.reconstruct), ("--data", args.data)):
-        if path is not None:
-            text_source(parser, flag, path)
+    text_source(parser, "--reconstruct", args.reconstruct)
+    text_source(parser, "--data", args.data)
     if args.data is not None and args.plot is None:
         parser.error("--data goes with --plot (for reconstructions, give the file to --reconstruct)")
     if args.plot is not None and args.data is None:
         parser.error("--plot needs --data FILE: the sentences whose posterior means to plot")
-    if args.label_key != "label" and not (args.label_key.startswith("attributes.") and len(args.label_key) > 11):
-        parser.error(f"--label-key must be 'label' or 'attributes.NAME', got {args.label_key!r}")
+    require_label_key(parser, args.label_key)
     export = load_sentence_model(parser, args.model, args.device, dialogue_message=DIALOGUE_MESSAGE)
     model, tokenizer = export.model, export.tokenizer
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
-    label = _label_id(parser, export, args.label)
+    label = name_to_id(parser, "--label", args.label, lambda name: _label_id(export, name))
     if label is not None and args.plot is not None:
         parser.error("--label goes with prior samples or --reconstruct, not --plot")
 
@@ -157,7 +156,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         names = {name: i for i, name in enumerate(export.labels)}
         own = torch.tensor([names.get(label_under(args.label_key, s.label, s.attributes), -1) for s in sentences],
                            dtype=torch.long)
-    encoded = encode_texts(model, tokenizer, [s.text for s in sentences], labels=own)
+    with Progress(PROG, f"encoding {len(sentences):,} sentences"):
+        encoded = encode_texts(model, tokenizer, [s.text for s in sentences], labels=own)
     if args.reconstruct is not None:
         note_unknown(PROG, encoded.tokens, encoded.unknown)
         note_cut(PROG, encoded.truncated, model.max_words)
