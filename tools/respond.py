@@ -37,6 +37,7 @@ import json
 import re
 import sys
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,11 +64,13 @@ from tools._cli import (
     MAX_TOKENS,
     Progress,
     add_device_argument,
+    add_model_argument,
     add_response_decoding_arguments,
     add_seed_argument,
     check_decoding_memory,
     count,
     load_dialogue_model,
+    name_to_id,
     output_file,
     parser_from_doc,
     printable,
@@ -88,7 +91,7 @@ ACT_COMMAND = "[ACT name]"  # kgCVAE only
 
 def _parser() -> argparse.ArgumentParser:
     parser = parser_from_doc(__doc__)
-    parser.add_argument("--model", required=True, type=Path, metavar="DIR", help="dialogue model export folder")
+    add_model_argument(parser, "dialogue model")
     parser.add_argument("-n", "--num-samples", type=count(1, MAX_RESPONSES), default=5, metavar="N",
                         help=f"responses per turn or context, {span(1, MAX_RESPONSES)} (default 5)")
     parser.add_argument("--act", metavar="NAME",
@@ -347,41 +350,26 @@ def read_contexts(path: Path, responder: Responder, *, act: int | None, topic: i
     """Every line of ``path`` parsed and encoded; a bad line raises DataError naming file and line. Cut
     turns, unknown tokens and acts a non-kgCVAE ignores are counted and reported once."""
     lines: list[Line] = []
-    cut_turns = cut_tokens = tokens = unknown = ignored_acts = ignored_topics = ignored_callers = long_contexts = 0
+    model = responder.export.model
+    cut_turns = cut_tokens = tokens = unknown = long_contexts = 0
+    ignored = Counter()  # lines whose "act", "topic" or "callers" the model does not read
     first_cut = None
     for number, text in text_lines(path):
         where = f"{path}:{number}"
         obj = parse_json_line(text, path, number, what="one context")
         texts, speakers = _turns(obj, where)
         fields = obj if isinstance(obj, dict) else {}
-        line_act = act
-        if fields.get("act") is not None:
-            if not isinstance(fields["act"], str):
-                raise DataError(f'{where}: "act" must be a string')
-            if responder.export.model.num_acts:
-                try:
-                    line_act = responder.act_id(fields["act"])
-                except ValueError as err:
-                    raise DataError(f"{where}: {err}") from None
-            else:
-                ignored_acts += 1
-        line_topic = topic
-        if fields.get("topic") is not None:
-            if not isinstance(fields["topic"], str):
-                raise DataError(f'{where}: "topic" must be a string')
-            if responder.reads_topics:
-                try:
-                    line_topic = responder.topic_id(fields["topic"])
-                except ValueError as err:
-                    raise DataError(f"{where}: {err}") from None
-            else:
-                ignored_topics += 1
+        line_act, ignored_act = _line_name(fields, "act", act, responder.act_id if model.num_acts else None, where)
+        line_topic, ignored_topic = _line_name(fields, "topic", topic,
+                                               responder.topic_id if responder.reads_topics else None, where)
+        ignored["act"] += ignored_act
+        ignored["topic"] += ignored_topic
         line_profile = None
         if fields.get("callers") is not None:
             if responder.reads_profiles:
                 line_profile = _profile(fields["callers"], speakers, where)
             else:
-                ignored_callers += 1
+                ignored["callers"] += 1
         response = fields.get("response")
         if response is not None and (not isinstance(response, str) or not response.strip()):
             raise DataError(f'{where}: "response" must be a non-empty string')
@@ -413,18 +401,30 @@ def read_contexts(path: Path, responder: Responder, *, act: int | None, topic: i
         warnings.warn(f"{path}: {long_contexts} context{'s have' if long_contexts != 1 else ' has'} more than "
                       f"{responder.max_context} turns; the model reads the last {responder.max_context} (--max-context)",
                       DataWarning, stacklevel=2)
-    if ignored_acts:
-        warnings.warn(f'{path}: ignored the "act" of {ignored_acts} line{"s" if ignored_acts != 1 else ""}: '
-                      f"{type(responder.export.model).__name__} is not conditioned on dialog acts", DataWarning,
-                      stacklevel=2)
-    if ignored_topics:
-        warnings.warn(f'{path}: ignored the "topic" of {ignored_topics} line{"s" if ignored_topics != 1 else ""}: '
-                      f"{type(responder.export.model).__name__} was trained without topics", DataWarning, stacklevel=2)
-    if ignored_callers:
-        warnings.warn(f'{path}: ignored the "callers" of {ignored_callers} line{"s" if ignored_callers != 1 else ""}: '
-                      f"{type(responder.export.model).__name__} was trained without speaker profiles", DataWarning,
-                      stacklevel=2)
+    for field, why in (("act", "is not conditioned on dialog acts"), ("topic", "was trained without topics"),
+                       ("callers", "was trained without speaker profiles")):
+        if ignored[field]:
+            warnings.warn(f'{path}: ignored the "{field}" of {ignored[field]} line{"s" if ignored[field] != 1 else ""}: '
+                          f"{type(model).__name__} {why}", DataWarning, stacklevel=2)
     return lines
+
+
+def _line_name(fields: dict, key: str, default: int | None, lookup: Callable[[str], int] | None,
+               where: str) -> tuple[int | None, bool]:
+    """The id of a line's "act" or "topic" name (``default`` where the line gives none) and whether it was
+    ignored: ``lookup`` None, a model that does not read it. A name that is not a string, or that the model does
+    not know, is an error naming the line."""
+    name = fields.get(key)
+    if name is None:
+        return default, False
+    if not isinstance(name, str):
+        raise DataError(f'{where}: "{key}" must be a string')
+    if lookup is None:
+        return default, True
+    try:
+        return lookup(name), False
+    except ValueError as err:
+        raise DataError(f"{where}: {err}") from None
 
 
 def _profile(callers: object, speakers: list[str], where: str) -> list[float]:
@@ -475,18 +475,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         max_turn_len=args.max_turn_len or export.max_len or model.max_words or DEFAULT_TURN_LIMIT,
         z_source=args.z_source, generator=torch.Generator(device=args.device).manual_seed(args.seed),
         device=args.device, batch_size=args.batch_size)
-    act = None
-    if args.act is not None:
-        try:
-            act = responder.act_id(args.act)
-        except ValueError as err:
-            parser.error(f"--act: {err}")
-    topic = None
-    if args.topic is not None:
-        try:
-            topic = responder.topic_id(args.topic)
-        except ValueError as err:
-            parser.error(f"--topic: {err}")
+    act = name_to_id(parser, "--act", args.act, responder.act_id)
+    topic = name_to_id(parser, "--topic", args.topic, responder.topic_id)
     fix = "lower -n, --beam or --max-len" + (", or --batch-size" if args.input is not None else "")
     if args.input is None:
         check_decoding_memory(parser, args.num_samples, decoding, export.tokenizer.vocab_size, args.device, fix=fix)
