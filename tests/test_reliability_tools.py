@@ -9,6 +9,7 @@ The exports are tiny untrained models written by save_export (no training: these
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -30,16 +31,20 @@ from textvae.export import load_export, save_export
 from textvae.models import HRED, SentenceVAE
 from tools import _cli
 from tools import act_tagger as act_tagger_tool
+from tools import classifier as classifier_tool
 from tools import eval as eval_tool
 from tools import homotopy as homotopy_tool
+from tools import latent as latent_tool
+from tools import reinforce as reinforce_tool
 from tools import respond as respond_tool
 from tools import sample as sample_tool
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
+ROOT = Path(__file__).resolve().parents[1]
 V1_KGCVAE = Path(__file__).parent / "fixtures" / "exports_v1" / "kgcvae"
 TOOLS = {"sample": sample_tool, "homotopy": homotopy_tool, "eval": eval_tool, "respond": respond_tool,
-         "act-tagger": act_tagger_tool}
+         "act-tagger": act_tagger_tool, "latent": latent_tool, "reinforce": reinforce_tool, "classifier": classifier_tool}
 
 
 class Files(NamedTuple):
@@ -164,8 +169,16 @@ def test_every_numeric_flag_is_checked_at_parse_time_against_the_range_its_help_
 
 def test_every_numeric_flag_of_every_tool_states_a_range(capsys):
     """No numeric flag without its range in --help (the flags are found from the parsers themselves)."""
+    def actions(parser):  # a parser's own, and its subcommands'
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for command in action.choices.values():
+                    yield from actions(command)
+            else:
+                yield action
+
     for name, module in TOOLS.items():
-        for action in module._parser()._actions:
+        for action in actions(module._parser()):
             numeric = getattr(action.type, "__qualname__", "").startswith(("count.", "number.")) or action.type is int
             if not numeric:
                 continue
@@ -308,6 +321,51 @@ def test_a_version_1_field_at_the_top_level_is_checked_not_dropped(tmp_path):
     config["max_len"] = 12
     (tmp_path / "v1" / "config.json").write_text(json.dumps(config), encoding="utf-8")
     assert load_export(tmp_path / "v1").max_len == 12
+
+
+# ------------------------------------------------------------------------- validators the tools share
+
+
+def test_a_label_key_that_names_no_label_is_the_same_one_line_in_every_tool(files, tmp_path, capsys):
+    """_cli.require_label_key: textvae-sample, -latent and -eval refuse it alike, before reading any data."""
+    said = "--label-key must be 'label' or 'attributes.NAME', got 'colour'"
+    for tool, argv in [(sample_tool, ["--model", files.vae, "--plot", tmp_path / "p.png", "--data", files.sentences]),
+                       (latent_tool, ["attribute", "--model", files.vae, "--data", files.sentences, "--from-label", "a",
+                                      "--to-label", "b", "a sentence ."]),
+                       (eval_tool, ["--model", files.vae, "--data", files.sentences, "--device", "cpu"])]:
+        for key in ("colour", "attributes."):
+            line = error(tool, [*argv, "--label-key", key], capsys)
+            assert line == f"{tool.PROG}: error: {said.replace('colour', key)}", line
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_a_name_the_model_does_not_know_is_one_line_naming_the_flag(files, capsys):
+    """_cli.name_to_id: --label of textvae-sample, --act and --topic of textvae-respond."""
+    line = error(sample_tool, ["--model", files.vae, "--label", "happy", "--device", "cpu"], capsys)
+    assert line == ("textvae-sample: error: --label: needs a model conditioned on labels (a CVAE or M2 SentenceVAE); "
+                    "SentenceVAE here generates without one"), line
+    for flag, said in (("--act", "HRED is not conditioned on dialog acts"), ("--topic", "HRED was trained without topics")):
+        line = error(respond_tool, ["--model", files.hred, flag, "inform", "--device", "cpu"], capsys)
+        assert line.startswith(f"textvae-respond: error: {flag}: {said}"), line
+
+
+def test_the_flags_every_tool_shares_read_alike_in_their_help(capsys):
+    """_cli.add_model_argument, add_cache_argument, add_seed_argument: one flag, one range, one wording."""
+    def flag_help(module, flag: str, argv: tuple[str, ...] = ()) -> str:
+        with pytest.raises(SystemExit):
+            module.main([*argv, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        return text[text.index(f"{flag} ", text.index("options:")):]
+
+    for module, argv in [(sample_tool, ()), (homotopy_tool, ()), (eval_tool, ()), (respond_tool, ()),
+                         (reinforce_tool, ()), (latent_tool, ("attribute",)), (latent_tool, ("analogy",))]:
+        assert flag_help(module, "--model", argv).startswith("--model DIR ")
+        assert "export folder" in flag_help(module, "--model", argv)[:60]
+        assert flag_help(module, "--seed", argv).startswith("--seed S ")
+        assert "0 to 2**63-1 (default 0)" in flag_help(module, "--seed", argv)
+    for module in (eval_tool, classifier_tool, act_tagger_tool):
+        assert flag_help(module, "--cache-dir").startswith(
+            "--cache-dir DIR dataset cache (default: .cache next to the data file, shared with textvae-train)")
 
 
 # -------------------------------------------------------------------------------------------- devices
@@ -482,25 +540,28 @@ def test_long_evaluations_and_batches_show_progress(files, tmp_path, monkeypatch
     monkeypatch.setattr(_cli, "PROGRESS_DELAY", 0.0)
     monkeypatch.setattr(_cli.sys.stderr, "isatty", lambda: True, raising=False)
     eval_tool.main(["--model", str(files.vae), "--data", str(files.sentences), "--samples", "2", "--batch-size", "8",
-                    "--prior-samples", "3", "--device", "cpu"])
+                    "--prior-samples", "3", "--device", "cpu", "--cache-dir", str(tmp_path / "cache")])
     err = capsys.readouterr().err
     assert "textvae-eval: 8 of 40 sentences (20%)" in err and "of 3 prior samples" in err
+    assert "textvae-eval: MiB of sentences.jsonl parsed into the cache" in err  # a first cache build (under 1 MiB)
+    assert re.search(r"textvae-eval: \d+ of 40 sentences tokenised \(\d+%\)", err), err
     respond_tool.main(["--model", str(files.hred), "--input", str(files.contexts), "--output",
                        str(tmp_path / "o.jsonl"), "-n", "2", "--max-len", "4", "--device", "cpu"])
     assert "textvae-respond: 1 of 1 contexts (100%)" in capsys.readouterr().err
 
 
-def test_eval_on_a_pseudo_terminal_shows_progress_with_an_eta_and_nothing_in_a_pipe(files):
-    """textvae-eval --samples 500 as a user runs it: stderr a terminal (a pty), then a pipe."""
+def on_a_terminal(command: list[str]) -> tuple[int, str, str]:
+    """Run ``command`` (``python -m tools.X ...``) as a user does, its stderr a terminal (a pseudo-terminal) and its
+    stdout redirected to a file, progress lines at once (``TEXTVAE_PROGRESS_DELAY=0``); return its exit code, what
+    the terminal showed and what stdout got."""
     import pty
     import select
+    import tempfile
 
-    root = Path(__file__).resolve().parents[1]
-    command = [sys.executable, "-m", "tools.eval", "--model", str(files.vae), "--data", str(files.sentences),
-               "--samples", "500", "--batch-size", "8", "--no-bleu", "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TEXTVAE_PROGRESS_DELAY": "0"}
     main, child = pty.openpty()
-    process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=child)
+    stdout = tempfile.TemporaryFile()  # not a pipe: one that nobody reads while the terminal is read would fill
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=stdout, stderr=child)
     os.close(child)
     screen = b""
     while True:
@@ -515,13 +576,42 @@ def test_eval_on_a_pseudo_terminal_shows_progress_with_an_eta_and_nothing_in_a_p
             break
         screen += chunk
     os.close(main)
-    out = process.stdout.read().decode()
-    assert process.wait(timeout=120) == 0, screen.decode(errors="replace")[-2000:]
-    screen = screen.decode(errors="replace")
+    code = process.wait(timeout=120)
+    stdout.seek(0)
+    return code, screen.decode(errors="replace"), stdout.read().decode()
+
+
+def in_a_pipe(command: list[str]) -> subprocess.CompletedProcess:
+    """Run ``command`` with stdout and stderr pipes (a log, a script), progress lines allowed at once."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TEXTVAE_PROGRESS_DELAY": "0"}
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_eval_on_a_pseudo_terminal_shows_progress_with_an_eta_and_nothing_in_a_pipe(files):
+    """textvae-eval --samples 500 as a user runs it: stderr a terminal (a pty), then a pipe."""
+    command = [sys.executable, "-m", "tools.eval", "--model", str(files.vae), "--data", str(files.sentences),
+               "--samples", "500", "--batch-size", "8", "--no-bleu", "--device", "cpu"]
+    code, screen, out = on_a_terminal(command)
+    assert code == 0, screen[-2000:]
     assert re.search(r"textvae-eval: \d+ of 40 sentences \(\d+%\), \d+ s, about \d+ s left", screen), screen[-2000:]
     assert "IW-NLL" in out and "\r" not in out and "sentences (" not in out  # the results, no progress
-    piped = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    piped = in_a_pipe(command)
     assert piped.returncode == 0 and "sentences (" not in piped.stderr and "\r" not in piped.stderr
+
+
+def test_sampling_on_a_pseudo_terminal_shows_progress_with_an_eta_and_nothing_in_a_pipe(files):
+    """textvae-sample -n 3000 > samples.txt: the count and an ETA on the terminal, every sample in the file;
+    with stderr a pipe too, not a byte more than the samples."""
+    command = [sys.executable, "-m", "tools.sample", "--model", str(files.vae), "-n", "3000", "--max-len", "4",
+               "--device", "cpu"]
+    code, screen, out = on_a_terminal(command)
+    assert code == 0, screen[-2000:]
+    assert re.search(r"textvae-sample: [\d,]+ of 3,000 sentences \(\d+%\), \d+ s, about \d+ s left", screen), \
+        screen[-2000:]
+    assert screen.endswith("\r\x1b[K")  # erased at the end: the prompt comes back on a clean line
+    assert len(out.splitlines()) == 3000 and "\r" not in out and "textvae-sample" not in out
+    piped = in_a_pipe(command)
+    assert piped.returncode == 0 and piped.stderr == "" and len(piped.stdout.splitlines()) == 3000
 
 
 def test_a_reader_that_stops_early_ends_the_tool_quietly(files):

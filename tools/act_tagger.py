@@ -20,7 +20,7 @@ from pathlib import Path
 from textvae.act_tagger import ACT_L2
 from textvae.classifier import MAX_STEPS
 from textvae.data.records import DataError, detect_kind
-from tools._cli import MAX_EPOCHS, MAX_SEED, count, parser_from_doc, run, span
+from tools._cli import MAX_EPOCHS, add_cache_argument, add_seed_argument, count, parser_from_doc, run, span
 from tools.classifier import MAX_MIN_COUNT, Split, fit_and_save, read_split
 
 PROG = "textvae-act-tagger"
@@ -37,18 +37,16 @@ def _parser() -> argparse.ArgumentParser:
                              f"(default {MAX_STEPS:,}; it stops once converged)")
     parser.add_argument("--min-count", type=count(1, MAX_MIN_COUNT), default=2, metavar="C",
                         help=f"keep n-grams seen in at least C turns, {span(1, MAX_MIN_COUNT)} (default 2)")
-    parser.add_argument("--seed", type=count(0, MAX_SEED), default=0, metavar="S",
-                        help="0 to 2**63-1, accepted for older command lines and unused: the full-batch fit draws "
-                             "nothing, the same data give the same tagger")
-    parser.add_argument("--cache-dir", type=Path, metavar="DIR",
-                        help="dataset cache (default: .cache next to the data file)")
+    add_seed_argument(parser, help="0 to 2**63-1, accepted for older command lines and unused: the full-batch fit "
+                                   "draws nothing, the same data give the same tagger")
+    add_cache_argument(parser)
     return parser
 
 
 def _turns(args: argparse.Namespace, path: Path) -> Split:
     if detect_kind(path) != "dialogues":
         raise DataError(f"{path} holds sentences; the act tagger trains on dialogues with dialog acts")
-    return read_split(path, "act", args.cache_dir,
+    return read_split(path, "act", args.cache_dir, prog=PROG,
                       hint="the act tagger needs a corpus with acts (DailyDialog, Switchboard)")
 
 

@@ -41,13 +41,14 @@ from textvae.classifier import (
     training_bytes,
     tune_classifier,
 )
-from textvae.data.datasets import load_records
 from textvae.data.records import DataError, detect_kind
 from tools._cli import (
     MAX_EPOCHS,
     Progress,
+    add_cache_argument,
     check_memory,
     count,
+    load_split,
     number,
     parser_from_doc,
     printable,
@@ -81,8 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=count(1, MAX_EPOCHS), default=MAX_STEPS, metavar="S",
                         help=f"L-BFGS iterations at most, each a pass over the data, {span(1, MAX_EPOCHS)} "
                              f"(default {MAX_STEPS:,}; it stops once converged)")
-    parser.add_argument("--cache-dir", type=Path, metavar="DIR",
-                        help="dataset cache (default: .cache next to the data file)")
+    add_cache_argument(parser)
     return parser
 
 
@@ -100,14 +100,15 @@ class Split(NamedTuple):
 
 
 def read_split(path: Path, key: str | None, cache_dir: Path | None, *, kind: str | None = None,
-               hint: str = "choose another --label-key") -> Split:
+               hint: str = "choose another --label-key", prog: str = PROG) -> Split:
     """The labelled texts of a prepared split under ``key`` (None: the kind's default); ``kind``: the kind
-    the split must hold (that of the training split); ``hint``: what to do when nothing has a label."""
+    the split must hold (that of the training split); ``hint``: what to do when nothing has a label; ``prog``:
+    the tool that shows the progress of a first cache build."""
     found = detect_kind(path)
     if kind is not None and found != kind:
         raise DataError(f"{path} holds {found} but the training data holds {kind}; give a split of the same corpus")
     key = key or DEFAULT_KEYS[found]
-    texts, labels, unlabelled = labelled_texts(load_records(path, cache_dir=cache_dir, kind=found), key, found)
+    texts, labels, unlabelled = labelled_texts(load_split(prog, path, cache_dir=cache_dir, kind=found), key, found)
     if not texts:
         raise DataError(f"{path}: no {UNITS[found][:-1]} has a label under {key!r}; {hint}")
     return Split(path, found, key, texts, labels, unlabelled)

@@ -52,7 +52,6 @@ from textvae.data.datasets import (
     SentenceDataset,
     Vocab,
     label_values,
-    load_records,
 )
 from textvae.data.records import DataError, atomic_output, detect_kind
 from textvae.data.word_vectors import load_word_vectors
@@ -71,7 +70,9 @@ from tools._cli import (
     MAX_SAMPLES,
     MAX_SVI_STEPS,
     Progress,
+    add_cache_argument,
     add_device_argument,
+    add_model_argument,
     add_response_decoding_arguments,
     add_seed_argument,
     check_decoding_memory,
@@ -79,10 +80,12 @@ from tools._cli import (
     count,
     is_dialogue,
     load_model,
+    load_split,
     number,
     output_file,
     parser_from_doc,
     require_dialogue_contract,
+    require_label_key,
     response_decoding,
     run,
     span,
@@ -96,7 +99,7 @@ DIALOGUE_ONLY = ("--responses", "--embeddings", "--act-tagger", "--domain-classi
 
 def _parser() -> argparse.ArgumentParser:
     parser = parser_from_doc(__doc__)
-    parser.add_argument("--model", required=True, type=Path, metavar="DIR", help="model export folder")
+    add_model_argument(parser)
     parser.add_argument("--data", required=True, type=Path, metavar="FILE",
                         help="prepared JSONL split: sentences for a sentence model, dialogues for a dialogue model")
     parser.add_argument("--batch-size", type=count(1, MAX_BATCH), default=32, metavar="N",
@@ -109,8 +112,7 @@ def _parser() -> argparse.ArgumentParser:
                              "sampled responses (only NLL, PPL and KL remain)")
     add_seed_argument(parser, "every random draw")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON to OUT")
-    parser.add_argument("--cache-dir", type=Path, metavar="DIR",
-                        help="dataset cache (default: .cache next to the data file, shared with textvae-train)")
+    add_cache_argument(parser)
     add_device_argument(parser)
     sentences = parser.add_argument_group("sentence models")
     sentences.add_argument("--samples", type=count(1, MAX_IMPORTANCE_SAMPLES), metavar="K",
@@ -165,10 +167,6 @@ def _write(args: argparse.Namespace, result) -> None:
         print(f"wrote {args.json}")
 
 
-def _records(parser: argparse.ArgumentParser, args: argparse.Namespace, kind: str):
-    return load_records(args.data, cache_dir=args.cache_dir, kind=kind)
-
-
 def _sentences(parser: argparse.ArgumentParser, args: argparse.Namespace, export: Export) -> None:
     if given := _given(args, DIALOGUE_ONLY):
         parser.error(f"{given[0]} applies to dialogue models; {args.model} is a sentence model")
@@ -177,7 +175,8 @@ def _sentences(parser: argparse.ArgumentParser, args: argparse.Namespace, export
     model, tokenizer = export.model, export.tokenizer
     if detect_kind(args.data) != "sentences":
         parser.error(f"{args.data} holds dialogues but {args.model} is a sentence model; give a sentence split")
-    records = _records(parser, args, "sentences")
+    require_label_key(parser, args.label_key)
+    records = load_split(PROG, args.data, cache_dir=args.cache_dir, kind="sentences")
     if args.max_sentences is not None and args.max_sentences < len(records):
         records = records.select(range(args.max_sentences))
     if len(records) == 0:
@@ -187,7 +186,9 @@ def _sentences(parser: argparse.ArgumentParser, args: argparse.Namespace, export
     # label the model never saw must not stop the evaluation.
     data_labels = {v for v in records["label"] if v is not None}
     labels = Vocab(export.labels) if export.labels and data_labels <= set(export.labels) else None
-    dataset = SentenceDataset(records, tokenizer, max_len=model.max_words, labels=labels, source=str(args.data))
+    with Progress(PROG, "sentences tokenised") as progress:
+        dataset = SentenceDataset(records, tokenizer, max_len=model.max_words, labels=labels, source=str(args.data),
+                                  progress=progress)
     samples = args.samples or 500
     _check_sentence_memory(parser, args, export, dataset, samples)
     with Progress(PROG, "sentences", len(dataset)) as progress:
@@ -262,15 +263,16 @@ def _dialogues(parser: argparse.ArgumentParser, args: argparse.Namespace, export
         if not vectors.index:
             raise DataError(f"{args.embeddings}: none of the model's words has a vector; is it the right file?")
     tagger = load_act_tagger(args.act_tagger) if args.act_tagger is not None and not args.no_bleu else None
-    records = _records(parser, args, "dialogues")
+    records = load_split(PROG, args.data, cache_dir=args.cache_dir, kind="dialogues")
     fidelity = None
     if args.domain_classifier is not None and not args.no_bleu:
         fidelity = domain_fidelity(parser, args, records)
     max_context = args.max_context or export.max_context or DEFAULT_MAX_CONTEXT
     max_len = export.max_len or model.max_words
-    dataset = DialogueDataset(records, tokenizer, max_context=max_context, max_len=max_len,
-                              acts=_category(export.acts), emotions=_category(export.emotions),
-                              topics=_category(export.topics), source=str(args.data))
+    with Progress(PROG, "dialogues tokenised") as progress:
+        dataset = DialogueDataset(records, tokenizer, max_context=max_context, max_len=max_len,
+                                  acts=_category(export.acts), emotions=_category(export.emotions),
+                                  topics=_category(export.topics), source=str(args.data), progress=progress)
     if len(dataset) == 0:
         parser.error(f"{args.data}: no context-response pairs (every dialogue has one turn)")
     responses = 0 if args.no_bleu else args.responses or 10

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from textvae.act_tagger import load_act_tagger, tagged_turns, train_act_tagger
-from textvae.data.datasets import DEFAULT_MAX_CONTEXT, DialogueDataset, Vocab, load_records
+from textvae.data.datasets import DEFAULT_MAX_CONTEXT, DialogueDataset, Vocab
 from textvae.data.records import DataError, atomic_output, detect_kind
 from textvae.export import check_export_target, save_export
 from textvae.reinforce import (
@@ -45,12 +45,14 @@ from textvae.reinforce import (
 )
 from tools._cli import (
     MAX_BATCH,
-    MAX_SEED,
     MAX_TOKENS,
     Progress,
     add_device_argument,
+    add_model_argument,
+    add_seed_argument,
     count,
     load_dialogue_model,
+    load_split,
     number,
     output_file,
     parser_from_doc,
@@ -65,7 +67,7 @@ MAX_NLL_SAMPLES = 10_000
 
 def _parser() -> argparse.ArgumentParser:
     parser = parser_from_doc(__doc__)
-    parser.add_argument("--model", required=True, type=Path, metavar="DIR", help="LaRL model export folder")
+    add_model_argument(parser, "LaRL model")
     parser.add_argument("--data", required=True, type=Path, metavar="DIR",
                         help="folder of the prepared dialogue splits (train.jsonl, valid.jsonl, test.jsonl)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="export folder for the RL model (default: none "
@@ -92,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
                     metavar="W", help=f"weight of the policy's entropy bonus, in [0, 1e6] (default "
                                       f"{defaults.entropy_weight:g})")
     rl.add_argument("--supervised-every", type=count(0, MAX_RL_STEPS), default=defaults.supervised_every,
-                    metavar="N", help="a supervised step on the policy every N RL steps; 0: none (default 0)")
+                    metavar="N", help=f"a supervised step on the policy every N RL steps, {span(0, MAX_RL_STEPS)}; 0: "
+                                      "none (default 0)")
     rl.add_argument("--max-len", type=count(1, MAX_TOKENS), default=defaults.max_len, metavar="L",
                     help=f"longest decoded response in tokens, EOS included, {span(1, MAX_TOKENS)} "
                          f"(default {defaults.max_len})")
@@ -101,9 +104,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="score with each categorical's most likely class instead of a sample of p(z | c)")
     scoring.add_argument("--nll-samples", type=count(1, MAX_NLL_SAMPLES), default=16, metavar="K",
                          help=f"actions per response of the NLL estimate, {span(1, MAX_NLL_SAMPLES)} (default 16)")
-    scoring.add_argument("--max-contexts", type=count(1), metavar="N", help="score only the first N contexts")
-    parser.add_argument("--seed", type=count(0, MAX_SEED), default=0, metavar="S",
-                        help="seed of the batches, actions and scoring, 0 to 2**63-1 (default 0)")
+    scoring.add_argument("--max-contexts", type=count(1), metavar="N",
+                         help="score only the first N contexts, at least 1")
+    add_seed_argument(parser, "the batches, actions and scoring")
     add_device_argument(parser)
     return parser
 
@@ -115,14 +118,15 @@ def _split(parser: argparse.ArgumentParser, directory: Path, name: str):
                      "(textvae-corpus prepare synthetic-dialogues --out DIR)")
     if detect_kind(path) != "dialogues":
         parser.error(f"{path} holds sentences; reinforcement needs dialogues with goals and acts")
-    return path, load_records(path, kind="dialogues")
+    return path, load_split(PROG, path, kind="dialogues")
 
 
 def _dataset(export, records, path: Path) -> DialogueDataset:
     names = {name: Vocab(values) if values else None for name, values in export.categories.items()}
-    return DialogueDataset(records, export.tokenizer, max_context=export.max_context or DEFAULT_MAX_CONTEXT,
-                           max_len=export.max_len, acts=names["acts"], emotions=names["emotions"],
-                           topics=names["topics"], source=str(path))
+    with Progress(PROG, f"dialogues of {path.name} tokenised") as progress:
+        return DialogueDataset(records, export.tokenizer, max_context=export.max_context or DEFAULT_MAX_CONTEXT,
+                               max_len=export.max_len, acts=names["acts"], emotions=names["emotions"],
+                               topics=names["topics"], source=str(path), progress=progress)
 
 
 def _row(name: str, scores: PolicyScores) -> str:
@@ -152,7 +156,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         tagger_source = str(args.act_tagger)
     else:
         start = time.perf_counter()
-        tagger = train_act_tagger(*tagged_turns(train_records))
+        with Progress(PROG, f"training the act tagger on {train_path.name}"):
+            tagger = train_act_tagger(*tagged_turns(train_records))
         tagger_source = f"trained on {train_path} ({time.perf_counter() - start:.0f} s)"
     train_reward, eval_reward = TaskReward(train_records, tagger), TaskReward(eval_records, tagger)
     if not eval_reward.tracker.has_goals:
