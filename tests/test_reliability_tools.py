@@ -614,6 +614,19 @@ def test_sampling_on_a_pseudo_terminal_shows_progress_with_an_eta_and_nothing_in
     assert piped.returncode == 0 and piped.stderr == "" and len(piped.stdout.splitlines()) == 3000
 
 
+def test_training_shows_its_first_cache_build_on_a_terminal(files, tmp_path):
+    """textvae-train on a corpus it has not cached yet: the records read and the sentences tokenised, counted."""
+    data = str(files.sentences)
+    command = [sys.executable, "-m", "tools.train", "fit", "--config", "recipes/quickstart.yaml",
+               "--trainer.fast_dev_run", "true", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+               "--trainer.default_root_dir", str(tmp_path), "--data.train", data, "--data.valid", data,
+               "--data.test", data, "--data.cache_dir", str(tmp_path / "cache"), "--export", str(tmp_path / "export")]
+    code, screen, _ = on_a_terminal(command)
+    assert code == 0, screen[-2000:]
+    assert re.search(r"textvae-train: [01] of 1 MiB of sentences.jsonl read into the cache", screen), screen[-2000:]
+    assert re.search(r"textvae-train: \d+ of 40 sentences of train tokenised", screen), screen[-2000:]
+
+
 def test_a_reader_that_stops_early_ends_the_tool_quietly(files):
     """textvae-sample ... | head -1: no "Broken pipe" error, no traceback, SIGPIPE's exit code."""
     root = Path(__file__).resolve().parents[1]

@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
 
 import pytorch_lightning as pl
@@ -125,7 +126,16 @@ class TextDataModule(pl.LightningDataModule):
     sentences); its texts count for the tokenizer too. ``train_repeats``: each epoch reads the ``train``
     sentences this many times (a few labelled sentences beside many unlabelled ones, as semi-supervised
     training balances them).
+
+    ``progress`` (a class attribute, None: silent): ``progress(what)`` gives a context manager yielding a
+    ``(done, total)`` callback, or None; the first cache build of a large corpus reports through it
+    (``textvae-train`` sets it to its progress line on a terminal).
     """
+
+    progress: Callable[[str], AbstractContextManager[Callable[[int, int], None] | None]] | None = None
+
+    def _told(self, what: str) -> AbstractContextManager[Callable[[int, int], None] | None]:
+        return self.progress(what) if self.progress is not None else nullcontext(None)
 
     def __init__(self, *, train: str, valid: str | None = None, test: str | None = None,
                  tokenizer: Literal["word", "unigram", "bpe"] = "word", tokenizer_dir: str | None = None,
@@ -154,14 +164,20 @@ class TextDataModule(pl.LightningDataModule):
         # wait for it, then memory-map what it wrote.
         os.makedirs(self.cache_dir, exist_ok=True)
         with FileLock(os.path.join(self.cache_dir, "textvae.lock")):
-            self.records = {split: load_records(path, cache_dir=self.cache_dir, kind=self.kind)
-                            for split, path in self.paths.items() if path is not None}
+            self.records = {}
+            for split, path in self.paths.items():
+                if path is not None:
+                    with self._told(f"MiB of {os.path.basename(path)} read into the cache") as told:
+                        in_mib = told and (lambda done, total, told=told: told(-(-done >> 20), -(-total >> 20)))
+                        self.records[split] = load_records(path, cache_dir=self.cache_dir, kind=self.kind,
+                                                           progress=in_mib)
             if tokenizer_dir is not None:
                 self.tokenizer = load_tokenizer(tokenizer_dir)
             else:
                 self.tokenizer = self._cached_tokenizer(tokenizer_settings)
-            for records in self.records.values():
-                encode_records(records, self.tokenizer, self.kind)
+            for split, records in self.records.items():
+                with self._told(f"{self.kind} of {split} tokenised") as told:
+                    encode_records(records, self.tokenizer, self.kind, progress=told)
             # Category inventories come from every split given: they are metadata, not learned content,
             # and a dev split may hold a dialog act the train split lacks.
             all_records = [r for split, r in self.records.items() if split != "unlabelled"]

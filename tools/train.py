@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -38,6 +39,7 @@ from textvae.guards import (
 )
 from textvae.lightning import TextDataModule, TextVAESystem
 from tools import restore_interrupt
+from tools._cli import Progress
 
 
 class TrainCLI(LightningCLI):
@@ -193,6 +195,7 @@ class TrainCLI(LightningCLI):
 
 def main(argv: list[str] | None = None) -> None:
     restore_interrupt()  # Lightning handles Ctrl-C in training (stops, exports nothing, exit code 1)
+    TextDataModule.progress = partial(Progress, "textvae-train")  # the first cache build of a large corpus, on a terminal
     try:
         with ExitStack() as resources:
             TrainCLI(TextVAESystem, TextDataModule, args=argv, save_config_kwargs={"overwrite": True},
