@@ -205,6 +205,15 @@ def test_an_optimiser_setting_no_run_can_train_with_is_one_line(tiny, tmp_path, 
     assert not (tmp_path / "export").exists()
 
 
+@pytest.mark.parametrize("flag, value", [("--data.batch_size", "-3"), ("--data.batch_size", "0"),
+                                         ("--data.eval_batch_size", "0"), ("--data.max_len", "0"),
+                                         ("--data.num_workers", "-1"), ("--data.min_count", "0")])
+def test_a_data_setting_no_run_can_train_with_is_one_line(tiny, tmp_path, capsys, flag, value, no_training):
+    line = the_error(*run_train(fit_args(tiny, tmp_path, flag, value), capsys))
+    assert flag.removeprefix("--") in line and value in line
+    assert not (tmp_path / "export").exists()
+
+
 @pytest.mark.parametrize("lr", [float("nan"), float("inf"), -1.0])
 def test_the_system_refuses_a_learning_rate_that_is_not_finite_and_positive(lr):
     with pytest.raises(ValueError, match="model.lr"):

@@ -147,6 +147,11 @@ class TextDataModule(pl.LightningDataModule):
         super().__init__()
         if train_repeats < 1:
             raise ValueError(f"train_repeats must be >= 1, got {train_repeats}")
+        for name, value, least in (("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size, 1),
+                                   ("max_len", max_len, 1), ("max_context", max_context, 1),
+                                   ("num_workers", num_workers, 0), ("min_count", min_count, 1)):
+            if value is not None and value < least:  # else a traceback from deep inside the first epoch
+                raise ValueError(f"data.{name} must be >= {least}, got {value}")
         self.train_repeats = train_repeats
         self.paths = {"train": train, "valid": valid, "test": test, "unlabelled": unlabelled}
         self.label_key = label_key

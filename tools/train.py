@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 from lightning_fabric.utilities.exceptions import MisconfigurationException
-from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from textvae.data.records import DataError
 from textvae.export import check_export_target, export_lock, save_export
@@ -40,6 +40,16 @@ from textvae.guards import (
 from textvae.lightning import TextDataModule, TextVAESystem
 from tools import restore_interrupt
 from tools._cli import Progress
+
+
+class OneLineParser(LightningArgumentParser):
+    """A user's mistake on the command line is one line, as in every textvae tool: ``textvae-train: error: ...``
+    (exit code 2), instead of jsonargparse's whole usage and a tip before it."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error:  # jsonargparse parsing a part leniently: the error is its to catch
+            return super().error(message, ex)
+        self.exit(2, f"textvae-train: error: {' '.join(str(message).split())}\n")
 
 
 class TrainCLI(LightningCLI):
@@ -198,7 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     TextDataModule.progress = partial(Progress, "textvae-train")  # the first cache build of a large corpus, on a terminal
     try:
         with ExitStack() as resources:
-            TrainCLI(TextVAESystem, TextDataModule, args=argv, save_config_kwargs={"overwrite": True},
+            TrainCLI(TextVAESystem, TextDataModule, args=argv, parser_class=OneLineParser,
+                     save_config_kwargs={"overwrite": True},
                      auto_configure_optimizers=False, resources=resources)
     except (DataError, SetupError, NonFiniteError) as err:
         message = " ".join(str(err).split())  # one line, whatever the message held
