@@ -627,6 +627,20 @@ def test_training_shows_its_first_cache_build_on_a_terminal(files, tmp_path):
     assert re.search(r"textvae-train: \d+ of 40 sentences of train tokenised", screen), screen[-2000:]
 
 
+def test_training_reports_a_data_warning_in_one_line(files, tmp_path):
+    """Sentences cut to --data.max_len: one ``textvae-train: warning:`` line, not Python's file, line and source."""
+    data = str(files.sentences)
+    piped = in_a_pipe([sys.executable, "-m", "tools.train", "fit", "--config", "recipes/quickstart.yaml",
+                       "--trainer.fast_dev_run", "true", "--trainer.logger", "false",
+                       "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path),
+                       "--data.train", data, "--data.valid", data, "--data.test", data, "--data.max_len", "3",
+                       "--data.cache_dir", str(tmp_path / "cache"), "--export", str(tmp_path / "export")])
+    assert piped.returncode == 0, piped.stderr[-2000:]
+    lines = [line for line in piped.stderr.splitlines() if "truncated" in line]
+    assert lines and all(line.startswith("textvae-train: warning: ") for line in lines), piped.stderr[-2000:]
+    assert "DataWarning" not in piped.stderr and "datasets.py" not in piped.stderr
+
+
 def test_a_reader_that_stops_early_ends_the_tool_quietly(files):
     """textvae-sample ... | head -1: no "Broken pipe" error, no traceback, SIGPIPE's exit code."""
     root = Path(__file__).resolve().parents[1]

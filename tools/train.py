@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
@@ -27,7 +28,7 @@ import torch
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
-from textvae.data.records import DataError
+from textvae.data.records import DataError, DataWarning
 from textvae.export import check_export_target, export_lock, save_export
 from textvae.guards import (
     NonFiniteError,
@@ -203,8 +204,23 @@ class TrainCLI(LightningCLI):
                         topics=data.topics.names, info=info)
 
 
+def _data_warnings_in_one_line() -> None:
+    """A data warning (lines cut to max_len, records skipped) prints as ``textvae-train: warning: ...``, as the
+    other tools print theirs, not with the file and source line of the code that noticed it."""
+    show = warnings.showwarning
+
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DataWarning):
+            print(f"textvae-train: warning: {' '.join(str(message).split())}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = one_line
+
+
 def main(argv: list[str] | None = None) -> None:
     restore_interrupt()  # Lightning handles Ctrl-C in training (stops, exports nothing, exit code 1)
+    _data_warnings_in_one_line()
     TextDataModule.progress = partial(Progress, "textvae-train")  # the first cache build of a large corpus, on a terminal
     try:
         with ExitStack() as resources:
