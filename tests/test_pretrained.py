@@ -189,6 +189,10 @@ def test_argument_errors(backbones, tokenizer, tmp_path):
         (tmp_path / name).write_bytes((backbones[1] / name).read_bytes())
     with pytest.raises(DataError, match="no config.json"):
         vae(backbones, tokenizer, decoder_model=str(tmp_path))
+    (tmp_path / "config.json").write_bytes((backbones[1] / "config.json").read_bytes())
+    (tmp_path / "pytorch_model.bin").write_bytes(b"a pickle is never loaded")
+    with pytest.raises(DataError, match="no pickled checkpoint"):
+        vae(backbones, tokenizer, decoder_model=str(tmp_path))
 
 
 def test_recipe_trains_exports_evaluates_samples_and_interpolates(backbones, tmp_path):

@@ -71,9 +71,12 @@ def _load_model(folder: str, kind: Literal["encoder", "causal"], load_weights: b
     if not (path / "config.json").is_file():
         raise DataError(f"{path}: no config.json; give the local folder of a Hugging Face "
                         f"{'encoder model (BERT-like)' if kind == 'encoder' else 'causal LM (GPT-2-like)'}")
+    if load_weights and not any(path.glob("*.safetensors")):  # never a pickled checkpoint (pytorch_model.bin)
+        raise DataError(f"{path}: no *.safetensors weights; textvae loads no pickled checkpoint (pytorch_model.bin): "
+                        "save the model with save_pretrained(safe_serialization=True)")
     try:
         if load_weights:
-            model = auto.from_pretrained(str(path), local_files_only=True, use_safetensors=None)
+            model = auto.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
         else:
             model = auto.from_config(transformers.AutoConfig.from_pretrained(str(path), local_files_only=True))
     except (OSError, ValueError, KeyError) as err:
