@@ -175,7 +175,7 @@ class PretrainedDecoder(nn.Module):
         self.latent_to_embedding = nn.Linear(latent_dim, width) if embedding else None
         self.embedding = self.lm.get_input_embeddings()  # what AE pretraining's decoder reset keeps apart
         self.init_range = getattr(config, "initializer_range", 0.02)
-        self._cache_argument = "cache" if "cache" in inspect.signature(self.lm.forward).parameters \
+        self._cache_argument = "cache" if "cache" in inspect.signature(self.lm.base_model.forward).parameters \
             else "past_key_values"
         self._init_new()
 
