@@ -60,3 +60,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def autograd_as_found():
+    """A test that runs a benchmark's main() in-process (which turns autograd off for the whole of its run, as a
+    script may) leaves autograd on for the tests after it."""
+    import torch
+
+    enabled = torch.is_grad_enabled()
+    yield
+    torch.set_grad_enabled(enabled)
