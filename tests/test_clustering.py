@@ -148,7 +148,7 @@ def test_eval_reports_clustering_and_refuses_a_model_without_a_mixture(clustered
     for model_dir, key, message in [
         ("vae", "label", "--label-key: clustering needs a sentence model whose prior is a mixture"),
         ("vade", "attributes.colour", "no sentence of"),
-        ("vade", "colour", "use 'label' or 'attributes.NAME'"),
+        ("vade", "colour", "--label-key must be 'label' or 'attributes.NAME', got 'colour'"),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             eval_tool.main(["--model", str(directory / model_dir), *common, "--label-key", key])
