@@ -177,6 +177,7 @@ class PretrainedDecoder(nn.Module):
         self.init_range = getattr(config, "initializer_range", 0.02)
         self._cache_argument = "cache" if "cache" in inspect.signature(self.lm.base_model.forward).parameters \
             else "past_key_values"
+        self._cache_class = _transformers().DynamicCache  # looked up once, not at every decoding step
         self._init_new()
 
     def _init_new(self) -> None:
@@ -236,7 +237,7 @@ class PretrainedDecoder(nn.Module):
         past = cache[0][0].shape[2] if cache else 0
         kwargs: dict[str, Any] = {}
         if cache:
-            kwargs[self._cache_argument] = _transformers().DynamicCache(ddp_cache_data=cache, config=self.lm.config)
+            kwargs[self._cache_argument] = self._cache_class(ddp_cache_data=cache, config=self.lm.config)
         positions = torch.arange(position, position + t, device=tokens.device).expand(b, t)
         out = self.lm.base_model(inputs_embeds=self._embed(tokens, latent), position_ids=positions,
                                  attention_mask=tokens.new_ones(b, past + t), use_cache=True, **kwargs)
