@@ -639,6 +639,7 @@ def test_training_reports_a_data_warning_in_one_line(files, tmp_path):
     lines = [line for line in piped.stderr.splitlines() if "truncated" in line]
     assert lines and all(line.startswith("textvae-train: warning: ") for line in lines), piped.stderr[-2000:]
     assert "DataWarning" not in piped.stderr and "datasets.py" not in piped.stderr
+    assert "LeafSpec" not in piped.stderr  # a library's deprecation notice the user can do nothing about
 
 
 def test_a_reader_that_stops_early_ends_the_tool_quietly(files):

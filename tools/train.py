@@ -221,6 +221,8 @@ def _data_warnings_in_one_line() -> None:
 def main(argv: list[str] | None = None) -> None:
     restore_interrupt()  # Lightning handles Ctrl-C in training (stops, exports nothing, exit code 1)
     _data_warnings_in_one_line()
+    # Lightning 2.6's own isinstance check on a torch class that newer torch deprecates: nothing a user can change
+    warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)
     TextDataModule.progress = partial(Progress, "textvae-train")  # the first cache build of a large corpus, on a terminal
     try:
         with ExitStack() as resources:
