@@ -49,7 +49,9 @@ def seed_runs(recipe: str, seeds: int, *, runs: str | Path = "runs", name: str |
 
 def _train(command: list[str]) -> None:
     program = Path(sys.executable).with_name(command[0])  # this Python's textvae-train, its environment not activated
-    subprocess.run([str(program) if program.exists() else command[0], *command[1:]], check=True)
+    code = subprocess.run([str(program) if program.exists() else command[0], *command[1:]]).returncode
+    if code:  # its own error is printed above; the benchmark stops with one line, not a traceback
+        raise SystemExit(f"error: {shlex.join(command)} exited with status {code}; the benchmark stops here")
 
 
 def train_missing(runs: Sequence[SeedRun], train: Callable[[list[str]], None] | None = None) -> list[Path]:

@@ -65,6 +65,14 @@ def test_a_training_that_writes_no_export_stops_the_benchmark(seeds, tmp_path):
         seeds.train_missing(seeds.seed_runs("yelp10k_lm", 1, runs=tmp_path), train=lambda command: None)
 
 
+def test_a_training_that_fails_stops_the_benchmark_in_one_line(seeds, tmp_path):
+    """The default trainer runs the command; a failure (e.g. another process training into the same run) ends the
+    benchmark with one line naming the command, not a traceback."""
+    with pytest.raises(SystemExit, match=r"^error: false --run .* exited with status 1; the benchmark stops here$"):
+        seeds._train(["false", "--run", str(tmp_path)])
+    seeds._train(["true"])  # a success returns
+
+
 def test_mean_and_sample_standard_deviation_by_hand(seeds):
     values = [41.59, 41.71, 41.50]
     result = seeds.mean_sd(values)
