@@ -26,6 +26,11 @@ def restore_interrupt() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def print_warning(prog: str, message: object) -> None:
+    """A warning for the user, as every tool prints one: ``textvae-X: warning: ...`` on one line of stderr."""
+    print(f"{prog}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 class Parser(argparse.ArgumentParser):
     """The tools' argument parser: every command-line mistake is one line ``textvae-X: error: ...`` and exit code
     2, never the usage and never a traceback; a subcommand's too (its parsers are this class, and its prog

@@ -44,7 +44,7 @@ from textvae.decoding import MAX_TEMPERATURE, MIN_TEMPERATURE, Decoding, Method,
 from textvae.dialogue import default_method
 from textvae.export import Export, check_device, load_export
 from textvae.models import DialogueModel
-from tools import Parser, restore_interrupt
+from tools import Parser, print_warning, restore_interrupt
 
 # --------------------------------------------------------------------------------------------- bounds
 
@@ -412,7 +412,7 @@ def run(parser: argparse.ArgumentParser, body: Callable[[argparse.ArgumentParser
             parser.error(f"{where}{err.strerror or err}")
     for w in caught:
         if issubclass(w.category, DataWarning):
-            print(f"{parser.prog}: warning: {w.message}", file=sys.stderr)
+            print_warning(parser.prog, w.message)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return 0

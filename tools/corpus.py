@@ -17,7 +17,7 @@ from pathlib import Path
 
 import corpora
 from textvae.data.records import DataError
-from tools import Parser, restore_interrupt
+from tools import Parser, print_warning, restore_interrupt
 
 PROG = "textvae-corpus"
 
@@ -75,7 +75,7 @@ def _prepare(args: argparse.Namespace) -> None:
                                           test_fraction=args.test_fraction, progress=report)
         finally:
             for w in caught:
-                print(f"{PROG}: warning: {w.message}", file=sys.stderr)
+                print_warning(PROG, w.message)
     print(f"prepared {summary['name']} ({summary['kind']}) in {args.out}")
     for split, count in summary["splits"].items():
         turns = f", {summary['turns'][split]:,} turns" if "turns" in summary else ""

@@ -39,7 +39,7 @@ from textvae.guards import (
     is_url,
 )
 from textvae.lightning import TextDataModule, TextVAESystem
-from tools import restore_interrupt
+from tools import print_warning, restore_interrupt
 from tools._cli import Progress
 
 
@@ -211,7 +211,7 @@ def _data_warnings_in_one_line() -> None:
 
     def one_line(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, DataWarning):
-            print(f"textvae-train: warning: {' '.join(str(message).split())}", file=sys.stderr)
+            print_warning("textvae-train", message)
         else:
             show(message, category, filename, lineno, file, line)
 
