@@ -7,7 +7,8 @@ by ``class_path`` (``model.objective``). The math is :mod:`textvae.objectives`; 
   (Burgess et al. 2018), one for the continuous and one for the categorical part of a joint z (Dupont 2018);
   optionally at a posterior refined by semi-amortised steps (Kim et al. 2018).
 * :class:`IWAE`: the importance-weighted bound with k samples (Burda et al. 2016), the prior-to-posterior
-  ratio of every sample weighted by the same annealed beta (beta = 1 is the IWAE bound).
+  ratio of every sample weighted by the same annealed beta (beta = 1 is the IWAE bound); the encoder's
+  gradient reparameterised or doubly reparameterised (DReG, Tucker et al. 2018).
 
 Both report the same metrics, the *true* ones (never the weighted or clamped loss): reconstruction,
 KL (closed form where one exists, else the Monte-Carlo estimate; ``kl_closed_form`` says which), ELBO,
@@ -23,8 +24,9 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from textvae.distributions import discrete_kl_columns, kl_divergence, standard_noise
+from textvae.distributions import DiagonalGaussian, discrete_kl_columns, kl_divergence, standard_noise
 from textvae.inference import importance_samples, refine, sampled_kl
+from textvae.models.modules import ImportanceSamples
 from textvae.objectives import free_bits_kl, kl_term
 
 
@@ -151,25 +153,59 @@ class ELBO(Objective):
 class IWAE(Objective):
     """The importance-weighted bound with ``k`` samples (Burda et al. 2016):
     ``-E[log 1/k sum_i p(x | z_i) (p(z_i) / q(z_i | x))^beta]``, beta from the same KL schedule (1: the bound).
-    k = 1 is the one-sample ELBO. The models' auxiliary losses (bag-of-words, kgCVAE's act) are not added."""
+    k = 1 is the one-sample ELBO. The models' auxiliary losses (bag-of-words, kgCVAE's act) are not added.
 
-    def __init__(self, *, k: int = 5):
+    ``estimator``: how the encoder's gradient is estimated; the decoder's and the prior's are the same either
+    way, and so is the loss's value.
+
+    * ``"reparam"``: the reparameterised gradient of the bound (Burda et al.), whose signal-to-noise ratio for
+      the encoder falls as k grows (Rainforth et al. 2018);
+    * ``"dreg"``: the doubly reparameterised estimator (Tucker et al. 2018), unbiased for the same gradient:
+      log q(z_i) is taken with the posterior's parameters held fixed and each sample's path gradient through
+      z_i is weighted by ``(1 - beta) w_i + beta w_i^2`` (w_i the normalised weights) instead of w_i. At the
+      exact posterior its encoder gradient is zero for every draw. It needs a posterior whose parameters are
+      all in ``q.params`` (the diagonal Gaussians, BN-Gaussian included), not a flow.
+    """
+
+    ESTIMATORS = ("reparam", "dreg")
+
+    def __init__(self, *, k: int = 5, estimator: str = "reparam"):
         if k < 1:
             raise ValueError(f"IWAE needs k >= 1 samples, got {k}")
-        self.k = k
+        if estimator not in self.ESTIMATORS:
+            raise ValueError(f"IWAE estimator must be one of {', '.join(self.ESTIMATORS)}, got {estimator!r}")
+        self.k, self.estimator = k, estimator
 
     def __call__(self, model: Any, batch: Any, *, beta: float, svi: SVI | None = None) -> LossTerms:
         if svi is not None:
             raise ValueError("semi-amortised steps (svi_steps) train with the ELBO objective, not IWAE")
         inference = model.infer(batch)
-        terms = importance_samples(model, batch, self.k, inference=inference)  # (K, B) x3
-        log_ratio = terms.log_pz - terms.log_qz  # (K, B)
-        annealed = torch.logsumexp(terms.log_px_given_z + beta * log_ratio, dim=0) - math.log(self.k)  # (B,)
-        bound = torch.logsumexp(terms.log_px_given_z + log_ratio, dim=0) - math.log(self.k)  # (B,)
-        reconstruction = -terms.log_px_given_z.mean()
         q = inference.q
+        if self.estimator == "dreg":
+            terms, z = self._fixed_q_samples(model, batch, inference)
+        else:
+            terms, z = importance_samples(model, batch, self.k, inference=inference), None  # (K, B) x3
+        log_ratio = terms.log_pz - terms.log_qz  # (K, B)
+        log_w = terms.log_px_given_z + beta * log_ratio  # (K, B)
+        annealed = torch.logsumexp(log_w, dim=0) - math.log(self.k)  # (B,)
+        bound = torch.logsumexp(terms.log_px_given_z + log_ratio, dim=0) - math.log(self.k)  # (B,)
+        if z is not None and z.requires_grad:  # DReG: the path gradient of sample i times (1 - beta) + beta w_i
+            scale = ((1.0 - beta) + beta * torch.softmax(log_w.detach(), dim=0)).unsqueeze(-1)  # (K, B, 1)
+            z.register_hook(lambda grad: grad * scale)
+        reconstruction = -terms.log_px_given_z.mean()
         kl = sampled_kl(inference, terms)  # (B,) closed form, or over the k samples
         closed_form, kl = kl.closed_form, kl.value.mean()
         metrics = {"reconstruction": reconstruction, "kl": kl, "elbo": -(reconstruction + kl),
                    "iw_bound": bound.mean()}
         return LossTerms(-annealed.mean(), metrics, q.code, q, closed_form)
+
+    def _fixed_q_samples(self, model: Any, batch: Any, inference: Any) -> tuple[ImportanceSamples, Tensor]:
+        """The k samples with log q(z) at the posterior's parameters detached (its score term dropped), and z."""
+        q = inference.q
+        if not isinstance(q, DiagonalGaussian):
+            raise ValueError(f"IWAE estimator 'dreg' needs a diagonal-Gaussian posterior (its density at fixed "
+                             f"parameters), got {type(q).__name__}: use estimator 'reparam'")
+        z = q.rsample(standard_noise(q.noise_like, self.k))  # (K, B, Z)
+        log_q = q.with_params([p.detach() for p in q.params]).log_prob(z)  # (K, B)
+        log_px = model.log_px_given_z(batch, z, condition=inference.condition)  # (K, B)
+        return ImportanceSamples(log_px_given_z=log_px, log_pz=inference.p.log_prob(z), log_qz=log_q), z
