@@ -6,10 +6,11 @@
 
 For each model, :func:`textvae.frontier.decoding_sweep` (HRED: greedy, beam, word sampling at temperatures
 0.3 to 1.2 and top-p 0.9; latent models: greedy per z, sampling per z at the same temperatures and top-p
-0.9, prior scales 0.5 to 2) and, per setting, Zhao et al. (2017)'s protocol at ``--responses`` per context on the first
-``--contexts`` test pairs: BLEU-1/2/4 F1, distinct-1/2 within a context's responses and overall. Prints a
-Markdown table, says which HRED points no latent model's point dominates (BLEU-1 F1, distinct-2 within and
-overall all at least as high), writes ``--json`` and the plot (BLEU-1 F1 against distinct-2, one curve per
+0.9, prior scales 0.5 to 2, each greedy and with word sampling at temperatures 0.3 to 1) and, per setting,
+Zhao et al. (2017)'s protocol at ``--responses`` per context on the first ``--contexts`` test pairs:
+BLEU-1/2/4 F1, distinct-1/2 within a context's responses and overall. Prints a Markdown table, says which
+HRED points no latent model's point dominates (BLEU-1 F1, distinct-2 within and overall all at least as
+high), writes ``--json`` and the plot (BLEU-1 F1 against distinct-2, one curve per
 model). ``--cache DIR`` keeps each model's points in DIR/NAME.json (with the export, split, contexts and
 responses they were measured at) and reuses them on a later run with the same inputs, so models trained one
 after another are swept once each.

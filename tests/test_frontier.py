@@ -20,9 +20,13 @@ def test_sweep_settings_per_kind_of_model(dialogue_exports):
     hred_settings = decoding_sweep(hred)
     assert [d.method for d in hred_settings].count("sample") == 6 + 1  # six temperatures, one nucleus
     assert {d.method for d in hred_settings} == {"greedy", "sample", "beam"}
-    latent = decoding_sweep(cvae, prior_scales=(2.0,))
+    latent = decoding_sweep(cvae, prior_scales=(2.0,), scaled_temperatures=(0.5, 0.9))
     assert Decoding("greedy", prior_scale=2.0) in latent and all(d.method != "beam" for d in latent)
-    assert {d.temperature for d in latent if d.method == "sample"} == {d.temperature for d in hred_settings}
+    unscaled = [d for d in latent if d.method == "sample" and d.prior_scale == 1.0]
+    assert {d.temperature for d in unscaled} == {d.temperature for d in hred_settings}
+    scaled = [(d.method, d.temperature) for d in latent if d.prior_scale == 2.0]
+    assert scaled == [("greedy", 1.0), ("sample", 0.5), ("sample", 0.9)]  # z and word temperatures swept together
+    assert len(latent) == len(set(latent)) == 1 + 6 + 1 + 3
 
 
 def test_frontier_points_and_monotone_diversity_in_temperature(dialogue_exports, tmp_path):

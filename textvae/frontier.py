@@ -32,6 +32,7 @@ from textvae.models import DialogueModel
 TEMPERATURES = (0.3, 0.5, 0.7, 0.9, 1.0, 1.2)  # every model's, so curves meet over one range
 TOP_PS = (0.9,)
 PRIOR_SCALES = (0.5, 1.5, 2.0)
+SCALED_TEMPERATURES = (0.3, 0.5, 0.7, 1.0)  # word sampling per z drawn at each prior scale (a 2-D sweep)
 
 
 class FrontierPoint(NamedTuple):
@@ -51,18 +52,23 @@ def _name(model: DialogueModel, decoding: Decoding) -> str:
 
 def decoding_sweep(model: DialogueModel, *, temperatures: Sequence[float] | None = None,
                    top_ps: Sequence[float] = TOP_PS, prior_scales: Sequence[float] = PRIOR_SCALES,
-                   beam_size: int = 5, max_len: int = 50) -> list[Decoding]:
+                   scaled_temperatures: Sequence[float] = SCALED_TEMPERATURES, beam_size: int = 5,
+                   max_len: int = 50) -> list[Decoding]:
     """The decoding settings a model's frontier is traced over (see the module doc). ``temperatures``: word
     sampling temperatures (default 0.3 to 1.2; a latent model samples per z); ``top_ps``: sampling
     at temperature 1 within each nucleus; ``prior_scales`` (latent models): greedy per z drawn with the prior's
-    standard deviation times each scale. HRED also gets greedy and beam search."""
+    standard deviation times each scale, and word sampling per such z at each of ``scaled_temperatures`` (the
+    two temperatures, of z and of the words, swept together). HRED also gets greedy and beam search."""
     latent = model.latent_dim > 0
     temperatures = tuple(temperatures if temperatures is not None else TEMPERATURES)
     settings = [Decoding("greedy", max_len=max_len)]
     settings += [Decoding("sample", temperature=t, max_len=max_len) for t in temperatures]
     settings += [Decoding("sample", top_p=p, max_len=max_len) for p in top_ps]
     if latent:
-        settings += [Decoding("greedy", prior_scale=s, max_len=max_len) for s in prior_scales]
+        for scale in prior_scales:
+            settings.append(Decoding("greedy", prior_scale=scale, max_len=max_len))
+            settings += [Decoding("sample", temperature=t, prior_scale=scale, max_len=max_len)
+                         for t in scaled_temperatures]
     else:
         settings.append(Decoding("beam", beam_size=beam_size, max_len=max_len))
     return list(dict.fromkeys(settings))  # in order, without repeats
