@@ -368,21 +368,24 @@ def test_invalid_constructions():
         RNNDecoder(vocab_size=20, latent_dim=4, every_input_dim=5)
 
 
+@pytest.mark.parametrize("prior_name", ["mixture", "conditional_mixture"])
 @pytest.mark.parametrize("name", ["vhred", "cvae", "kgcvae"])
-def test_dialogue_models_take_any_posterior_and_prior_component(name, data, batch):
-    """The components are the sentence VAE's: an IAF posterior and a mixture prior in VHRED/CVAE/kgCVAE give a
-    Monte-Carlo KL, the shared inference code (IW bound) runs on them, generation draws z from the mixture,
-    and the spec in init_args rebuilds the same model."""
+def test_dialogue_models_take_any_posterior_and_prior_component(name, prior_name, data, batch):
+    """The components are the sentence VAE's: an IAF posterior and a mixture prior (one learned mixture, or a
+    prior network's mixture given c) in VHRED/CVAE/kgCVAE give a Monte-Carlo KL, the shared inference code (IW
+    bound) runs on them, generation draws z from the mixture, and the spec in init_args rebuilds the same model."""
     from functools import partial
 
     from textvae.inference import importance_samples
     from textvae.posteriors import IAFPosterior
-    from textvae.priors import MixturePrior
+    from textvae.priors import ConditionalMixturePrior, MixturePrior
 
     tokenizer, dataset = data
     torch.manual_seed(0)
+    prior = (partial(MixturePrior, num_components=3) if prior_name == "mixture"
+             else partial(ConditionalMixturePrior, num_components=3, hidden_dim=8))
     kwargs = dict(vocab_size=tokenizer.vocab_size, latent_dim=6, posterior=partial(IAFPosterior, hidden_dim=16),
-                  prior=partial(MixturePrior, num_components=3), **SMALL)
+                  prior=prior, **SMALL)
     if name == "vhred":
         model = VHRED(network_dim=10, **kwargs)
     else:
@@ -392,7 +395,8 @@ def test_dialogue_models_take_any_posterior_and_prior_component(name, data, batc
     b = batch.response.shape[0]
     assert out.kl.shape == (b, 1) and not out.kl_closed_form and torch.isfinite(out.kl).all()
     (out.reconstruction.mean() + out.kl.mean()).backward()
-    assert model.prior.mu.grad is not None and model.posterior.flows[0].made.output.weight.grad is not None
+    assert all(p.grad is not None for p in model.prior.parameters() if p.requires_grad)
+    assert model.posterior.flows[0].made.output.weight.grad is not None
     model.eval()
     with torch.no_grad():
         terms = importance_samples(model, batch, 4, generator=torch.Generator().manual_seed(0))

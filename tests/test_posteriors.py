@@ -248,7 +248,9 @@ def state_shapes(module):
     (StandardNormalPrior, Prior, (0, Z)),
     (partial(MixturePrior, num_components=4, learn_weights=False), Prior, (0, Z)),
     ({"class_path": "textvae.priors.ConditionalGaussianPrior", "init_args": {"hidden_dim": 7}}, Prior, (6, Z)),
-], ids=["class", "iaf-partial", "planar-partial", "bn-spec", "normal-class", "mixture-partial", "conditional-spec"])
+    ({"class_path": "textvae.priors.ConditionalMixturePrior", "init_args": {"num_components": 2}}, Prior, (6, Z)),
+], ids=["class", "iaf-partial", "planar-partial", "bn-spec", "normal-class", "mixture-partial", "conditional-spec",
+        "conditional-mixture-spec"])
 def test_spec_of_build_rebuilds_the_same_component(component, base, sizes):
     module = components.build(component, base, *sizes)
     spec = json.loads(json.dumps(components.spec(module)))  # what an export's config.json holds

@@ -7,7 +7,7 @@ import torch
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
 from textvae.distributions import DiagonalGaussian, GaussianMixture, kl_divergence
-from textvae.priors import ConditionalGaussianPrior, MixturePrior, StandardNormalPrior
+from textvae.priors import ConditionalGaussianPrior, ConditionalMixturePrior, MixturePrior, StandardNormalPrior
 
 Z = 2
 
@@ -89,6 +89,67 @@ def test_mixture_weights_are_learned_only_when_asked():
         torch.testing.assert_close(torch.softmax(prior.logits.detach(), -1), torch.full((4,), 0.25))
     with pytest.raises(ValueError):
         MixturePrior(0, Z, num_components=0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Conditional mixture prior (a mixture per row, from a prior network)
+
+
+def conditional_mixture(seed=0, rows=4, condition_dim=6):
+    torch.manual_seed(seed)
+    prior = ConditionalMixturePrior(condition_dim, Z, num_components=3, hidden_dim=8).double()
+    condition = torch.randn(rows, condition_dim, generator=torch.Generator().manual_seed(seed + 1),
+                            dtype=torch.float64)
+    return prior, condition
+
+
+def test_conditional_mixture_log_density_per_row_against_torch_distributions():
+    prior, condition = conditional_mixture()
+    p = prior(condition, 4)
+    assert p.logits.shape == (4, 3) and p.mu.shape == p.logvar.shape == (4, 3, Z)
+    assert not torch.allclose(p.mu[0], p.mu[1])  # each row its own mixture
+    reference = MixtureSameFamily(Categorical(logits=p.logits.detach()),
+                                  Independent(Normal(p.mu.detach(), torch.exp(0.5 * p.logvar.detach())), 1))
+    for z in (points(4), points(5, 4)):  # (B, Z) and (K, B, Z)
+        log_p = p.log_prob(z)
+        assert log_p.shape == z.shape[:-1]
+        torch.testing.assert_close(log_p, reference.log_prob(z))
+    row = 2  # one row by hand: log sum_c pi_c N(z; mu_c, var_c)
+    z = points(4, seed=3)[row]
+    weights = torch.softmax(p.logits[row], -1)
+    by_hand = torch.log(sum(weights[c] * Independent(Normal(p.mu[row, c], torch.exp(0.5 * p.logvar[row, c])), 1)
+                            .log_prob(z).exp() for c in range(3)))
+    torch.testing.assert_close(p.log_prob(points(4, seed=3))[row], by_hand)
+    p.log_prob(z).sum().backward()  # every head learns from the density
+    assert all(param.grad is not None for param in prior.parameters())
+
+
+def test_conditional_mixture_samples_each_row_from_its_own_components():
+    prior, condition = conditional_mixture(rows=2)
+    with torch.no_grad():  # far-apart, narrow components; row 0 and row 1 get different weights
+        p = prior(condition, 2)
+        mu = torch.tensor([[[-5.0, 0.0], [0.0, 5.0], [5.0, 0.0]], [[0.0, -5.0], [9.0, 9.0], [-9.0, 9.0]]],
+                          dtype=torch.float64)
+        weights = torch.tensor([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]], dtype=torch.float64)
+        p = p._replace(logits=weights.log() + 0.4, mu=mu, logvar=torch.full_like(mu, -14.0))
+    samples = p.sample(k=3000, generator=torch.Generator().manual_seed(0))  # (K, B, Z)
+    assert samples.shape == (3000, 2, Z) and p.sample().shape == (2, Z)
+    for row in range(2):
+        distance = torch.cdist(samples[:, row], mu[row])  # (K, C)
+        assert distance.min(-1).values.max() < 0.01  # every draw at one of its own row's means
+        frequencies = torch.bincount(distance.argmin(-1), minlength=3).double() / 3000
+        torch.testing.assert_close(frequencies, weights[row], atol=0.03, rtol=0)  # binomial sd <= 0.009
+    at_means = p.sample(k=5, generator=torch.Generator().manual_seed(1), scale=0.0)
+    assert all(any(torch.equal(at_means[k, row], m) for m in mu[row]) for k in range(5) for row in range(2))
+
+
+def test_conditional_mixture_needs_a_condition():
+    with pytest.raises(ValueError, match="needs a condition"):
+        ConditionalMixturePrior(0, Z)
+    with pytest.raises(ValueError, match="num_components"):
+        ConditionalMixturePrior(4, Z, num_components=0)
+    with pytest.raises(ValueError, match="needs the condition"):
+        ConditionalMixturePrior(4, Z)(None, 3)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -162,8 +162,9 @@ class FlowDistribution(NamedTuple):
 
 
 class GaussianMixture(NamedTuple):
-    """p(z) = sum_c pi_c N(z; mu_c, diag(exp(logvar_c))), the same for every row of a batch of
-    ``batch_size``: logits (C,), mu and logvar (C, Z)."""
+    """p(z) = sum_c pi_c N(z; mu_c, diag(exp(logvar_c))) over a batch of ``batch_size`` rows: the same for every
+    row (logits (C,), mu and logvar (C, Z): a learned mixture prior) or one per row (logits (B, C), mu and
+    logvar (B, C, Z): a prior network's mixture given each row's condition)."""
 
     logits: Tensor
     mu: Tensor
@@ -171,7 +172,7 @@ class GaussianMixture(NamedTuple):
     batch_size: int
 
     def component_log_probs(self, z: Tensor) -> Tensor:
-        """log pi_c + log N(z; mu_c, var_c): (..., Z) -> (..., C)."""
+        """log pi_c + log N(z; mu_c, var_c): (..., Z) -> (..., C), or (..., B, Z) -> (..., B, C) per row."""
         return torch.log_softmax(self.logits, -1) + log_normal(z.unsqueeze(-2), self.mu, self.logvar)
 
     def log_prob(self, z: Tensor) -> Tensor:
@@ -184,11 +185,18 @@ class GaussianMixture(NamedTuple):
     def sample(self, k: int | None = None, generator: torch.Generator | None = None, scale: float = 1.0) -> Tensor:
         """c ~ Categorical(pi), then z ~ N(mu_c, (scale sd_c)^2): (B, Z), or (K, B, Z) with ``k``."""
         shape = (self.batch_size,) if k is None else (k, self.batch_size)
-        probs = torch.softmax(self.logits.float(), -1)
-        component = torch.multinomial(probs, math.prod(shape), replacement=True, generator=generator).view(shape)
         eps = torch.randn((*shape, self.mu.shape[-1]), generator=generator, device=self.mu.device,
                           dtype=self.mu.dtype)
-        return self.mu[component] + scale * torch.exp(0.5 * self.logvar[component]) * eps
+        probs = torch.softmax(self.logits.float(), -1)
+        if self.logits.dim() == 1:  # one mixture for every row
+            component = torch.multinomial(probs, math.prod(shape), replacement=True, generator=generator).view(shape)
+            return self.mu[component] + scale * torch.exp(0.5 * self.logvar[component]) * eps
+        draws = 1 if k is None else k
+        component = torch.multinomial(probs, draws, replacement=True, generator=generator).T  # (K, B)
+        rows = torch.arange(self.batch_size, device=self.mu.device)
+        z = self.mu[rows, component] + scale * torch.exp(0.5 * self.logvar[rows, component]) * eps.view(
+            draws, self.batch_size, -1)  # (K, B, Z)
+        return z.view(*shape, -1)
 
     def to(self, device: torch.device | str) -> GaussianMixture:
         return GaussianMixture(self.logits.to(device), self.mu.to(device), self.logvar.to(device), self.batch_size)

@@ -6,10 +6,12 @@ model, ``condition_dim=0``) to a distribution over z.
   the condition (VHRED, Serban et al. 2017; CVAE, Zhao et al. 2017).
 * :class:`MixturePrior`: a mixture of C Gaussians with learned means, variances and (optionally) weights
   (Dilokthanakul et al. 2016; VaDE, Jiang et al. 2017): ``responsibilities`` give p(c | z) for clustering.
+* :class:`ConditionalMixturePrior`: a prior network whose output is a mixture of K Gaussians given c, weights
+  included (DialogWAE's Gaussian mixture prior, Gu et al. 2019, here in a CVAE's ELBO).
 * :class:`JointPrior`: N(0, I) on the continuous dimensions times uniform categoricals on one-hot blocks
   (Jang et al. 2017; JointVAE, Dupont 2018), the prior of :class:`textvae.posteriors.GumbelSoftmaxPosterior`.
 
-Against a Gaussian posterior the first two give a closed-form KL; the mixture a Monte-Carlo one; the joint
+Against a Gaussian posterior the first two give a closed-form KL; the mixtures a Monte-Carlo one; the joint
 prior against the Gumbel-softmax posterior a closed form per continuous dimension and per categorical block.
 
 Notation: B batch, C condition, Z latent, K mixture components; Zc continuous dimensions, K_1..K_n the sizes
@@ -98,6 +100,41 @@ class MixturePrior(Prior):
 
     def forward(self, condition: Tensor | None, batch_size: int) -> GaussianMixture:
         return GaussianMixture(self.logits, self.mu, self.logvar, batch_size)
+
+
+class ConditionalMixturePrior(Prior):
+    """p(z | c) = sum_k pi_k(c) N(z; mu_k(c), diag(exp(logvar_k(c)))), K = ``num_components``, every parameter
+    from ``num_hidden`` tanh layers of ``hidden_dim`` on c: a multimodal prior network, so that responses to one
+    context can come from distinct modes (DialogWAE, Gu et al. 2019). Its KL against a Gaussian posterior is a
+    Monte-Carlo estimate; generation draws a component, then z from it (``scale`` widens each component)."""
+
+    def __init__(self, condition_dim: int, latent_dim: int, *, num_components: int = 5, hidden_dim: int = 300,
+                 num_hidden: int = 1):
+        super().__init__(condition_dim, latent_dim)
+        if condition_dim < 1:
+            raise ValueError("ConditionalMixturePrior needs a condition (a dialogue model's context); "
+                             "a sentence model has none: use MixturePrior")
+        if num_components < 1 or num_hidden < 0 or (num_hidden > 0 and hidden_dim < 1):
+            raise ValueError(f"ConditionalMixturePrior needs num_components >= 1, num_hidden >= 0 and hidden_dim >= 1 "
+                             f"with hidden layers, got {num_components}, {num_hidden}, {hidden_dim}")
+        self.init_args = {"num_components": num_components, "hidden_dim": hidden_dim, "num_hidden": num_hidden}
+        self.num_components = num_components
+        layers: list[nn.Module] = []
+        for i in range(num_hidden):
+            layers += [nn.Linear(condition_dim if i == 0 else hidden_dim, hidden_dim), nn.Tanh()]
+        self.hidden = nn.Sequential(*layers)
+        width = hidden_dim if num_hidden else condition_dim
+        self.to_logits = nn.Linear(width, num_components)
+        self.to_mu = nn.Linear(width, num_components * latent_dim)
+        self.to_logvar = nn.Linear(width, num_components * latent_dim)
+
+    def forward(self, condition: Tensor | None, batch_size: int) -> GaussianMixture:
+        if condition is None:
+            raise ValueError("ConditionalMixturePrior needs the condition c (B, C)")
+        h = self.hidden(condition)  # (B, H)
+        shape = (h.shape[0], self.num_components, self.latent_dim)
+        return GaussianMixture(self.to_logits(h), self.to_mu(h).view(shape), self.to_logvar(h).view(shape),
+                               h.shape[0])  # (B, K), (B, K, Z) x2
 
 
 class JointPrior(Prior):
