@@ -11,7 +11,8 @@ greedily against HRED sampling its words is not a like-for-like comparison).
 * :func:`frontier`: evaluate every setting;
 * :func:`dominates` / :func:`covers`: is one point at least as good on every axis; does one curve cover
   every point of another;
-* :func:`plot_frontier`: BLEU-F1 against distinct-2, one curve per model (PNG, matplotlib's Agg canvas).
+* :func:`plot_frontier`: BLEU-F1 against distinct-2 overall, every point of each model and the line of its
+  best trade-offs (PNG, matplotlib's Agg canvas).
 
 Notation: N responses per context.
 """
@@ -104,16 +105,24 @@ def covers(curve: Sequence[FrontierPoint], other: Sequence[FrontierPoint], order
 
 def plot_frontier(curves: Mapping[str, Sequence[FrontierPoint]], path: str | os.PathLike, *, order: int = 1,
                   title: str = "") -> None:
-    """BLEU-``order`` F1 against distinct-2 overall, one marked curve per model (points sorted by diversity)."""
+    """BLEU-``order`` F1 against distinct-2 overall: each model's points, joined where no other point of the
+    model has as much diversity and more BLEU (its frontier on these two axes)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(7, 5), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    for name, points in curves.items():
-        ordered = sorted(points, key=lambda p: p.distinct_2)
-        axes.plot([p.distinct_2 for p in ordered], [p.bleu_f1[order - 1] for p in ordered], marker="o", label=name)
+    for name, points in curves.items():  # every point, and the line of those no other point of the model beats
+        envelope, best = [], float("-inf")
+        for p in sorted(points, key=lambda p: (-p.distinct_2, -p.bleu_f1[order - 1])):
+            if p.bleu_f1[order - 1] > best:
+                envelope.append(p)
+                best = p.bleu_f1[order - 1]
+        line, = axes.plot([p.distinct_2 for p in envelope], [p.bleu_f1[order - 1] for p in envelope], marker="o",
+                          label=name)
+        axes.scatter([p.distinct_2 for p in points], [p.bleu_f1[order - 1] for p in points], s=12, alpha=0.5,
+                     color=line.get_color())
     axes.set_xlabel("distinct-2 (all responses)")
     axes.set_ylabel(f"BLEU-{order} F1")
     axes.set_title(title or "diversity against relevance, one point per decoding setting")
