@@ -57,23 +57,30 @@ class StandardNormalPrior(Prior):
         return DiagonalGaussian(zeros, zeros)
 
 
+def tanh_network(who: str, instead: str, condition_dim: int, hidden_dim: int,
+                 num_hidden: int) -> tuple[nn.Sequential, int]:
+    """A prior network's body: ``num_hidden`` tanh layers of ``hidden_dim`` on the condition, and its output
+    width. ValueError (naming ``who``, and the prior to use ``instead`` without a condition) on bad sizes."""
+    if condition_dim < 1:
+        raise ValueError(f"{who} needs a condition (a dialogue model's context); a sentence model has none: "
+                         f"use {instead}")
+    if num_hidden < 0 or (num_hidden > 0 and hidden_dim < 1):
+        raise ValueError(f"need num_hidden >= 0 and hidden_dim >= 1 with hidden layers, got "
+                         f"num_hidden={num_hidden}, hidden_dim={hidden_dim}")
+    layers: list[nn.Module] = []
+    for i in range(num_hidden):
+        layers += [nn.Linear(condition_dim if i == 0 else hidden_dim, hidden_dim), nn.Tanh()]
+    return nn.Sequential(*layers), hidden_dim if num_hidden else condition_dim
+
+
 class ConditionalGaussianPrior(Prior):
     """p(z | c) = N(mu(c), diag(exp(logvar(c)))) from ``num_hidden`` tanh layers of ``hidden_dim`` on c."""
 
     def __init__(self, condition_dim: int, latent_dim: int, *, hidden_dim: int = 300, num_hidden: int = 1):
         super().__init__(condition_dim, latent_dim)
-        if condition_dim < 1:
-            raise ValueError("ConditionalGaussianPrior needs a condition (a dialogue model's context); "
-                             "a sentence model has none: use StandardNormalPrior or MixturePrior")
-        if num_hidden < 0 or (num_hidden > 0 and hidden_dim < 1):
-            raise ValueError(f"need num_hidden >= 0 and hidden_dim >= 1 with hidden layers, got "
-                             f"num_hidden={num_hidden}, hidden_dim={hidden_dim}")
         self.init_args = {"hidden_dim": hidden_dim, "num_hidden": num_hidden}
-        layers: list[nn.Module] = []
-        for i in range(num_hidden):
-            layers += [nn.Linear(condition_dim if i == 0 else hidden_dim, hidden_dim), nn.Tanh()]
-        self.hidden = nn.Sequential(*layers)
-        width = hidden_dim if num_hidden else condition_dim
+        self.hidden, width = tanh_network("ConditionalGaussianPrior", "StandardNormalPrior or MixturePrior",
+                                          condition_dim, hidden_dim, num_hidden)
         self.to_mu = nn.Linear(width, latent_dim)
         self.to_logvar = nn.Linear(width, latent_dim)
 
@@ -111,19 +118,12 @@ class ConditionalMixturePrior(Prior):
     def __init__(self, condition_dim: int, latent_dim: int, *, num_components: int = 5, hidden_dim: int = 300,
                  num_hidden: int = 1):
         super().__init__(condition_dim, latent_dim)
-        if condition_dim < 1:
-            raise ValueError("ConditionalMixturePrior needs a condition (a dialogue model's context); "
-                             "a sentence model has none: use MixturePrior")
-        if num_components < 1 or num_hidden < 0 or (num_hidden > 0 and hidden_dim < 1):
-            raise ValueError(f"ConditionalMixturePrior needs num_components >= 1, num_hidden >= 0 and hidden_dim >= 1 "
-                             f"with hidden layers, got {num_components}, {num_hidden}, {hidden_dim}")
+        if num_components < 1:
+            raise ValueError(f"ConditionalMixturePrior needs num_components >= 1, got {num_components}")
         self.init_args = {"num_components": num_components, "hidden_dim": hidden_dim, "num_hidden": num_hidden}
         self.num_components = num_components
-        layers: list[nn.Module] = []
-        for i in range(num_hidden):
-            layers += [nn.Linear(condition_dim if i == 0 else hidden_dim, hidden_dim), nn.Tanh()]
-        self.hidden = nn.Sequential(*layers)
-        width = hidden_dim if num_hidden else condition_dim
+        self.hidden, width = tanh_network("ConditionalMixturePrior", "MixturePrior", condition_dim, hidden_dim,
+                                          num_hidden)
         self.to_logits = nn.Linear(width, num_components)
         self.to_mu = nn.Linear(width, num_components * latent_dim)
         self.to_logvar = nn.Linear(width, num_components * latent_dim)
