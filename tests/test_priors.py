@@ -7,7 +7,12 @@ import torch
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
 from textvae.distributions import DiagonalGaussian, GaussianMixture, kl_divergence
-from textvae.priors import ConditionalGaussianPrior, ConditionalMixturePrior, MixturePrior, StandardNormalPrior
+from textvae.priors import (
+    ConditionalGaussianPrior,
+    ConditionalMixturePrior,
+    MixturePrior,
+    StandardNormalPrior,
+)
 
 Z = 2
 
