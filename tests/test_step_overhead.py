@@ -1,7 +1,7 @@
 """The CPU fast paths compute what the straightforward computation does: the encoder over the padded batch equals
 the packed RNN's final state; the evaluation's row-blocked NLL equals one cross-entropy over all logits; the
 training system's single pass over the gradients guards and clips as the elementwise check and
-torch.nn.utils.clip_grad_norm_ do."""
+torch.nn.utils.clip_grad_norm_ do; the output layer's padded matmul gives nn.Linear's logits and gradients."""
 
 import pytest
 import pytorch_lightning as pl
@@ -14,7 +14,7 @@ from textvae.data.tokenizers import PAD_ID
 from textvae.guards import NonFiniteError
 from textvae.lightning import TextVAESystem
 from textvae.models import SentenceVAE, modules
-from textvae.models.modules import RNNEncoder, chunked_log_likelihood
+from textvae.models.modules import RNNDecoder, RNNEncoder, VocabularyProjection, chunked_log_likelihood
 
 
 def padded(lengths, vocab=50, seed=0):
@@ -23,6 +23,46 @@ def padded(lengths, vocab=50, seed=0):
     tokens = torch.randint(4, vocab, (len(lengths), int(lengths.max())), generator=generator)
     tokens[torch.arange(tokens.shape[1]) >= lengths.unsqueeze(1)] = PAD_ID
     return tokens, lengths
+
+
+@pytest.mark.parametrize("rows", [3, 128, 300])
+@pytest.mark.parametrize("vocab", [37, 64, 131])
+def test_vocabulary_projection_is_a_linear_layer(rows, vocab):
+    torch.manual_seed(0)
+    projection = VocabularyProjection(16, vocab)
+    x = torch.randn(rows, 16, requires_grad=True)
+    logits = projection(x)
+    assert logits.shape == (rows, vocab)
+    targets = torch.randint(vocab, (rows,))
+    F.cross_entropy(logits, targets).backward()
+    grads = [t.grad.clone() for t in (x, projection.weight, projection.bias)]
+    # the same parameters through F.linear, by hand
+    x2 = x.detach().clone().requires_grad_()
+    weight, bias = (projection.weight.detach().clone().requires_grad_(),
+                    projection.bias.detach().clone().requires_grad_())
+    expected = x2 @ weight.T + bias
+    torch.testing.assert_close(logits, expected)
+    F.cross_entropy(expected, targets).backward()
+    for got, want in zip(grads, (x2.grad, weight.grad, bias.grad), strict=True):
+        torch.testing.assert_close(got, want)
+    # the padded rows (rows >= modules.PADDED_PROJECTION_ROWS) are a separate copy: no parameter grows
+    assert projection.weight.shape == (vocab, 16) and projection.bias.shape == (vocab,)
+    # an nn.Linear's state dict loads into it (exports from before it)
+    plain = torch.nn.Linear(16, vocab)
+    projection.load_state_dict(plain.state_dict())
+    torch.testing.assert_close(projection(x.detach()), plain(x.detach()))
+
+
+def test_tied_output_layer_trains_the_embedding_through_the_padding():
+    torch.manual_seed(0)
+    decoder = RNNDecoder(vocab_size=131, embed_dim=16, hidden_dim=16, latent_dim=4, tie_embeddings=True)
+    assert decoder.output.weight is decoder.embedding.weight
+    h = torch.randn(200, 16)  # enough rows for the padded matmul
+    targets = torch.randint(4, 131, (200,))
+    F.cross_entropy(decoder.project(h), targets).backward()
+    expected = torch.autograd.grad(F.cross_entropy(h @ decoder.embedding.weight.T + decoder.output.bias, targets),
+                                   decoder.embedding.weight)[0]
+    torch.testing.assert_close(decoder.embedding.weight.grad, expected)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

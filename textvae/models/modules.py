@@ -34,6 +34,10 @@ from textvae.objectives import word_dropout
 LOGITS_BUDGET = 2**25
 # Positions projected to the vocabulary at once in evaluation (projected_nll): 1024 x V logits, a few MiB
 NLL_ROWS = 1024
+# The vocabulary projection's matmul runs on a weight padded to a multiple of this many rows (its logits cut back
+# to V columns) once it has at least PADDED_PROJECTION_ROWS rows to project: see VocabularyProjection.
+PROJECTION_ROW_MULTIPLE = 64
+PADDED_PROJECTION_ROWS = 128
 
 
 def run_rnn(rnn: nn.RNNBase, x, hidden=None):
@@ -132,6 +136,30 @@ def split_condition(condition: Tensor | WithContext) -> tuple[Tensor, ContextWor
     return (condition.vector, condition.words) if isinstance(condition, WithContext) else (condition, None)
 
 
+class VocabularyProjection(nn.Linear):
+    """The output layer, (..., H) -> (..., V): an ``nn.Linear`` (same parameters, state-dict keys and values) whose
+    matmul, for at least ``PADDED_PROJECTION_ROWS`` rows, runs on its weight and bias padded with zero rows to a
+    multiple of ``PROJECTION_ROW_MULTIPLE``, the logits then cut back to the V real columns. BLAS kernels run a
+    matmul whose output width is a multiple of the vector and cache blocks at full speed and an odd width (a
+    vocabulary of 5,151) at two thirds of it; the padding costs one copy of the weight, which a projection of
+    many rows repays (nanoGPT pads GPT-2's vocabulary to 50,304 for the same reason; here the model's
+    distribution stays over the V real words). Fewer rows (a decoding step) take the plain matmul."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        logits = self.softmax_logits(x)
+        return logits[..., :self.out_features] if logits.shape[-1] > self.out_features else logits
+
+    def softmax_logits(self, x: Tensor) -> Tensor:
+        """(..., V') logits for a softmax over the V words: V' = V, or on the padded path the padded width with
+        the padding's logits at -inf (probability 0), which a cross-entropy reads as they are: no cut, no copy."""
+        pad = -self.out_features % PROJECTION_ROW_MULTIPLE
+        if pad == 0 or x.numel() < PADDED_PROJECTION_ROWS * self.in_features:
+            return super().forward(x)
+        weight = F.pad(self.weight, (0, 0, 0, pad))  # (V + pad, H), the gradient flows back to the V real rows
+        bias = self.bias if self.bias is not None else self.weight.new_zeros(self.out_features)
+        return F.linear(x, weight, F.pad(bias, (0, pad), value=-math.inf))
+
+
 def decoder_word_dropout(inputs: Tensor, p: float, training: bool) -> Tensor:
     """Word dropout (Bowman et al. 2016) on a decoder's inputs (B, T), in training only: each word becomes <unk>
     with probability ``p``; BOS, EOS and PAD never do. What every model's ``decoder_inputs`` applies."""
@@ -159,10 +187,11 @@ def sequence_nll(decoder: RNNDecoder | TransformerDecoder, inputs: Tensor, targe
 def projected_nll(decoder: RNNDecoder | TransformerDecoder, h: Tensor, targets: Tensor) -> Tensor:
     """-log p(target) at N positions from the decoder's features h (N, H): (N,). The vocabulary projection runs
     ``NLL_ROWS`` positions at a time, so the logits, the bias broadcast into them and the log-softmax stay in the
-    cache instead of making passes over K x B sentences' worth of memory (the same values as one projection)."""
+    cache instead of making passes over K x B sentences' worth of memory (the same values as one projection).
+    The decoder's ``softmax_logits`` may carry impossible (-inf) columns past V (:class:`VocabularyProjection`)."""
     out = []
     for h_rows, target_rows in zip(h.split(NLL_ROWS), targets.split(NLL_ROWS), strict=True):
-        logits = decoder.project(h_rows).float()  # (n, V)
+        logits = decoder.softmax_logits(h_rows).float()  # (n, V')
         out.append(F.cross_entropy(logits, target_rows, reduction="none"))  # (n,)
     return torch.cat(out) if out else h.new_zeros(0)
 
@@ -517,7 +546,7 @@ class RNNDecoder(nn.Module):
         parts = 2 if self.is_lstm else 1
         self.latent_to_hidden = nn.Linear(latent_dim, parts * num_layers * hidden_dim) if latent_dim else None
         self.to_embed = nn.Linear(hidden_dim, embed_dim) if tie_embeddings and hidden_dim != embed_dim else None
-        self.output = nn.Linear(embed_dim if tie_embeddings else hidden_dim, vocab_size)
+        self.output = VocabularyProjection(embed_dim if tie_embeddings else hidden_dim, vocab_size)
         if tie_embeddings:
             self.output.weight = self.embedding.weight
         self.dropout = nn.Dropout(dropout)
@@ -567,6 +596,10 @@ class RNNDecoder(nn.Module):
 
     def project(self, h: Tensor) -> Tensor:
         return self.output(h)  # (..., V)
+
+    def softmax_logits(self, h: Tensor) -> Tensor:
+        """:meth:`project` for a loss: (..., V' >= V), columns past V at -inf (see VocabularyProjection)."""
+        return self.output.softmax_logits(h)
 
     def masked_logits(self, inputs: Tensor, z: Tensor | None, mask: Tensor) -> Tensor:
         """Teacher forcing, projected to the vocabulary only where ``mask`` (B, T) is True: (N, V)."""
@@ -724,7 +757,7 @@ class TransformerDecoder(nn.Module):
         self.blocks = nn.ModuleList(TransformerBlock(embed_dim, num_heads, hidden_dim, dropout)
                                     for _ in range(num_layers))
         self.ln_final = nn.LayerNorm(embed_dim)
-        self.output = nn.Linear(embed_dim, vocab_size)
+        self.output = VocabularyProjection(embed_dim, vocab_size)
         self.dropout = nn.Dropout(dropout)
         self.latent_dim = latent_dim
         _init_transformer(self)
@@ -763,6 +796,10 @@ class TransformerDecoder(nn.Module):
 
     def project(self, h: Tensor) -> Tensor:
         return self.output(h)  # (..., V)
+
+    def softmax_logits(self, h: Tensor) -> Tensor:
+        """:meth:`project` for a loss: (..., V' >= V), columns past V at -inf (see VocabularyProjection)."""
+        return self.output.softmax_logits(h)
 
     def masked_logits(self, inputs: Tensor, z: Tensor | None, mask: Tensor) -> Tensor:
         """Teacher forcing, projected to the vocabulary only where ``mask`` (B, T) is True: (N, V)."""

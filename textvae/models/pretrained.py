@@ -256,6 +256,10 @@ class PretrainedDecoder(nn.Module):
         own = self.lm.get_output_embeddings()(h)[..., : self.vocab_size - OFFSET]
         return torch.cat([self.special_output(h), own], -1)
 
+    def softmax_logits(self, h: Tensor) -> Tensor:
+        """:meth:`project` for a loss (the textvae decoders' interface; here exactly V columns)."""
+        return self.project(h)
+
     def masked_logits(self, inputs: Tensor, z: Tensor | None, mask: Tensor) -> Tensor:
         return self.project(self.features(inputs, z)[mask])  # (N, V)
 
