@@ -157,3 +157,47 @@ def test_clipping_with_the_guards_norm_is_clip_grad_norm(clip):
 def test_a_non_finite_gradient_still_stops_training():
     with pytest.raises(NonFiniteError, match="gradient became non-finite"):
         fitted_system(5.0, scale=float("inf"))
+
+
+def test_training_metrics_reach_the_logger_on_its_steps_and_as_weighted_epoch_means(tmp_path):
+    """The training step hands its metrics to Lightning only on the steps the loggers write; what reaches the CSV
+    is what self.log(on_step=True, on_epoch=True) writes: train/K_step every log_every_n_steps, train/K_epoch
+    the batch-size-weighted mean over the epoch's steps (recorded here from each step's returned loss)."""
+    import csv
+
+    torch.manual_seed(0)
+    model = SentenceVAE(vocab_size=30, embed_dim=8, hidden_dim=8, latent_dim=2)
+    system = TextVAESystem(model, optimizer="sgd", lr=1e-3)
+    steps = []
+
+    class Record(pl.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            steps.append((trainer.current_epoch, float(loss), batch.index.shape[0]))
+
+    sizes = [3, 8, 1, 5, 2]  # unequal batches: a weighted mean differs from the plain one
+    examples = [SentenceExample([4 + i % 20, 5, 6 + i % 7], None, i) for i in range(sum(sizes))]
+    bounds = torch.tensor([0, *sizes]).cumsum(0).tolist()
+    batches = [list(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    loader = torch.utils.data.DataLoader(examples, batch_sampler=batches, collate_fn=collate_sentences)
+    logger = pl.loggers.CSVLogger(tmp_path, name="logs")
+    trainer = pl.Trainer(max_epochs=2, logger=logger, log_every_n_steps=2, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                         callbacks=[Record()])
+    trainer.fit(system, loader)
+    with open(tmp_path / "logs" / "version_0" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    logged_steps = [int(r["step"]) for r in rows if r.get("train/loss_step")]
+    assert logged_steps == [1, 3, 5, 7, 9]  # global steps 2, 4, ... (the CSV counts from 0)
+    by_step = {int(r["step"]): float(r["train/loss_step"]) for r in rows if r.get("train/loss_step")}
+    for step in logged_steps:
+        assert by_step[step] == pytest.approx(steps[step][1], rel=1e-6)
+    epochs = [float(r["train/loss_epoch"]) for r in rows if r.get("train/loss_epoch")]
+    for epoch, logged in enumerate(epochs):
+        mine = [(loss, n) for e, loss, n in steps if e == epoch]
+        weighted = sum(loss * n for loss, n in mine) / sum(n for _, n in mine)
+        assert logged == pytest.approx(weighted, rel=1e-6)
+        assert logged != pytest.approx(sum(loss for loss, _ in mine) / len(mine), rel=1e-6)
+    assert len(epochs) == 2
+    assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(epochs[-1], rel=1e-6)
+    assert {"train/kl_epoch", "train/beta"} <= set(trainer.logged_metrics) | {r for row in rows for r in row if row[r]}
