@@ -11,7 +11,9 @@ the initial state and every input, batch 32) and measures, in one run on ``--thr
   training step, logging to a CSV logger, gradient clipping, the optimiser step), timed after ``--warmup``;
 * IW-NLL sentences/s with K = ``--samples`` on the first ``--sentences`` test sentences, by
   :func:`textvae.evaluation.evaluate` (what ``textvae-eval`` runs; its clock covers the bound alone);
-* for each, the GFLOP/s achieved by the count of :func:`rnn_vae_flops` and its ratio to the peak.
+* for each, the GFLOP/s achieved by the count of :func:`rnn_vae_flops` and its ratio to the peak;
+* the model's own matmuls alone (:func:`shape_rates`): the output layer over a training batch's mean number of
+  target positions, padded and unpadded, and the LSTM's recurrent matmul at the batch size.
 
 Prints a Markdown table for BENCHMARKS.md and writes JSON (``--json``).
 """
@@ -62,13 +64,42 @@ def rnn_vae_flops(*, encoder_tokens: int, decoder_tokens: int, sentences: int, v
     return 2 * (encoder + samples * decoder) * (3 if training else 1)
 
 
+def shape_rates(size: dict, batch_size: int, rows: int, repeats: int = 20) -> dict[str, float]:
+    """GFLOP/s of the model's own matmuls, each alone, at the current thread count: the output layer over
+    ``rows`` positions (a training batch's targets), padded as :class:`textvae.models.modules.VocabularyProjection`
+    runs it and at the odd vocabulary it replaced; and an LSTM's recurrent matmul at the batch size. What the
+    step can reach is bounded by these rates, not by the 2048^2 peak."""
+    from textvae.models.modules import VocabularyProjection
+
+    def rate(fn, flops: int) -> float:
+        fn()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        return flops * repeats / (time.perf_counter() - start) / 1e9
+
+    hidden, vocab = size["hidden_dim"], size["vocab_size"]
+    h = torch.randn(rows, hidden)
+    output = VocabularyProjection(hidden, vocab)
+    gates = 4 if size["cell"] == "lstm" else 3
+    state, recurrent = torch.randn(batch_size, hidden), torch.randn(gates * hidden, hidden)
+    with torch.no_grad():
+        return {
+            f"output layer, {rows} x {hidden} -> {vocab} (padded)": rate(lambda: output(h), 2 * rows * hidden * vocab),
+            f"output layer, {rows} x {hidden} -> {vocab} (unpadded)": rate(lambda: torch.nn.functional.linear(
+                h, output.weight, output.bias), 2 * rows * hidden * vocab),
+            f"recurrent matmul, {batch_size} x {hidden} -> {gates * hidden}": rate(
+                lambda: state @ recurrent.T, 2 * batch_size * hidden * gates * hidden),
+        }
+
+
 class StepClock(pl.Callback):
     """Seconds, sentences and FLOPs of the training batches after the first ``warmup``."""
 
     def __init__(self, warmup: int, flops_of):
         self.warmup, self.flops_of = warmup, flops_of
         self.start = self.seconds = None
-        self.sentences = self.flops = 0
+        self.sentences = self.flops = self.batches = self.targets = 0
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if batch_idx == self.warmup:
@@ -76,6 +107,8 @@ class StepClock(pl.Callback):
         if batch_idx >= self.warmup:
             self.sentences += batch.index.shape[0]
             self.flops += self.flops_of(batch)
+            self.batches += 1
+            self.targets += int(batch.lengths.sum()) - batch.lengths.shape[0]
 
     def on_train_end(self, trainer, module):
         self.seconds = time.perf_counter() - self.start
@@ -129,6 +162,7 @@ def main() -> None:
     iw_flops = rnn_vae_flops(encoder_tokens=result.tokens + result.sentences, decoder_tokens=result.tokens,
                              sentences=result.sentences, samples=args.samples, **size)
     iw_rate = iw_flops / result.seconds / 1e9
+    shapes = shape_rates(size, data.batch_size, rows=round(clock.targets / max(clock.batches, 1)))
     peaks.append(matmul_peak_gflops())
     peak = max(peaks)
 
@@ -145,13 +179,17 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} | {r['sentences_per_s']:.1f} | {r['gflops']:.0f} | {100 * r['ratio']:.0f}% |")
+    print("\n| the model's matmuls alone | GFLOP/s | of the matmul peak |\n|---|---|---|")
+    for name, gflops in shapes.items():
+        print(f"| {name} | {gflops:.0f} | {100 * gflops / peak:.0f}% |")
     if bare is not None:
         print(f"\nthe same step outside Lightning: {bare['sentences_per_s']:.1f} sentences/s, {bare['gflops']:.0f} "
               f"GFLOP/s, {100 * bare['gflops'] / peak:.0f}% of the peak\n{bare['table']}")
         rows["training step outside Lightning"] = {key: bare[key] for key in ("sentences_per_s", "gflops")}
     if args.json:
         Path(args.json).write_text(json.dumps({"threads": args.threads, "matmul_peak_gflops": peaks, "size": size,
-                                               "results": rows, "args": vars(args)}, indent=2) + "\n")
+                                               "results": rows, "matmuls": shapes, "args": vars(args)},
+                                              indent=2) + "\n")
 
 
 def bare_step(system: TextVAESystem, data: TextDataModule, warmup: int, steps: int, flops_of) -> dict:
