@@ -138,8 +138,8 @@ def split_condition(condition: Tensor | WithContext) -> tuple[Tensor, ContextWor
 
 class VocabularyProjection(nn.Linear):
     """The output layer, (..., H) -> (..., V): an ``nn.Linear`` (same parameters, state-dict keys and values) whose
-    matmul, for at least ``PADDED_PROJECTION_ROWS`` rows, runs on its weight and bias padded with zero rows to a
-    multiple of ``PROJECTION_ROW_MULTIPLE``, the logits then cut back to the V real columns. BLAS kernels run a
+    matmul, for at least ``PADDED_PROJECTION_ROWS`` rows, runs on its weight padded with zero rows to a multiple
+    of ``PROJECTION_ROW_MULTIPLE`` (the bias with -inf), the logits then cut back to the V real columns. BLAS kernels run a
     matmul whose output width is a multiple of the vector and cache blocks at full speed and an odd width (a
     vocabulary of 5,151) at two thirds of it; the padding costs one copy of the weight, which a projection of
     many rows repays (nanoGPT pads GPT-2's vocabulary to 50,304 for the same reason; here the model's
