@@ -47,11 +47,16 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
     """This machine's fp32 matmul rate (GFLOP/s) at the current thread count: the yardstick printed beside
     absolute speeds (machines of one kind differ by up to 2x from day to day)."""
     a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
+    return gflops(lambda: a @ b, 2 * size**3, repeats)
+
+
+def gflops(fn, flops: int, repeats: int) -> float:
+    """GFLOP/s of ``fn`` (``flops`` a call) over ``repeats`` calls after one warm-up call."""
+    fn()
     start = time.perf_counter()
     for _ in range(repeats):
-        a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+        fn()
+    return flops * repeats / (time.perf_counter() - start) / 1e9
 
 
 class _Timer(pl.Callback):

@@ -36,7 +36,7 @@ from textvae.lightning import TextDataModule, TextVAESystem
 from textvae.models import SentenceVAE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from latent_families import matmul_peak_gflops, system_arguments  # noqa: E402
+from latent_families import gflops, matmul_peak_gflops, system_arguments  # noqa: E402
 
 RECIPE = "recipes/yelp10k_lstm_vae.yaml"
 
@@ -71,13 +71,6 @@ def shape_rates(size: dict, batch_size: int, rows: int, repeats: int = 20) -> di
     step can reach is bounded by these rates, not by the 2048^2 peak."""
     from textvae.models.modules import VocabularyProjection
 
-    def rate(fn, flops: int) -> float:
-        fn()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        return flops * repeats / (time.perf_counter() - start) / 1e9
-
     hidden, vocab = size["hidden_dim"], size["vocab_size"]
     h = torch.randn(rows, hidden)
     output = VocabularyProjection(hidden, vocab)
@@ -85,11 +78,12 @@ def shape_rates(size: dict, batch_size: int, rows: int, repeats: int = 20) -> di
     state, recurrent = torch.randn(batch_size, hidden), torch.randn(gates * hidden, hidden)
     with torch.no_grad():
         return {
-            f"output layer, {rows} x {hidden} -> {vocab} (padded)": rate(lambda: output(h), 2 * rows * hidden * vocab),
-            f"output layer, {rows} x {hidden} -> {vocab} (unpadded)": rate(lambda: torch.nn.functional.linear(
-                h, output.weight, output.bias), 2 * rows * hidden * vocab),
-            f"recurrent matmul, {batch_size} x {hidden} -> {gates * hidden}": rate(
-                lambda: state @ recurrent.T, 2 * batch_size * hidden * gates * hidden),
+            f"output layer, {rows} x {hidden} -> {vocab} (padded)": gflops(
+                lambda: output(h), 2 * rows * hidden * vocab, repeats),
+            f"output layer, {rows} x {hidden} -> {vocab} (unpadded)": gflops(
+                lambda: torch.nn.functional.linear(h, output.weight, output.bias), 2 * rows * hidden * vocab, repeats),
+            f"recurrent matmul, {batch_size} x {hidden} -> {gates * hidden}": gflops(
+                lambda: state @ recurrent.T, 2 * batch_size * hidden * gates * hidden, repeats),
         }
 
 
@@ -180,8 +174,8 @@ def main() -> None:
     for name, r in rows.items():
         print(f"| {name} | {r['sentences_per_s']:.1f} | {r['gflops']:.0f} | {100 * r['ratio']:.0f}% |")
     print("\n| the model's matmuls alone | GFLOP/s | of the matmul peak |\n|---|---|---|")
-    for name, gflops in shapes.items():
-        print(f"| {name} | {gflops:.0f} | {100 * gflops / peak:.0f}% |")
+    for name, rate in shapes.items():
+        print(f"| {name} | {rate:.0f} | {100 * rate / peak:.0f}% |")
     if bare is not None:
         print(f"\nthe same step outside Lightning: {bare['sentences_per_s']:.1f} sentences/s, {bare['gflops']:.0f} "
               f"GFLOP/s, {100 * bare['gflops'] / peak:.0f}% of the peak\n{bare['table']}")

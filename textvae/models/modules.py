@@ -146,8 +146,7 @@ class VocabularyProjection(nn.Linear):
     distribution stays over the V real words). Fewer rows (a decoding step) take the plain matmul."""
 
     def forward(self, x: Tensor) -> Tensor:
-        logits = self.softmax_logits(x)
-        return logits[..., :self.out_features] if logits.shape[-1] > self.out_features else logits
+        return self.softmax_logits(x)[..., :self.out_features]  # a view; the whole width without padding
 
     def softmax_logits(self, x: Tensor) -> Tensor:
         """(..., V') logits for a softmax over the V words: V' = V, or on the padded path the padded width with
