@@ -14,12 +14,19 @@ high), writes ``--json`` and the plot (BLEU-1 F1 against distinct-2, one curve p
 model). ``--cache DIR`` keeps each model's points in DIR/NAME.json (with the export, split, contexts and
 responses they were measured at) and reuses them on a later run with the same inputs, so models trained one
 after another are swept once each.
+
+Several seeds of one model, ``NAME=DIR,DIR,...`` (seed 0's export first): each seed is swept (cached as
+``NAME.json``, ``NAME_seed1.json``, ...), the model's curve is the per-setting mean over its seeds, the table
+gives each figure as mean ± sample sd, and the covering is judged on those means; the JSON keeps every seed's
+points and also says, seed by seed, which HRED points no latent point of the same seed dominates (among the
+models that have that seed).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -29,63 +36,108 @@ import torch
 from textvae.data.datasets import DialogueDataset, Vocab, load_records
 from textvae.decoding import Decoding
 from textvae.export import load_export
-from textvae.frontier import FrontierPoint, covers, decoding_sweep, frontier, plot_frontier
+from textvae.frontier import FrontierPoint, covers, decoding_sweep, frontier, over_seeds, plot_frontier
+
+
+def sweep(name: str, path: str, args: argparse.Namespace, cache_name: str) -> list[FrontierPoint]:
+    """One export's points over its decoding sweep, from ``--cache`` when measured there with the same inputs."""
+    export = load_export(path)
+    settings = decoding_sweep(export.model)
+    key = {"export": os.path.abspath(path), "data": os.path.abspath(args.data), "contexts": args.contexts,
+           "responses": args.responses, "settings": [dataclasses.asdict(d) for d in settings]}
+    cached = os.path.join(args.cache, f"{cache_name}.json") if args.cache else None
+    saved = json.load(open(cached, encoding="utf-8")) if cached and os.path.exists(cached) else None
+    if saved is not None and saved["key"] == key:
+        print(f"{name}: {len(saved['points'])} points from {cached}")
+        return [FrontierPoint(**p | {"decoding": Decoding(**p["decoding"])}) for p in saved["points"]]
+    dataset = DialogueDataset(load_records(args.data), export.tokenizer, max_context=export.max_context,
+                              max_len=export.max_len, acts=Vocab(export.acts), emotions=Vocab(export.emotions),
+                              topics=Vocab(export.topics))
+    start = time.perf_counter()
+    points = frontier(export.model, dataset, export.tokenizer, settings, responses=args.responses,
+                      max_contexts=args.contexts)
+    print(f"{name}: {len(points)} points in {time.perf_counter() - start:.0f} s")
+    if cached:
+        os.makedirs(args.cache, exist_ok=True)
+        with open(cached, "w", encoding="utf-8") as f:
+            json.dump({"key": key, "points": [p._replace(decoding=dataclasses.asdict(p.decoding))._asdict()
+                                              for p in points]}, f, indent=1)
+    return points
+
+
+def figures(p: FrontierPoint) -> dict:
+    return {"setting": p.setting, "bleu_f1": p.bleu_f1, "distinct_1_within": p.distinct_1_within,
+            "distinct_2_within": p.distinct_2_within, "distinct_1": p.distinct_1, "distinct_2": p.distinct_2}
+
+
+def cell(mean: float, sd: float, seeds: int) -> str:
+    """A table cell: ``0.162`` for one seed, ``0.162 ± 0.002`` (mean ± sample sd) for several."""
+    return f"{mean:.3f} ± {sd:.3f}" if seeds > 1 else f"{mean:.3f}"
+
+
+def uncovered_settings(curves: dict[str, list[FrontierPoint]]) -> dict[str, list[str]]:
+    """For each HRED curve, the settings of its points that no latent model's point dominates."""
+    baselines = [n for n in curves if n.upper().startswith("HRED")]
+    latent = [p for n, points in curves.items() if n not in baselines for p in points]
+    return {n: [p.setting for p in covers(latent, curves[n])] for n in baselines}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="a prepared dialogue split (JSONL)")
-    parser.add_argument("--models", nargs="+", required=True, help="NAME=EXPORT_DIR for each model")
+    parser.add_argument("--models", nargs="+", required=True,
+                        help="NAME=EXPORT_DIR for each model; NAME=DIR,DIR,... for several seeds of one model")
     parser.add_argument("--contexts", type=int, default=None, help="the first N (context, response) pairs")
     parser.add_argument("--responses", type=int, default=10)
     parser.add_argument("--plot", default="benchmarks/frontier.png")
     parser.add_argument("--json", default="benchmarks/frontier.json")
     parser.add_argument("--cache", default=None, help="folder of per-model points to reuse (see the doc)")
     args = parser.parse_args()
-    torch.set_grad_enabled(False)
-    curves, rows = {}, {}
+    models = {}
     for spec in args.models:
-        name, _, path = spec.partition("=")
-        export = load_export(path)
-        settings = decoding_sweep(export.model)
-        key = {"export": os.path.abspath(path), "data": os.path.abspath(args.data), "contexts": args.contexts,
-               "responses": args.responses, "settings": [dataclasses.asdict(d) for d in settings]}
-        cached = os.path.join(args.cache, f"{name}.json") if args.cache else None
-        saved = json.load(open(cached, encoding="utf-8")) if cached and os.path.exists(cached) else None
-        if saved is not None and saved["key"] == key:
-            points = [FrontierPoint(**p | {"decoding": Decoding(**p["decoding"])}) for p in saved["points"]]
-            print(f"{name}: {len(points)} points from {cached}")
-        else:
-            dataset = DialogueDataset(load_records(args.data), export.tokenizer, max_context=export.max_context,
-                                      max_len=export.max_len, acts=Vocab(export.acts), emotions=Vocab(export.emotions),
-                                      topics=Vocab(export.topics))
-            start = time.perf_counter()
-            points = frontier(export.model, dataset, export.tokenizer, settings, responses=args.responses,
-                              max_contexts=args.contexts)
-            print(f"{name}: {len(points)} points in {time.perf_counter() - start:.0f} s")
-            if cached:
-                os.makedirs(args.cache, exist_ok=True)
-                with open(cached, "w", encoding="utf-8") as f:
-                    json.dump({"key": key, "points": [p._replace(decoding=dataclasses.asdict(p.decoding))._asdict()
-                                                      for p in points]}, f, indent=1)
-        curves[name] = points
-        rows[name] = [{"setting": p.setting, "bleu_f1": p.bleu_f1, "distinct_1_within": p.distinct_1_within,
-                       "distinct_2_within": p.distinct_2_within, "distinct_1": p.distinct_1,
-                       "distinct_2": p.distinct_2} for p in points]
+        name, _, paths = spec.partition("=")
+        if not name or not paths or name in models:
+            parser.error(f"--models takes distinct NAME=EXPORT_DIR[,EXPORT_DIR...] entries, got {spec!r}")
+        models[name] = paths.split(",")
+    torch.set_grad_enabled(False)
+    seeds = {name: [sweep(name if len(paths) == 1 else f"{name} (seed {i})", path, args,
+                          name if i == 0 else f"{name}_seed{i}") for i, path in enumerate(paths)]
+             for name, paths in models.items()}
+    curves, spreads = {}, {}
+    for name, runs in seeds.items():
+        try:
+            curves[name], spreads[name] = over_seeds(runs)
+        except ValueError as error:  # seeds of different kinds of model
+            parser.error(f"{name}: {error}")
+    several = any(len(runs) > 1 for runs in seeds.values())
     print("| model | decoding | BLEU-1 F1 | BLEU-2 F1 | BLEU-4 F1 | distinct-1 / -2 within | distinct-1 / -2 |")
     print("|---|---|---|---|---|---|---|")
     for name, points in curves.items():
-        for p in points:
-            print(f"| {name} | {p.setting} | {p.bleu_f1[0]:.3f} | {p.bleu_f1[1]:.3f} | {p.bleu_f1[3]:.3f} | "
-                  f"{p.distinct_1_within:.3f} / {p.distinct_2_within:.3f} | {p.distinct_1:.3f} / {p.distinct_2:.3f} |")
-    baselines = [n for n, points in curves.items() if n.upper().startswith("HRED")]
-    latent = [p for n, points in curves.items() if n not in baselines for p in points]
-    uncovered = {n: [p.setting for p in covers(latent, curves[n])] for n in baselines}
+        for p, sd in zip(points, spreads[name]):
+            c = functools.partial(cell, seeds=len(seeds[name]))
+            print(f"| {name} | {p.setting} | {c(p.bleu_f1[0], sd.bleu_f1[0])} | {c(p.bleu_f1[1], sd.bleu_f1[1])} | "
+                  f"{c(p.bleu_f1[3], sd.bleu_f1[3])} | {c(p.distinct_1_within, sd.distinct_1_within)} / "
+                  f"{c(p.distinct_2_within, sd.distinct_2_within)} | {c(p.distinct_1, sd.distinct_1)} / "
+                  f"{c(p.distinct_2, sd.distinct_2)} |")
+    uncovered = uncovered_settings(curves)
     for name, settings in uncovered.items():
-        print(f"{name} points no latent model's point dominates: {', '.join(settings) or 'none'}")
-    plot_frontier(curves, args.plot, title=f"{args.data}: {args.responses} responses per context")
+        print(f"{name} points no latent model's point dominates{' (seed means)' if several else ''}: "
+              f"{', '.join(settings) or 'none'}")
+    per_seed = {}  # seed i of the HREDs against seed i of the latent models, the models that have a seed i
+    for i in range(max(len(runs) for runs in seeds.values()) if several else 0):
+        curves_i = {name: runs[i] for name, runs in seeds.items() if len(runs) > i}
+        if set(curves_i) - set(uncovered) and set(curves_i) & set(uncovered):  # a latent model and an HRED
+            per_seed[i] = uncovered_settings(curves_i)
+            for name, settings in per_seed[i].items():
+                print(f"seed {i}: {name} points no latent point of seed {i} dominates: {', '.join(settings) or 'none'}")
+    plot_frontier(curves, args.plot, title=f"{args.data}: {args.responses} responses per context"
+                  + (" (means over seeds)" if several else ""))
+    rows = {name: [figures(p) | ({"sd": figures(sd), "seeds": [figures(r[j]) for r in seeds[name]]}
+                                 if len(seeds[name]) > 1 else {})
+                   for j, (p, sd) in enumerate(zip(points, spreads[name]))] for name, points in curves.items()}
     with open(args.json, "w", encoding="utf-8") as f:
-        json.dump({"args": vars(args), "models": rows, "uncovered": uncovered}, f, indent=2)
+        json.dump({"args": vars(args), "models": rows, "uncovered": uncovered,
+                   "uncovered_per_seed": per_seed}, f, indent=2)
         f.write("\n")
     print(f"wrote {args.plot} and {args.json}")
 

@@ -320,3 +320,62 @@ def test_semi_supervised_seeds_of_the_three_recipes(benchmark, tmp_path, monkeyp
     with pytest.raises(SystemExit):  # no train_repeats known for 10 labels
         _run(semi_supervised, monkeypatch, "--data", "data", "--sizes", 10, "--seeds", 2, "--m2-recipe", "yelp10k_m2",
              "--supervised-recipe", "yelp10k_m2_supervised", "--vae-recipe", "yelp10k_lstm_vae")
+
+
+def test_frontier_seeds_are_swept_alike_and_averaged(benchmark, dialogue_exports, tmp_path, monkeypatch, capsys):
+    """NAME=DIR,DIR: each export swept as it is alone (the cache of the one-model runs serves), the curve the
+    per-setting mean, the table mean ± sd, covering judged on the means and per seed."""
+    frontier = benchmark("frontier")
+    common = ["--data", dialogue_exports.data, "--contexts", 4, "--responses", 2, "--cache", tmp_path / "cache"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _run(frontier, monkeypatch, "--models", f"a={dialogue_exports.kgcvae}", f"b={dialogue_exports.cvae}",
+             f"HRED={dialogue_exports.hred}", "--json", tmp_path / "alone.json", "--plot", tmp_path / "alone.png",
+             *common)
+        (tmp_path / "cache" / "b.json").rename(tmp_path / "cache" / "latent_seed1.json")
+        (tmp_path / "cache" / "a.json").rename(tmp_path / "cache" / "latent.json")
+        capsys.readouterr()
+        _run(frontier, monkeypatch, "--models", f"latent={dialogue_exports.kgcvae},{dialogue_exports.cvae}",
+             f"HRED={dialogue_exports.hred}", "--json", tmp_path / "seeds.json", "--plot", tmp_path / "seeds.png",
+             *common)
+        # a second HRED seed (the same export again): seed 1 of the HREDs meets seed 1 of the latent models
+        (tmp_path / "cache" / "HRED_seed1.json").write_bytes((tmp_path / "cache" / "HRED.json").read_bytes())
+        _run(frontier, monkeypatch, "--models", f"latent={dialogue_exports.kgcvae},{dialogue_exports.cvae}",
+             f"HRED={dialogue_exports.hred},{dialogue_exports.hred}", "--json", tmp_path / "both.json", "--plot",
+             tmp_path / "both.png", *common)
+    finally:
+        torch.set_num_threads(threads)
+    printed = capsys.readouterr().out.split("wrote")[0]  # the first of the two seed runs
+    assert "latent (seed 0): 23 points from" in printed and "latent (seed 1): 23 points from" in printed
+    alone = json.loads((tmp_path / "alone.json").read_text(encoding="utf-8"))["models"]
+    report = json.loads((tmp_path / "seeds.json").read_text(encoding="utf-8"))
+    latent = report["models"]["latent"]
+    assert [row["setting"] for row in latent] == [row["setting"] for row in alone["a"]]
+    for row, a, b in zip(latent, alone["a"], alone["b"], strict=True):
+        assert row["seeds"] == [a, b]
+        pair = (a["distinct_2"], b["distinct_2"])
+        assert row["distinct_2"] == pytest.approx(statistics.fmean(pair))
+        assert row["sd"]["distinct_2"] == pytest.approx(statistics.stdev(pair))
+        assert row["bleu_f1"] == pytest.approx([statistics.fmean(p) for p in zip(a["bleu_f1"], b["bleu_f1"])])
+    assert report["models"]["HRED"] == alone["HRED"]  # one seed: its figures, no spread
+    first = latent[0]
+    line = next(x for x in printed.splitlines() if x.startswith(f"| latent | {first['setting']} |"))
+    assert f"| {first['bleu_f1'][0]:.3f} ± {first['sd']['bleu_f1'][0]:.3f} |" in line
+    assert set(report["uncovered"]) == {"HRED"} and list(report["uncovered_per_seed"]) == ["0"]
+    assert report["uncovered_per_seed"]["0"] == {"HRED": _uncovered(alone["HRED"], alone["a"])}
+    assert report["uncovered"]["HRED"] == _uncovered(alone["HRED"], latent)
+    both = json.loads((tmp_path / "both.json").read_text(encoding="utf-8"))
+    assert both["uncovered_per_seed"] == {"0": {"HRED": _uncovered(alone["HRED"], alone["a"])},
+                                          "1": {"HRED": _uncovered(alone["HRED"], alone["b"])}}
+    assert all(row["sd"]["distinct_2"] == 0.0 for row in both["models"]["HRED"])  # the same export twice
+    with pytest.raises(SystemExit):
+        _run(frontier, monkeypatch, "--models", "HRED=", *common)
+
+
+def _uncovered(baseline: list[dict], latent: list[dict]) -> list[str]:
+    """The baseline's settings no latent point matches or beats on BLEU-1 F1 and distinct-2 within and overall."""
+    def beats(a, b):
+        return (a["bleu_f1"][0] >= b["bleu_f1"][0] and a["distinct_2_within"] >= b["distinct_2_within"]
+                and a["distinct_2"] >= b["distinct_2"])
+    return [b["setting"] for b in baseline if not any(beats(a, b) for a in latent)]

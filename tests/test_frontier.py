@@ -1,12 +1,13 @@
 """The diversity–relevance frontier (textvae.frontier) on the tiny trained dialogue exports: one point per
-decoding setting, metrics in range, diversity rising with HRED's sampling temperature; dominance by hand."""
+decoding setting, metrics in range, diversity rising with HRED's sampling temperature; dominance and the
+mean over seeds by hand."""
 
 import pytest
 
 from textvae.data.datasets import DialogueDataset, Vocab, load_records
 from textvae.decoding import Decoding
 from textvae.export import load_export
-from textvae.frontier import FrontierPoint, covers, decoding_sweep, dominates, frontier, plot_frontier
+from textvae.frontier import FrontierPoint, covers, decoding_sweep, dominates, frontier, over_seeds, plot_frontier
 
 
 def dataset_of(exports, export):
@@ -61,3 +62,25 @@ def test_dominance_by_hand():
     assert covers([a], [b]) == [] and covers([a], [b, c]) == [c] and covers([a, c], [b, c]) == []
     with pytest.raises(ValueError, match="at least 2 responses"):
         frontier(None, None, None, [], responses=1)
+
+
+def test_over_seeds_by_hand():
+    greedy, sample = Decoding("greedy"), Decoding("sample", temperature=0.5)
+    seed0 = [FrontierPoint("g", greedy, [0.10, 0.04, 0.02, 0.01], 0.1, 0.2, 0.01, 0.02),
+             FrontierPoint("s", sample, [0.16, 0.06, 0.04, 0.03], 0.4, 0.7, 0.02, 0.10)]
+    seed1 = [FrontierPoint("g", greedy, [0.12, 0.04, 0.02, 0.01], 0.1, 0.4, 0.01, 0.04),
+             FrontierPoint("s", sample, [0.14, 0.06, 0.04, 0.03], 0.6, 0.9, 0.04, 0.08)]
+    means, sds = over_seeds([seed0, seed1])
+    assert [p.decoding for p in means] == [greedy, sample] and [p.setting for p in sds] == ["g", "s"]
+    assert means[0].bleu_f1 == pytest.approx([0.11, 0.04, 0.02, 0.01])
+    assert means[1].distinct_2_within == pytest.approx(0.8) and means[1].distinct_1 == pytest.approx(0.03)
+    # the sample sd of two values is |a - b| / sqrt(2)
+    assert sds[0].distinct_2_within == pytest.approx(0.2 / 2 ** 0.5)
+    assert sds[1].bleu_f1[0] == pytest.approx(0.02 / 2 ** 0.5) and sds[1].bleu_f1[1] == pytest.approx(0.0)
+    assert means[1].distinct_2 == pytest.approx(0.09) and sds[1].distinct_2 == pytest.approx(0.02 / 2 ** 0.5)
+    one, spread = over_seeds([seed0])
+    assert one == seed0 and all(p.distinct_2 == 0.0 and p.bleu_f1 == [0.0] * 4 for p in spread)
+    with pytest.raises(ValueError, match="other decoding settings"):
+        over_seeds([seed0, seed1[::-1]])
+    with pytest.raises(ValueError, match="at least one curve"):
+        over_seeds([])

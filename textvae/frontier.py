@@ -11,6 +11,8 @@ greedily against HRED sampling its words is not a like-for-like comparison).
 * :func:`frontier`: evaluate every setting;
 * :func:`dominates` / :func:`covers`: is one point at least as good on every axis; does one curve cover
   every point of another;
+* :func:`over_seeds`: the curves of several seeds of one model as one curve of per-setting means, with
+  their standard deviations;
 * :func:`plot_frontier`: BLEU-F1 against distinct-2 overall, every point of each model and the line of its
   best trade-offs (PNG, matplotlib's Agg canvas).
 
@@ -20,6 +22,7 @@ Notation: N responses per context.
 from __future__ import annotations
 
 import os
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
@@ -101,6 +104,31 @@ def dominates(a: FrontierPoint, b: FrontierPoint, order: int = 1) -> bool:
 def covers(curve: Sequence[FrontierPoint], other: Sequence[FrontierPoint], order: int = 1) -> list[FrontierPoint]:
     """The points of ``other`` that no point of ``curve`` dominates (empty: ``curve`` covers ``other``)."""
     return [b for b in other if not any(dominates(a, b, order) for a in curve)]
+
+
+def over_seeds(curves: Sequence[Sequence[FrontierPoint]]) -> tuple[list[FrontierPoint], list[FrontierPoint]]:
+    """The curves of several seeds of one model (the same settings, in the same order) as one curve: per
+    setting the mean of every figure over the seeds, and their sample standard deviations (zero for one
+    seed), each as a :class:`FrontierPoint` of that setting."""
+    if not curves:
+        raise ValueError("over_seeds needs at least one curve")
+    settings = [p.decoding for p in curves[0]]
+    for i, curve in enumerate(curves[1:], start=1):
+        if [p.decoding for p in curve] != settings:
+            raise ValueError(f"seed {i}'s curve has other decoding settings than seed 0's; sweep every seed alike")
+
+    def combine(points: Sequence[FrontierPoint], summary) -> FrontierPoint:
+        numbers = [[*p.bleu_f1, p.distinct_1_within, p.distinct_2_within, p.distinct_1, p.distinct_2]
+                   for p in points]
+        values = [summary(column) for column in zip(*numbers)]
+        return FrontierPoint(points[0].setting, points[0].decoding, values[:-4], *values[-4:])
+
+    def sd(column) -> float:
+        return statistics.stdev(column) if len(column) > 1 else 0.0
+
+    means = [combine(points, statistics.fmean) for points in zip(*curves)]
+    sds = [combine(points, sd) for points in zip(*curves)]
+    return means, sds
 
 
 def plot_frontier(curves: Mapping[str, Sequence[FrontierPoint]], path: str | os.PathLike, *, order: int = 1,
