@@ -131,7 +131,7 @@ def main() -> None:
             for name, settings in per_seed[i].items():
                 print(f"seed {i}: {name} points no latent point of seed {i} dominates: {', '.join(settings) or 'none'}")
     plot_frontier(curves, args.plot, title=f"{args.data}: {args.responses} responses per context"
-                  + (" (means over seeds)" if several else ""))
+                  + ("\nmeans over seeds" if several else ""))
     rows = {name: [figures(p) | ({"sd": figures(sd), "seeds": [figures(r[j]) for r in seeds[name]]}
                                  if len(seeds[name]) > 1 else {})
                    for j, (p, sd) in enumerate(zip(points, spreads[name]))] for name, points in curves.items()}
