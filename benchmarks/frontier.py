@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import os
 import time
 
 import torch
+from seeds import MeanSD, cell  # benchmarks/seeds.py
 
 from textvae.data.datasets import DialogueDataset, Vocab, load_records
 from textvae.decoding import Decoding
@@ -70,16 +70,25 @@ def figures(p: FrontierPoint) -> dict:
             "distinct_2_within": p.distinct_2_within, "distinct_1": p.distinct_1, "distinct_2": p.distinct_2}
 
 
-def cell(mean: float, sd: float, seeds: int) -> str:
-    """A table cell: ``0.162`` for one seed, ``0.162 ± 0.002`` (mean ± sample sd) for several."""
-    return f"{mean:.3f} ± {sd:.3f}" if seeds > 1 else f"{mean:.3f}"
+def table_row(name: str, p: FrontierPoint, sd: FrontierPoint, seeds: int) -> str:
+    """A point's Markdown row: each figure, or its mean ± sd (``sd``'s) over several seeds."""
+    def c(mean: float, spread: float) -> str:
+        return cell(MeanSD(mean, spread, seeds) if seeds > 1 else mean, ".3f")
+    return (f"| {name} | {p.setting} | {c(p.bleu_f1[0], sd.bleu_f1[0])} | {c(p.bleu_f1[1], sd.bleu_f1[1])} | "
+            f"{c(p.bleu_f1[3], sd.bleu_f1[3])} | {c(p.distinct_1_within, sd.distinct_1_within)} / "
+            f"{c(p.distinct_2_within, sd.distinct_2_within)} | {c(p.distinct_1, sd.distinct_1)} / "
+            f"{c(p.distinct_2, sd.distinct_2)} |")
+
+
+def baseline(name: str) -> bool:
+    """An HRED (no latent): the curves the latent models are to cover."""
+    return name.upper().startswith("HRED")
 
 
 def uncovered_settings(curves: dict[str, list[FrontierPoint]]) -> dict[str, list[str]]:
     """For each HRED curve, the settings of its points that no latent model's point dominates."""
-    baselines = [n for n in curves if n.upper().startswith("HRED")]
-    latent = [p for n, points in curves.items() if n not in baselines for p in points]
-    return {n: [p.setting for p in covers(latent, curves[n])] for n in baselines}
+    latent = [p for n, points in curves.items() if not baseline(n) for p in points]
+    return {n: [p.setting for p in covers(latent, points)] for n, points in curves.items() if baseline(n)}
 
 
 def main() -> None:
@@ -113,12 +122,8 @@ def main() -> None:
     print("| model | decoding | BLEU-1 F1 | BLEU-2 F1 | BLEU-4 F1 | distinct-1 / -2 within | distinct-1 / -2 |")
     print("|---|---|---|---|---|---|---|")
     for name, points in curves.items():
-        for p, sd in zip(points, spreads[name]):
-            c = functools.partial(cell, seeds=len(seeds[name]))
-            print(f"| {name} | {p.setting} | {c(p.bleu_f1[0], sd.bleu_f1[0])} | {c(p.bleu_f1[1], sd.bleu_f1[1])} | "
-                  f"{c(p.bleu_f1[3], sd.bleu_f1[3])} | {c(p.distinct_1_within, sd.distinct_1_within)} / "
-                  f"{c(p.distinct_2_within, sd.distinct_2_within)} | {c(p.distinct_1, sd.distinct_1)} / "
-                  f"{c(p.distinct_2, sd.distinct_2)} |")
+        for p, sd in zip(points, spreads[name], strict=True):
+            print(table_row(name, p, sd, len(seeds[name])))
     uncovered = uncovered_settings(curves)
     for name, settings in uncovered.items():
         print(f"{name} points no latent model's point dominates{' (seed means)' if several else ''}: "
@@ -126,15 +131,18 @@ def main() -> None:
     per_seed = {}  # seed i of the HREDs against seed i of the latent models, the models that have a seed i
     for i in range(max(len(runs) for runs in seeds.values()) if several else 0):
         curves_i = {name: runs[i] for name, runs in seeds.items() if len(runs) > i}
-        if set(curves_i) - set(uncovered) and set(curves_i) & set(uncovered):  # a latent model and an HRED
+        if any(map(baseline, curves_i)) and not all(map(baseline, curves_i)):  # an HRED and a latent model
             per_seed[i] = uncovered_settings(curves_i)
             for name, settings in per_seed[i].items():
                 print(f"seed {i}: {name} points no latent point of seed {i} dominates: {', '.join(settings) or 'none'}")
     plot_frontier(curves, args.plot, title=f"{args.data}: {args.responses} responses per context"
                   + ("\nmeans over seeds" if several else ""))
-    rows = {name: [figures(p) | ({"sd": figures(sd), "seeds": [figures(r[j]) for r in seeds[name]]}
-                                 if len(seeds[name]) > 1 else {})
-                   for j, (p, sd) in enumerate(zip(points, spreads[name]))] for name, points in curves.items()}
+    rows = {}  # per model, each point's figures; over several seeds their means, with the sds and each seed's
+    for name, points in curves.items():
+        rows[name] = [figures(p) for p in points]
+        if len(seeds[name]) > 1:
+            for j, (row, sd) in enumerate(zip(rows[name], spreads[name], strict=True)):
+                row |= {"sd": figures(sd), "seeds": [figures(run[j]) for run in seeds[name]]}
     with open(args.json, "w", encoding="utf-8") as f:
         json.dump({"args": vars(args), "models": rows, "uncovered": uncovered,
                    "uncovered_per_seed": per_seed}, f, indent=2)

@@ -357,7 +357,7 @@ def test_frontier_seeds_are_swept_alike_and_averaged(benchmark, dialogue_exports
         pair = (a["distinct_2"], b["distinct_2"])
         assert row["distinct_2"] == pytest.approx(statistics.fmean(pair))
         assert row["sd"]["distinct_2"] == pytest.approx(statistics.stdev(pair))
-        assert row["bleu_f1"] == pytest.approx([statistics.fmean(p) for p in zip(a["bleu_f1"], b["bleu_f1"])])
+        assert row["bleu_f1"] == pytest.approx([statistics.fmean(p) for p in zip(a["bleu_f1"], b["bleu_f1"], strict=True)])
     assert report["models"]["HRED"] == alone["HRED"]  # one seed: its figures, no spread
     first = latent[0]
     line = next(x for x in printed.splitlines() if x.startswith(f"| latent | {first['setting']} |"))

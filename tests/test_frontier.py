@@ -7,7 +7,15 @@ import pytest
 from textvae.data.datasets import DialogueDataset, Vocab, load_records
 from textvae.decoding import Decoding
 from textvae.export import load_export
-from textvae.frontier import FrontierPoint, covers, decoding_sweep, dominates, frontier, over_seeds, plot_frontier
+from textvae.frontier import (
+    FrontierPoint,
+    covers,
+    decoding_sweep,
+    dominates,
+    frontier,
+    over_seeds,
+    plot_frontier,
+)
 
 
 def dataset_of(exports, export):

@@ -120,15 +120,14 @@ def over_seeds(curves: Sequence[Sequence[FrontierPoint]]) -> tuple[list[Frontier
     def combine(points: Sequence[FrontierPoint], summary) -> FrontierPoint:
         numbers = [[*p.bleu_f1, p.distinct_1_within, p.distinct_2_within, p.distinct_1, p.distinct_2]
                    for p in points]
-        values = [summary(column) for column in zip(*numbers)]
+        values = [summary(column) for column in zip(*numbers, strict=True)]
         return FrontierPoint(points[0].setting, points[0].decoding, values[:-4], *values[-4:])
 
     def sd(column) -> float:
         return statistics.stdev(column) if len(column) > 1 else 0.0
 
-    means = [combine(points, statistics.fmean) for points in zip(*curves)]
-    sds = [combine(points, sd) for points in zip(*curves)]
-    return means, sds
+    per_setting = list(zip(*curves, strict=True))  # each setting's points, one per seed
+    return [combine(points, statistics.fmean) for points in per_setting], [combine(points, sd) for points in per_setting]
 
 
 def plot_frontier(curves: Mapping[str, Sequence[FrontierPoint]], path: str | os.PathLike, *, order: int = 1,
