@@ -10,7 +10,8 @@ corpus (``data/CORPUS/test.jsonl``): IW-NLL with K = ``--samples`` (the exact NL
 model), PPL (total NLL over words + EOS), -ELBO, KL (closed form or Monte Carlo, as the evaluation says),
 MI (aggregate posterior over all the evaluated sentences), active units, reconstruction BLEU (greedy
 from the posterior mean); on the first ``--svi-sentences`` of them, the ELBO after ``--svi-steps``
-semi-amortised steps and Cremer et al.'s amortisation and approximation gaps; then training sentences/s: ``--train-steps`` steps of the run's own
+semi-amortised steps, Cremer et al.'s amortisation and approximation gaps, and the KL, MI and reconstruction
+BLEU of the refined posteriors beside the amortised ones on the same sentences (in the JSON); then training sentences/s: ``--train-steps`` steps of the run's own
 training procedure (its recipe's system: objective, aggressive inner loops, SVI steps) on a fresh model,
 timed after 5 warm-up steps by a real Lightning trainer. Prints a Markdown table for BENCHMARKS.md
 and writes JSON (``--json``, default ``benchmarks/latent_families_CORPUS.json``); runs already in that file
@@ -116,11 +117,12 @@ def measure(name: str, export, records, args: argparse.Namespace, row: dict | No
     if export.model.latent_dim and args.svi_steps:
         subset = SentenceDataset(records.select(range(min(args.svi_sentences, len(records)))), export.tokenizer,
                                  max_len=None)
-        gaps = evaluate(export.model, subset, samples=args.samples, seed=0, bleu=False, batch_size=args.batch_size,
-                        svi_steps=args.svi_steps, svi_lr=args.svi_lr)
+        gaps = evaluate(export.model, subset, samples=args.samples, seed=0, tokenizer=export.tokenizer,
+                        batch_size=args.batch_size, svi_steps=args.svi_steps, svi_lr=args.svi_lr)
         print(f"-- {name}, the first {gaps.sentences} sentences\n{gaps.table()}")
         row["svi"] = {k: getattr(gaps, k) for k in ("sentences", "svi_steps", "svi_lr", "iw_nll", "elbo", "elbo_svi",
-                                                    "iw_nll_svi", "amortization_gap", "approximation_gap")}
+                                                    "iw_nll_svi", "amortization_gap", "approximation_gap", "kl",
+                                                    "mi", "recon_bleu", "kl_svi", "mi_svi", "recon_bleu_svi")}
     return row
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -242,6 +243,26 @@ def test_svi_refinement_raises_the_elbo_and_the_gaps_add_up(vae, dataset):
     assert refined.iw_nll_svi <= -refined.elbo_svi + 0.1
     lines = refined.table().splitlines()
     assert any(line.startswith("ELBO after SVI (10 steps, lr 0.5)") for line in lines)
+
+
+def test_refined_posteriors_show_how_much_of_the_latent_the_decoder_uses(vae, dataset):
+    refined = evaluate(vae.model, dataset, samples=20, tokenizer=vae.tokenizer, svi_steps=10, svi_lr=0.5)
+    assert refined.kl_svi >= 0 and 0 <= refined.mi_svi <= math.log(len(dataset)) and 0 <= refined.recon_bleu_svi <= 100
+    lines = refined.table().splitlines()
+    assert any(line.startswith("  KL, MI of the refined posteriors") for line in lines)
+    # steps too small to move anything: the refined posteriors' figures are the amortised ones
+    still = evaluate(vae.model, dataset, samples=20, tokenizer=vae.tokenizer, svi_steps=1, svi_lr=1e-9)
+    assert still.kl_svi == pytest.approx(still.kl, rel=1e-5) and still.mi_svi == pytest.approx(still.mi, abs=1e-5)
+    assert still.recon_bleu_svi == still.recon_bleu
+    # a decoder that ignores z: the ELBO's optimum for every sentence is the prior (KL 0, so MI 0), and the
+    # steps take each posterior there however informative the encoder made it
+    blind = copy.deepcopy(vae.model)
+    with torch.no_grad():
+        blind.decoder.latent_to_hidden.weight.zero_()
+    result = evaluate(blind, dataset, samples=20, bleu=False, svi_steps=40, svi_lr=0.5)
+    assert result.kl > 0.5 and result.mi > 0.1
+    assert result.kl_svi < 0.05 * result.kl and result.mi_svi < 0.05
+    assert result.recon_bleu_svi is None  # bleu=False
 
 
 @pytest.mark.parametrize("family", ["iaf", "mixture"])

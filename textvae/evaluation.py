@@ -149,6 +149,9 @@ class EvalResult(JSONResult):
     svi_lr: float | None = None
     elbo_svi: float | None = None  # ELBO after the refinement, per sentence
     iw_nll_svi: float | None = None  # IW-NLL with the refined posteriors as the proposal (K samples)
+    kl_svi: float | None = None  # KL of the refined posteriors (estimated as kl_estimate says)
+    mi_svi: float | None = None  # MI under the refined posteriors (same estimator and groups as mi)
+    recon_bleu_svi: float | None = None  # greedy reconstruction from the refined posterior means
     amortization_gap: float | None = None  # elbo_svi - elbo (Cremer et al. 2018)
     approximation_gap: float | None = None  # log p(x) estimate - elbo_svi, log p(x) ~ -min(iw_nll, iw_nll_svi)
     clustering: ClusteringMetrics | None = None
@@ -178,6 +181,10 @@ class EvalResult(JSONResult):
             rows += [
                 (f"ELBO after SVI ({self.svi_steps} steps, lr {self.svi_lr:g})", f"{self.elbo_svi:.2f} nats/sentence"),
                 ("  IW-NLL, refined proposal", f"{self.iw_nll_svi:.2f} nats/sentence"),
+                ("  KL, MI of the refined posteriors", f"{self.kl_svi:.2f}, {self.mi_svi:.3f} nats"
+                                                       if self.mi_svi is not None else f"{self.kl_svi:.2f}, n/a"),
+                ("  recon BLEU, refined means", "not measured" if self.recon_bleu_svi is None
+                 else f"{self.recon_bleu_svi:.2f}"),
                 ("  amortisation gap", f"{self.amortization_gap:.2f} (ELBO after SVI - ELBO)"),
                 ("  approximation gap", f"{self.approximation_gap:.2f} (log p(x) - ELBO after SVI; log p(x) from the "
                                         "better IW estimate)"),
@@ -259,6 +266,13 @@ def _text(ids: Sequence[int], tokenizer: Tokenizer | None) -> str:
     return tokenizer.decode(ids) if tokenizer is not None else " ".join(map(str, ids))
 
 
+def _reconstructions(model: TextModel, code: Tensor, label: Tensor | None, max_len: int,
+                     tokenizer: Tokenizer | None) -> list[str]:
+    """Greedy decodes from the codes (B, Z), each with its label's condition appended when there is one."""
+    start = code if label is None else torch.cat([code, label], -1)
+    return [_text(ids, tokenizer) for ids in greedy(model, start, max_len)]
+
+
 @torch.no_grad()  # not inference mode: semi-amortised steps take gradients inside
 def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: int = 500, batch_size: int = 32,
              seed: int = 0, bleu: bool = True, tokenizer: Tokenizer | None = None,
@@ -273,7 +287,9 @@ def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: in
     same for a word tokenizer). ``device``: where to run (default: where the model is; the model is moved).
     ``chunk``: importance samples per decoder pass (None: as many as fit the model's logits budget).
     ``mi_group``: sentences per aggregate posterior of the MI (all of them if fewer). ``svi_steps``,
-    ``svi_lr``: semi-amortised refinement of each posterior, for the ELBO after it and the two gaps.
+    ``svi_lr``: semi-amortised refinement of each posterior, for the ELBO after it, the two gaps, and the KL,
+    MI and reconstruction BLEU of the refined posteriors (how much of the latent the decoder actually uses:
+    a posterior kept informative by a constraint on the encoder falls back towards the prior).
     ``progress``: called after each batch with the number of sentences done (a tool's progress line).
     """
     if samples < 1:
@@ -290,7 +306,7 @@ def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: in
     was_training = model.training
     model.eval()
 
-    total_nll = total_rec = total_kl = total_svi = total_nll_svi = 0.0
+    total_nll = total_rec = total_kl = total_svi = total_nll_svi = total_kl_svi = 0.0
     sentences = tokens = 0
     seconds = 0.0
     closed_form = True
@@ -299,6 +315,8 @@ def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: in
     order: list[Tensor] = []  # the sentences' indices, batch by batch
     hypotheses: list[str] = []
     references: list[str] = []
+    refined_posteriors: list = []  # the same, after the semi-amortised steps
+    refined_hypotheses: list[str] = []
     svi_generator = torch.Generator(device).manual_seed(seed)
     try:
         for indices in BucketBatchSampler(dataset.lengths, batch_size, shuffle=False):
@@ -331,14 +349,19 @@ def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: in
                     noise = sentence_noise(batch.index, samples, code.shape[-1], seed).to(code)  # (K, B, Z)
                     refined_terms = model_importance_samples(model, batch, samples, inference=refined, noise=noise,
                                                              chunk=chunk)  # (K, B) x3, the same draws as above
-                    total_svi += float((refined_terms.log_px_given_z.mean(0) - sampled_kl(refined, refined_terms).value).sum())
+                    refined_kl = sampled_kl(refined, refined_terms).value  # (B,)
+                    total_svi += float((refined_terms.log_px_given_z.mean(0) - refined_kl).sum())
+                    total_kl_svi += float(refined_kl.sum())
                     total_nll_svi += float(importance_weighted_nll(*refined_terms).sum())
+                    refined_posteriors.append(refined.q.to("cpu"))
                 if bleu:
                     max_len = int(batch.lengths.max()) - 1 + RECONSTRUCTION_SLACK
                     # a labelled model decodes [z; e(y)] at the label it was encoded with (its infer's condition)
-                    start_code = code if not num_labels(model) else torch.cat([code, inference.condition], -1)
-                    hypotheses += [_text(ids, tokenizer) for ids in greedy(model, start_code, max_len)]
+                    label = inference.condition if num_labels(model) else None
+                    hypotheses += _reconstructions(model, code, label, max_len, tokenizer)
                     references += [_text(e.ids, tokenizer) for e in examples]
+                    if svi_steps:
+                        refined_hypotheses += _reconstructions(model, refined.q.code, label, max_len, tokenizer)
             if progress is not None:
                 progress(sentences)
     finally:
@@ -357,10 +380,15 @@ def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: in
     result.reconstruction, result.kl = total_rec / sentences, total_kl / sentences
     result.elbo = -(result.reconstruction + result.kl)
     result.kl_estimate = "closed form" if closed_form else f"Monte Carlo, {samples} samples"
+    data_order = torch.cat(order).argsort()  # the data set's order: no batch effect
+
+    def mi(qs: list) -> float:
+        return mutual_information(concatenate(qs).rows(data_order), group_size=result.mi_group,
+                                  generator=torch.Generator().manual_seed(seed))
+
     if sentences >= 2:
         result.mi_group = min(mi_group, sentences)
-        in_order = concatenate(posteriors).rows(torch.cat(order).argsort())  # the data set's order: no batch effect
-        result.mi = mutual_information(in_order, group_size=result.mi_group, generator=torch.Generator().manual_seed(seed))
+        result.mi = mi(posteriors)
         result.active_units, _ = active_units(torch.cat(codes), threshold=AU_THRESHOLD)
     if bleu:
         with _quiet_sacrebleu():
@@ -368,6 +396,12 @@ def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: in
     if svi_steps:
         result.svi_steps, result.svi_lr = svi_steps, svi_lr
         result.elbo_svi, result.iw_nll_svi = total_svi / sentences, total_nll_svi / sentences
+        result.kl_svi = total_kl_svi / sentences
+        if sentences >= 2:
+            result.mi_svi = mi(refined_posteriors)
+        if bleu:
+            with _quiet_sacrebleu():
+                result.recon_bleu_svi = corpus_bleu(refined_hypotheses, references, tokenize="none")
         result.amortization_gap = result.elbo_svi - result.elbo
         result.approximation_gap = -min(result.iw_nll, result.iw_nll_svi) - result.elbo_svi
     return result

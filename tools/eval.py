@@ -3,7 +3,8 @@
 Sentence models (VAE or language-model baseline) on a prepared sentence JSONL split: importance-weighted
 NLL, PPL, ELBO, KL, mutual information, active units, reconstruction BLEU and prior-sample diversity,
 for any posterior and prior (flows and mixtures: a Monte-Carlo KL); with --svi-steps, the ELBO after
-semi-amortised refinement and the amortisation and approximation gaps; with --label-key KEY, for a model
+semi-amortised refinement, the amortisation and approximation gaps, and the KL, MI and reconstruction BLEU
+of the refined posteriors (how much of z the decoder actually reads); with --label-key KEY, for a model
 whose prior is a mixture, how its components cluster the sentences against their labels under KEY
 (clustering accuracy and NMI, VaDE's protocol).
 PPL = exp(total NLL / (words + EOS)), the papers' definition.
@@ -126,8 +127,9 @@ def _parser() -> argparse.ArgumentParser:
                                 "(default 1000; the estimate is at most log G: compare models at one G)")
     sentences.add_argument("--svi-steps", type=count(0, MAX_SVI_STEPS), metavar="N",
                            help="also refine each posterior by N semi-amortised gradient steps (Kim et al. 2018) and "
-                                "report the ELBO after them, the IW-NLL with them as the proposal, and the amortisation "
-                                f"and approximation gaps (Cremer et al. 2018); {span(0, MAX_SVI_STEPS)} (default 0)")
+                                "report the ELBO after them, the IW-NLL with them as the proposal, the amortisation "
+                                "and approximation gaps (Cremer et al. 2018), and the refined posteriors' KL, MI and "
+                                f"reconstruction BLEU; {span(0, MAX_SVI_STEPS)} (default 0)")
     sentences.add_argument("--svi-lr", type=number(0.0, 100.0, include_low=False), metavar="LR",
                            help="step size of --svi-steps, in (0, 100] (default 0.25)")
     sentences.add_argument("--label-key", metavar="KEY",
