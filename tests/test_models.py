@@ -21,6 +21,7 @@ CONFIGS = {
     "gru": dict(architecture="gru"),
     "bi-lstm": dict(architecture="lstm", bidirectional=True, num_layers=2, z_to_every_input=True),
     "gru-tied": dict(architecture="gru", bidirectional=True, z_to_every_input=True, tie_embeddings=True),
+    "lstm-skip": dict(architecture="lstm", z_to_every_input=True, z_to_output=True),
     "transformer": dict(architecture="transformer", num_layers=2),
     "transformer-tied": dict(architecture="transformer", positions="sinusoidal", pooling="first",
                              tie_embeddings=True),
@@ -225,6 +226,24 @@ def test_incremental_decoding_matches_teacher_forcing(config):
         for t in range(batch.inputs.shape[1]):
             logits, state = model.decoder_step(batch.inputs[:, t], state)
             assert torch.allclose(logits, full[:, t], atol=1e-5)
+
+
+def test_z_to_output_adds_a_linear_map_of_z_to_every_output_state():
+    """With the initial state cut off from z, the recurrence does not see z: two codes' output states then
+    differ at every step by exactly the skip map of their difference, W (z1 - z2)."""
+    model = tiny_vae("lstm", z_to_output=True).eval()
+    decoder = model.decoder
+    with torch.no_grad():
+        decoder.latent_to_hidden.weight.zero_()
+        batch = make_batch(sentences())
+        z1, z2 = torch.randn(8, 4), torch.randn(8, 4)
+        difference = decoder.features(batch.inputs, z1) - decoder.features(batch.inputs, z2)  # (B, T, H)
+        expected = (z1 - z2) @ decoder.latent_to_output.weight.T  # (B, H)
+    torch.testing.assert_close(difference, expected.unsqueeze(1).expand_as(difference), atol=1e-5, rtol=0)
+    without = tiny_vae("lstm").eval().decoder
+    with torch.no_grad():
+        without.latent_to_hidden.weight.zero_()
+        assert torch.equal(without.features(batch.inputs, z1), without.features(batch.inputs, z2))
 
 
 @pytest.mark.parametrize("config", ["bi-lstm", "transformer"])

@@ -506,7 +506,7 @@ def check_response_request(z_source: str, acts: Tensor | None, num_acts: int, ba
 
 class RNNState(NamedTuple):
     hidden: Tensor | tuple[Tensor, Tensor]  # GRU (layers, B, H); LSTM (h, c), each (layers, B, H)
-    z: Tensor | None  # (B, Z), kept when z is concatenated to every input
+    z: Tensor | None  # (B, Z), kept when z is concatenated to every input or skips to the output
 
 
 class RNNDecoder(nn.Module):
@@ -515,17 +515,20 @@ class RNNDecoder(nn.Module):
     z sets the initial state through ``latent_to_hidden`` (for an LSTM both h_0 and c_0, for every
     layer) and, with ``z_to_every_input``, is also concatenated to every input embedding, as in
     He et al. (2019)'s decoder, which makes z harder to ignore (``every_input_dim``: only z's last
-    ``every_input_dim`` entries). ``latent_dim=0``: a plain LM, zero state.
+    ``every_input_dim`` entries). ``z_to_output`` adds a linear map of z to every output state before the
+    vocabulary projection (the skip connection of Dieng et al. 2019's Skip-VAE), a path from z to every word
+    that the recurrence cannot wash out. ``latent_dim=0``: a plain LM, zero state.
     ``tie_embeddings`` shares the input embedding with the output layer (Press & Wolf 2017); when
     ``hidden_dim != embed_dim`` a linear layer first maps the hidden state to the embedding size.
     """
 
     def __init__(self, *, vocab_size: int, cell: Literal["lstm", "gru"] = "lstm", embed_dim: int = 256,
                  hidden_dim: int = 256, latent_dim: int = 0, num_layers: int = 1, z_to_every_input: bool = False,
-                 dropout: float = 0.0, tie_embeddings: bool = False, every_input_dim: int = 0):
+                 dropout: float = 0.0, tie_embeddings: bool = False, every_input_dim: int = 0,
+                 z_to_output: bool = False):
         super().__init__()
-        if z_to_every_input and latent_dim == 0:
-            raise ValueError("z_to_every_input needs a latent (latent_dim > 0)")
+        if (z_to_every_input or z_to_output) and latent_dim == 0:
+            raise ValueError("z_to_every_input and z_to_output need a latent (latent_dim > 0)")
         if not 0 <= every_input_dim <= latent_dim or (z_to_every_input and every_input_dim):
             raise ValueError(f"every_input_dim must be in [0, latent_dim={latent_dim}] and is not combined with "
                              f"z_to_every_input, got {every_input_dim}")
@@ -544,6 +547,7 @@ class RNNDecoder(nn.Module):
         self.z_to_every_input = z_to_every_input
         parts = 2 if self.is_lstm else 1
         self.latent_to_hidden = nn.Linear(latent_dim, parts * num_layers * hidden_dim) if latent_dim else None
+        self.latent_to_output = nn.Linear(latent_dim, hidden_dim) if z_to_output else None
         self.to_embed = nn.Linear(hidden_dim, embed_dim) if tie_embeddings and hidden_dim != embed_dim else None
         self.output = VocabularyProjection(embed_dim if tie_embeddings else hidden_dim, vocab_size)
         if tie_embeddings:
@@ -578,7 +582,11 @@ class RNNDecoder(nn.Module):
             x = torch.cat([x, every.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=-1)  # (B, T, E + Z')
         return x
 
-    def _out(self, h: Tensor) -> Tensor:
+    def _out(self, h: Tensor, z: Tensor | None = None) -> Tensor:
+        """RNN outputs (B, [T,] H) -> the output layer's input; ``z`` (B, Z) for the skip connection."""
+        if self.latent_to_output is not None:
+            skip = self.latent_to_output(z)  # (B, H)
+            h = h + (skip.unsqueeze(1) if h.dim() == 3 else skip)
         h = self.dropout(h)
         return self.to_embed(h) if self.to_embed is not None else h
 
@@ -587,7 +595,7 @@ class RNNDecoder(nn.Module):
         self._check_z(z)
         x = self._embed(inputs, z)
         out, _ = run_rnn(self.rnn, x, self._initial_hidden(z, inputs.shape[0], x))  # (B, T, H)
-        return self._out(out)
+        return self._out(out, z)
 
     @property
     def vocab_size(self) -> int:
@@ -613,12 +621,13 @@ class RNNDecoder(nn.Module):
         if batch_size is None:
             raise ValueError("start(z=None) needs batch_size")
         like = z if z is not None else self.output.weight
-        return RNNState(self._initial_hidden(z, batch_size, like), z if self.every_input_dim else None)
+        keep_z = self.every_input_dim or self.latent_to_output is not None
+        return RNNState(self._initial_hidden(z, batch_size, like), z if keep_z else None)
 
     def step(self, tokens: Tensor, state: RNNState) -> tuple[Tensor, RNNState]:
         x = self._embed(tokens.unsqueeze(1), state.z)  # (B, 1, E [+ Z])
         out, hidden = run_rnn(self.rnn, x, state.hidden)  # (B, 1, H)
-        return self.project(self._out(out[:, 0])), RNNState(hidden, state.z)  # (B, V)
+        return self.project(self._out(out[:, 0], state.z)), RNNState(hidden, state.z)  # (B, V)
 
     def reorder(self, state: RNNState, index: Tensor) -> RNNState:
         hidden = (tuple(h.index_select(1, index) for h in state.hidden) if isinstance(state.hidden, tuple)
@@ -652,6 +661,8 @@ class AttentionRNNDecoder(RNNDecoder):
         super().__init__(**kwargs)
         if memory_dim < 1:
             raise ValueError(f"memory_dim must be >= 1, got {memory_dim}")
+        if self.latent_to_output is not None:
+            raise ValueError("z_to_output is for the plain RNN decoder, not the attending one")
         h = self.hidden_dim
         self.attention_query = nn.Linear(h, memory_dim, bias=False)
         self.attention_out = nn.Linear(h + memory_dim, h)

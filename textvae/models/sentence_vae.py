@@ -89,6 +89,8 @@ class SentenceVAE(nn.Module):
         dropout: dropout on embeddings and hidden states.
         word_dropout: probability of replacing a decoder input word by UNK, in training only (never BOS/EOS/PAD).
         z_to_every_input: RNN decoder: concatenate z to every input embedding, besides the initial state.
+        z_to_output: RNN decoder: add a linear map of z to every output state before the vocabulary projection
+            (Dieng et al. 2019's skip connection).
         tie_embeddings: share the decoder's input embedding with its output layer.
         max_len: Transformer: longest sequence (positions), BOS and EOS included.
         positions: Transformer: learned or sinusoidal position embeddings.
@@ -122,7 +124,8 @@ class SentenceVAE(nn.Module):
                  architecture: Literal["lstm", "gru", "transformer", "pretrained"] = "lstm",
                  embed_dim: int = 256, hidden_dim: int = 256, latent_dim: int = 32, num_layers: int = 1,
                  bidirectional: bool = False, num_heads: int = 4, dropout: float = 0.0, word_dropout: float = 0.0,
-                 z_to_every_input: bool = False, tie_embeddings: bool = False, max_len: int = 512,
+                 z_to_every_input: bool = False, z_to_output: bool = False, tie_embeddings: bool = False,
+                 max_len: int = 512,
                  positions: Literal["learned", "sinusoidal"] = "learned", pooling: Literal["mean", "first"] = "mean",
                  posterior: Callable[[int, int], Posterior] | None = None,
                  prior: Callable[[int, int], Prior] | None = None, bow_weight: float = 0.0, bow_skip: int = 0,
@@ -156,15 +159,17 @@ class SentenceVAE(nn.Module):
         if architecture == "pretrained":
             if encoder_model is None or decoder_model is None:
                 raise ValueError("architecture 'pretrained' needs encoder_model and decoder_model (local folders)")
-            if z_to_every_input:
-                raise ValueError("z_to_every_input is for RNN decoders; set latent_injection for a pretrained one")
+            if z_to_every_input or z_to_output:
+                raise ValueError("z_to_every_input and z_to_output are for RNN decoders; set latent_injection for a "
+                                 "pretrained one")
             self.encoder = PretrainedEncoder(encoder_model, decoder_model, load_weights=load_pretrained)
             self.decoder = PretrainedDecoder(decoder_model, vocab_size=vocab_size, latent_dim=latent_dim + label_width,
                                              injection=latent_injection, load_weights=load_pretrained)
             self.max_words = min(max_len, self.decoder.max_positions) - 2
         elif architecture == "transformer":
-            if z_to_every_input:
-                raise ValueError("z_to_every_input is for RNN decoders; the Transformer adds z to every input already")
+            if z_to_every_input or z_to_output:
+                raise ValueError("z_to_every_input and z_to_output are for RNN decoders; the Transformer adds z to "
+                                 "every input already")
             self.encoder = TransformerEncoder(
                 vocab_size=vocab_size, embed_dim=embed_dim, hidden_dim=hidden_dim, num_layers=num_layers,
                 num_heads=num_heads, dropout=dropout, max_len=max_len, positions=positions, pooling=pooling)
@@ -179,7 +184,7 @@ class SentenceVAE(nn.Module):
             self.decoder = RNNDecoder(
                 vocab_size=vocab_size, cell=architecture, embed_dim=embed_dim, hidden_dim=hidden_dim,
                 latent_dim=latent_dim + label_width, num_layers=num_layers, z_to_every_input=z_to_every_input,
-                dropout=dropout, tie_embeddings=tie_embeddings)
+                z_to_output=z_to_output, dropout=dropout, tie_embeddings=tie_embeddings)
         else:
             raise ValueError(f"architecture must be 'lstm', 'gru', 'transformer' or 'pretrained', got {architecture!r}")
         features = self.encoder.output_dim
