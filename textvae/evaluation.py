@@ -315,7 +315,7 @@ def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: in
     order: list[Tensor] = []  # the sentences' indices, batch by batch
     hypotheses: list[str] = []
     references: list[str] = []
-    refined_posteriors: list = []  # the same, after the semi-amortised steps
+    refined_posteriors: list = []  # q(z|x) after the semi-amortised steps, per batch, on the CPU
     refined_hypotheses: list[str] = []
     svi_generator = torch.Generator(device).manual_seed(seed)
     try:
@@ -380,15 +380,13 @@ def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: in
     result.reconstruction, result.kl = total_rec / sentences, total_kl / sentences
     result.elbo = -(result.reconstruction + result.kl)
     result.kl_estimate = "closed form" if closed_form else f"Monte Carlo, {samples} samples"
-    data_order = torch.cat(order).argsort()  # the data set's order: no batch effect
-
-    def mi(qs: list) -> float:
-        return mutual_information(concatenate(qs).rows(data_order), group_size=result.mi_group,
-                                  generator=torch.Generator().manual_seed(seed))
-
     if sentences >= 2:
         result.mi_group = min(mi_group, sentences)
-        result.mi = mi(posteriors)
+        data_order = torch.cat(order).argsort()  # the data set's order: no batch effect
+        result.mi, result.mi_svi = (
+            mutual_information(concatenate(qs).rows(data_order), group_size=result.mi_group,
+                               generator=torch.Generator().manual_seed(seed)) if qs else None
+            for qs in (posteriors, refined_posteriors))
         result.active_units, _ = active_units(torch.cat(codes), threshold=AU_THRESHOLD)
     if bleu:
         with _quiet_sacrebleu():
@@ -397,8 +395,6 @@ def evaluate(model: TextModel, dataset: torch.utils.data.Dataset, *, samples: in
         result.svi_steps, result.svi_lr = svi_steps, svi_lr
         result.elbo_svi, result.iw_nll_svi = total_svi / sentences, total_nll_svi / sentences
         result.kl_svi = total_kl_svi / sentences
-        if sentences >= 2:
-            result.mi_svi = mi(refined_posteriors)
         if bleu:
             with _quiet_sacrebleu():
                 result.recon_bleu_svi = corpus_bleu(refined_hypotheses, references, tokenize="none")
