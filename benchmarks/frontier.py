@@ -20,6 +20,10 @@ Several seeds of one model, ``NAME=DIR,DIR,...`` (seed 0's export first): each s
 gives each figure as mean ± sample sd, and the covering is judged on those means; the JSON keeps every seed's
 points and also says, seed by seed, which HRED points no latent point of the same seed dominates (among the
 models that have that seed).
+
+``--measured NAME=JSON`` takes model NAME's points (each seed's) from the ``--json`` of an earlier run instead of
+sweeping its exports again, e.g. the HRED seeds of ``benchmarks/frontier_dailydialog_lite_seeds.json`` beside a
+new latent model; they enter the table, the covering and the plot like a swept model's.
 """
 
 from __future__ import annotations
@@ -65,6 +69,29 @@ def sweep(name: str, path: str, args: argparse.Namespace, cache_name: str) -> li
     return points
 
 
+def measured(spec: str, parser: argparse.ArgumentParser) -> tuple[str, list[list[FrontierPoint]]]:
+    """``NAME=JSON``: model NAME's curves, one per seed, as an earlier run of this script wrote them to its
+    ``--json`` (each seed's points where it swept several), not swept again."""
+    name, _, path = spec.partition("=")
+    if not name or not path:
+        parser.error(f"--measured takes NAME=JSON entries, got {spec!r}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            rows = json.load(f)["models"][name]
+        runs = [[row["seeds"][i] for row in rows] for i in range(len(rows[0]["seeds"]))] if "seeds" in rows[0] \
+            else [rows]
+        return name, [[FrontierPoint(p["setting"], None, list(p["bleu_f1"]), p["distinct_1_within"],
+                                     p["distinct_2_within"], p["distinct_1"], p["distinct_2"]) for p in run]
+                      for run in runs]
+    except OSError as error:
+        parser.error(f"--measured {spec}: cannot read {path}: {error.strerror}")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        parser.error(f"--measured {spec}: {path} is not JSON; give the --json an earlier run of this script wrote")
+    except (KeyError, IndexError, TypeError):
+        parser.error(f"--measured {spec}: {path} has no points of a model {name!r}; give the --json an earlier "
+                     "run of this script wrote and a NAME of its --models")
+
+
 def figures(p: FrontierPoint) -> dict:
     return {"setting": p.setting, "bleu_f1": p.bleu_f1, "distinct_1_within": p.distinct_1_within,
             "distinct_2_within": p.distinct_2_within, "distinct_1": p.distinct_1, "distinct_2": p.distinct_2}
@@ -94,14 +121,18 @@ def uncovered_settings(curves: dict[str, list[FrontierPoint]]) -> dict[str, list
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="a prepared dialogue split (JSONL)")
-    parser.add_argument("--models", nargs="+", required=True,
+    parser.add_argument("--models", nargs="+", default=[],
                         help="NAME=EXPORT_DIR for each model; NAME=DIR,DIR,... for several seeds of one model")
     parser.add_argument("--contexts", type=int, default=None, help="the first N (context, response) pairs")
     parser.add_argument("--responses", type=int, default=10)
     parser.add_argument("--plot", default="benchmarks/frontier.png")
     parser.add_argument("--json", default="benchmarks/frontier.json")
     parser.add_argument("--cache", default=None, help="folder of per-model points to reuse (see the doc)")
+    parser.add_argument("--measured", nargs="+", default=[], metavar="NAME=JSON",
+                        help="model NAME's points (each seed's) from the --json of an earlier run, not swept again")
     args = parser.parse_args()
+    if not args.models and not args.measured:
+        parser.error("give the models to compare: --models NAME=EXPORT_DIR ... and/or --measured NAME=JSON ...")
     models = {}
     for spec in args.models:
         name, _, paths = spec.partition("=")
@@ -112,6 +143,13 @@ def main() -> None:
     seeds = {name: [sweep(name if len(paths) == 1 else f"{name} (seed {i})", path, args,
                           name if i == 0 else f"{name}_seed{i}") for i, path in enumerate(paths)]
              for name, paths in models.items()}
+    for spec in args.measured:
+        name, runs = measured(spec, parser)
+        if name in seeds:
+            parser.error(f"{name} is given twice (--models and --measured); name each model once")
+        seeds[name] = runs
+        print(f"{name}: {len(runs[0])} points of {len(runs)} seed{'s' if len(runs) > 1 else ''} from "
+              f"{spec.partition('=')[2]}")
     curves, spreads = {}, {}
     for name, runs in seeds.items():
         try:

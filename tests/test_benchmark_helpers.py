@@ -371,6 +371,24 @@ def test_frontier_seeds_are_swept_alike_and_averaged(benchmark, dialogue_exports
     assert all(row["sd"]["distinct_2"] == 0.0 for row in both["models"]["HRED"])  # the same export twice
     with pytest.raises(SystemExit):
         _run(frontier, monkeypatch, "--models", "HRED=", *common)
+    # --measured: the two-seed latent model and the HRED of both.json read back, not swept: the same report
+    capsys.readouterr()
+    _run(frontier, monkeypatch, "--measured", f"latent={tmp_path / 'both.json'}", f"HRED={tmp_path / 'both.json'}",
+         "--json", tmp_path / "read.json", "--plot", tmp_path / "read.png", *common)
+    read = json.loads((tmp_path / "read.json").read_text(encoding="utf-8"))
+    assert read["models"] == both["models"] and read["uncovered"] == both["uncovered"]
+    assert read["uncovered_per_seed"] == both["uncovered_per_seed"]
+    assert "latent: 23 points of 2 seeds from" in capsys.readouterr().out and (tmp_path / "read.png").stat().st_size
+    for bad, message in [(f"HRED={tmp_path / 'missing.json'}", "cannot read"),
+                         (f"HRED={tmp_path / 'read.png'}", "is not JSON"),
+                         (f"CVAE={tmp_path / 'both.json'}", "has no points of a model 'CVAE'")]:
+        with pytest.raises(SystemExit):
+            _run(frontier, monkeypatch, "--measured", bad, *common)
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _run(frontier, monkeypatch, "--models", f"HRED={dialogue_exports.hred}", "--measured",
+             f"HRED={tmp_path / 'both.json'}", *common)
+    assert "given twice" in capsys.readouterr().err
 
 
 def _uncovered(baseline: list[dict], latent: list[dict]) -> list[str]:

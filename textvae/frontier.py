@@ -41,7 +41,7 @@ SCALED_TEMPERATURES = (0.3, 0.5, 0.7, 1.0)  # word sampling per z drawn at each 
 
 class FrontierPoint(NamedTuple):
     setting: str  # how the responses were decoded, e.g. "sample (T 0.7)", "greedy per sampled z, prior x1.5"
-    decoding: Decoding
+    decoding: Decoding | None  # None: a point read back from a benchmark's JSON, which names only the setting
     bleu_f1: list[float]  # BLEU-1..4 F1 (0-1)
     distinct_1_within: float  # within each context's N responses, mean over contexts
     distinct_2_within: float
@@ -112,9 +112,9 @@ def over_seeds(curves: Sequence[Sequence[FrontierPoint]]) -> tuple[list[Frontier
     seed), each as a :class:`FrontierPoint` of that setting."""
     if not curves:
         raise ValueError("over_seeds needs at least one curve")
-    settings = [p.decoding for p in curves[0]]
+    settings = [p.setting for p in curves[0]]
     for i, curve in enumerate(curves[1:], start=1):
-        if [p.decoding for p in curve] != settings:
+        if [p.setting for p in curve] != settings:
             raise ValueError(f"seed {i}'s curve has other decoding settings than seed 0's; sweep every seed alike")
 
     def combine(points: Sequence[FrontierPoint], summary) -> FrontierPoint:
