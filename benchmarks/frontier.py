@@ -80,9 +80,7 @@ def measured(spec: str, parser: argparse.ArgumentParser) -> tuple[str, list[list
             rows = json.load(f)["models"][name]
         runs = [[row["seeds"][i] for row in rows] for i in range(len(rows[0]["seeds"]))] if "seeds" in rows[0] \
             else [rows]
-        return name, [[FrontierPoint(p["setting"], None, list(p["bleu_f1"]), p["distinct_1_within"],
-                                     p["distinct_2_within"], p["distinct_1"], p["distinct_2"]) for p in run]
-                      for run in runs]
+        return name, [[from_figures(row) for row in run] for run in runs]
     except OSError as error:
         parser.error(f"--measured {spec}: cannot read {path}: {error.strerror}")
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -95,6 +93,12 @@ def measured(spec: str, parser: argparse.ArgumentParser) -> tuple[str, list[list
 def figures(p: FrontierPoint) -> dict:
     return {"setting": p.setting, "bleu_f1": p.bleu_f1, "distinct_1_within": p.distinct_1_within,
             "distinct_2_within": p.distinct_2_within, "distinct_1": p.distinct_1, "distinct_2": p.distinct_2}
+
+
+def from_figures(row: dict) -> FrontierPoint:
+    """The point a row of :func:`figures` describes (its setting's name, not its :class:`Decoding`)."""
+    return FrontierPoint(row["setting"], None, list(row["bleu_f1"]), row["distinct_1_within"],
+                         row["distinct_2_within"], row["distinct_1"], row["distinct_2"])
 
 
 def table_row(name: str, p: FrontierPoint, sd: FrontierPoint, seeds: int) -> str:
