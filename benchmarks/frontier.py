@@ -6,14 +6,16 @@
 
 For each model, :func:`textvae.frontier.decoding_sweep` (HRED: greedy, beam, word sampling at temperatures
 0.3 to 1.2 and top-p 0.9; latent models: greedy per z, sampling per z at the same temperatures and top-p
-0.9, prior scales 0.5 to 2, each greedy and with word sampling at temperatures 0.3 to 1) and, per setting,
+0.9, prior scales 0.5 to 2, each greedy and with word sampling at ``--scaled-temperatures``, by default 0.3 to
+1, and within ``--scaled-top-ps``, by default none; the full grid is ``--scaled-temperatures 0.3 0.5 0.7 0.9 1
+1.2 --scaled-top-ps 0.9``) and, per setting,
 Zhao et al. (2017)'s protocol at ``--responses`` per context on the first ``--contexts`` test pairs:
 BLEU-1/2/4 F1, distinct-1/2 within a context's responses and overall. Prints a Markdown table, says which
 HRED points no latent model's point dominates (BLEU-1 F1, distinct-2 within and overall all at least as
 high), writes ``--json`` and the plot (BLEU-1 F1 against distinct-2, one curve per
 model). ``--cache DIR`` keeps each model's points in DIR/NAME.json (with the export, split, contexts and
-responses they were measured at) and reuses them on a later run with the same inputs, so models trained one
-after another are swept once each.
+responses they were measured at) and reuses them, setting by setting, on a later run with the same inputs, so
+models trained one after another are swept once each and a wider sweep measures only its new settings.
 
 Several seeds of one model, ``NAME=DIR,DIR,...`` (seed 0's export first): each seed is swept (cached as
 ``NAME.json``, ``NAME_seed1.json``, ...), the model's curve is the per-setting mean over its seeds, the table
@@ -40,33 +42,54 @@ from seeds import MeanSD, cell  # benchmarks/seeds.py
 from textvae.data.datasets import DialogueDataset, Vocab, load_records
 from textvae.decoding import Decoding
 from textvae.export import load_export
-from textvae.frontier import FrontierPoint, covers, decoding_sweep, frontier, over_seeds, plot_frontier
+from textvae.frontier import (
+    SCALED_TEMPERATURES,
+    FrontierPoint,
+    covers,
+    decoding_sweep,
+    frontier,
+    over_seeds,
+    plot_frontier,
+)
 
 
 def sweep(name: str, path: str, args: argparse.Namespace, cache_name: str) -> list[FrontierPoint]:
-    """One export's points over its decoding sweep, from ``--cache`` when measured there with the same inputs."""
+    """One export's points over its decoding sweep; with ``--cache``, each setting measured there before on the
+    same export, data, contexts and responses is read back and only the others are swept (every setting draws
+    from the same seed, so a point does not depend on which other settings are swept beside it)."""
     export = load_export(path)
-    settings = decoding_sweep(export.model)
+    settings = decoding_sweep(export.model, scaled_temperatures=args.scaled_temperatures,
+                              scaled_top_ps=args.scaled_top_ps)
     key = {"export": os.path.abspath(path), "data": os.path.abspath(args.data), "contexts": args.contexts,
-           "responses": args.responses, "settings": [dataclasses.asdict(d) for d in settings]}
+           "responses": args.responses}
     cached = os.path.join(args.cache, f"{cache_name}.json") if args.cache else None
-    saved = json.load(open(cached, encoding="utf-8")) if cached and os.path.exists(cached) else None
-    if saved is not None and saved["key"] == key:
-        print(f"{name}: {len(saved['points'])} points from {cached}")
-        return [FrontierPoint(**p | {"decoding": Decoding(**p["decoding"])}) for p in saved["points"]]
-    dataset = DialogueDataset(load_records(args.data), export.tokenizer, max_context=export.max_context,
-                              max_len=export.max_len, acts=Vocab(export.acts), emotions=Vocab(export.emotions),
-                              topics=Vocab(export.topics))
-    start = time.perf_counter()
-    points = frontier(export.model, dataset, export.tokenizer, settings, responses=args.responses,
-                      max_contexts=args.contexts)
-    print(f"{name}: {len(points)} points in {time.perf_counter() - start:.0f} s")
-    if cached:
+    saved = {}
+    if cached and os.path.exists(cached):
+        with open(cached, encoding="utf-8") as f:
+            previous = json.load(f)
+        if {k: v for k, v in previous["key"].items() if k != "settings"} == key:  # older caches list settings
+            for p in previous["points"]:
+                decoding = Decoding(**p["decoding"])
+                saved[decoding] = FrontierPoint(**p | {"decoding": decoding})
+    missing = [d for d in settings if d not in saved]
+    if missing:
+        dataset = DialogueDataset(load_records(args.data), export.tokenizer, max_context=export.max_context,
+                                  max_len=export.max_len, acts=Vocab(export.acts), emotions=Vocab(export.emotions),
+                                  topics=Vocab(export.topics))
+        start = time.perf_counter()
+        saved |= {p.decoding: p for p in frontier(export.model, dataset, export.tokenizer, missing,
+                                                  responses=args.responses, max_contexts=args.contexts)}
+        print(f"{name}: {len(missing)} points swept in {time.perf_counter() - start:.0f} s")
+    if len(missing) < len(settings):
+        print(f"{name}: {len(settings) - len(missing)} points from {cached}")
+    if cached and missing:
         os.makedirs(args.cache, exist_ok=True)
-        with open(cached, "w", encoding="utf-8") as f:
+        partial = f"{cached}.partial"  # every point measured on this export, written whole or not at all
+        with open(partial, "w", encoding="utf-8") as f:
             json.dump({"key": key, "points": [p._replace(decoding=dataclasses.asdict(p.decoding))._asdict()
-                                              for p in points]}, f, indent=1)
-    return points
+                                              for p in saved.values()]}, f, indent=1)
+        os.replace(partial, cached)
+    return [saved[d] for d in settings]
 
 
 def measured(spec: str, parser: argparse.ArgumentParser) -> tuple[str, list[list[FrontierPoint]]]:
@@ -132,6 +155,10 @@ def main() -> None:
     parser.add_argument("--plot", default="benchmarks/frontier.png")
     parser.add_argument("--json", default="benchmarks/frontier.json")
     parser.add_argument("--cache", default=None, help="folder of per-model points to reuse (see the doc)")
+    parser.add_argument("--scaled-temperatures", type=float, nargs="+", default=list(SCALED_TEMPERATURES),
+                        help="word-sampling temperatures at each prior scale of a latent model")
+    parser.add_argument("--scaled-top-ps", type=float, nargs="*", default=[],
+                        help="nuclei sampled within (temperature 1) at each prior scale of a latent model")
     parser.add_argument("--measured", nargs="+", default=[], metavar="NAME=JSON",
                         help="model NAME's points (each seed's) from the --json of an earlier run, not swept again")
     args = parser.parse_args()

@@ -391,6 +391,40 @@ def test_frontier_seeds_are_swept_alike_and_averaged(benchmark, dialogue_exports
     assert "given twice" in capsys.readouterr().err
 
 
+def test_frontier_cache_sweeps_only_the_settings_it_lacks(benchmark, dialogue_exports, tmp_path, monkeypatch, capsys):
+    """A wider sweep over a cached model (the full grid: every prior scale with HRED's temperatures and top-p)
+    measures only its new settings; each point, read back or new, equals the one an uncached run measures."""
+    frontier = benchmark("frontier")
+    common = ["--data", dialogue_exports.data, "--contexts", 4, "--responses", 2, "--plot", tmp_path / "f.png"]
+    full = ["--scaled-temperatures", 0.3, 0.5, 0.7, 0.9, 1, 1.2, "--scaled-top-ps", 0.9]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _run(frontier, monkeypatch, "--models", f"a={dialogue_exports.kgcvae}", "--cache", tmp_path / "cache",
+             "--json", tmp_path / "default.json", *common)
+        cache = tmp_path / "cache" / "a.json"
+        older = json.loads(cache.read_text(encoding="utf-8"))  # a cache as older runs wrote it: settings in the key
+        older["key"]["settings"] = [p["decoding"] for p in older["points"]]
+        cache.write_text(json.dumps(older), encoding="utf-8")
+        capsys.readouterr()
+        _run(frontier, monkeypatch, "--models", f"a={dialogue_exports.kgcvae}", "--cache", tmp_path / "cache",
+             "--json", tmp_path / "cached.json", *common, *full)
+        printed = capsys.readouterr().out
+        _run(frontier, monkeypatch, "--models", f"a={dialogue_exports.kgcvae}", "--json", tmp_path / "fresh.json",
+             *common, *full)
+    finally:
+        torch.set_num_threads(threads)
+    assert "a: 9 points swept in" in printed and "a: 23 points from" in printed  # 3 scales x (T 0.9, T 1.2, top-p)
+    default = json.loads((tmp_path / "default.json").read_text(encoding="utf-8"))["models"]["a"]
+    cached = json.loads((tmp_path / "cached.json").read_text(encoding="utf-8"))["models"]["a"]
+    fresh = json.loads((tmp_path / "fresh.json").read_text(encoding="utf-8"))["models"]["a"]
+    assert cached == fresh and len(fresh) == 32
+    assert [row for row in fresh if row["setting"] in {r["setting"] for r in default}] == default
+    assert "sample per sampled z (T 1, top-p 0.9), prior x0.5" in {row["setting"] for row in fresh}
+    assert len(json.loads(cache.read_text(encoding="utf-8"))["points"]) == 32  # the cache keeps every point
+    assert not (tmp_path / "cache" / "a.json.partial").exists()
+
+
 def _uncovered(baseline: list[dict], latent: list[dict]) -> list[str]:
     """The baseline's settings no latent point matches or beats on BLEU-1 F1 and distinct-2 within and overall."""
     def beats(a, b):

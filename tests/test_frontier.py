@@ -36,6 +36,9 @@ def test_sweep_settings_per_kind_of_model(dialogue_exports):
     scaled = [(d.method, d.temperature) for d in latent if d.prior_scale == 2.0]
     assert scaled == [("greedy", 1.0), ("sample", 0.5), ("sample", 0.9)]  # z and word temperatures swept together
     assert len(latent) == len(set(latent)) == 1 + 6 + 1 + 3
+    nucleus = decoding_sweep(cvae, prior_scales=(2.0,), scaled_temperatures=(0.5,), scaled_top_ps=(0.9,))
+    assert [(d.method, d.temperature, d.top_p) for d in nucleus if d.prior_scale == 2.0] == [
+        ("greedy", 1.0, 1.0), ("sample", 0.5, 1.0), ("sample", 1.0, 0.9)]
 
 
 def test_frontier_points_and_monotone_diversity_in_temperature(dialogue_exports, tmp_path):

@@ -56,13 +56,15 @@ def _name(model: DialogueModel, decoding: Decoding) -> str:
 
 def decoding_sweep(model: DialogueModel, *, temperatures: Sequence[float] | None = None,
                    top_ps: Sequence[float] = TOP_PS, prior_scales: Sequence[float] = PRIOR_SCALES,
-                   scaled_temperatures: Sequence[float] = SCALED_TEMPERATURES, beam_size: int = 5,
-                   max_len: int = 50) -> list[Decoding]:
+                   scaled_temperatures: Sequence[float] = SCALED_TEMPERATURES, scaled_top_ps: Sequence[float] = (),
+                   beam_size: int = 5, max_len: int = 50) -> list[Decoding]:
     """The decoding settings a model's frontier is traced over (see the module doc). ``temperatures``: word
     sampling temperatures (default 0.3 to 1.2; a latent model samples per z); ``top_ps``: sampling
     at temperature 1 within each nucleus; ``prior_scales`` (latent models): greedy per z drawn with the prior's
     standard deviation times each scale, and word sampling per such z at each of ``scaled_temperatures`` (the
-    two temperatures, of z and of the words, swept together). HRED also gets greedy and beam search."""
+    two temperatures, of z and of the words, swept together) and at temperature 1 within each of
+    ``scaled_top_ps`` (none by default). HRED also gets greedy and beam search. The full grid, every prior
+    scale with HRED's word-sampling settings: ``scaled_temperatures=TEMPERATURES, scaled_top_ps=TOP_PS``."""
     latent = model.latent_dim > 0
     temperatures = tuple(temperatures if temperatures is not None else TEMPERATURES)
     settings = [Decoding("greedy", max_len=max_len)]
@@ -73,6 +75,7 @@ def decoding_sweep(model: DialogueModel, *, temperatures: Sequence[float] | None
             settings.append(Decoding("greedy", prior_scale=scale, max_len=max_len))
             settings += [Decoding("sample", temperature=t, prior_scale=scale, max_len=max_len)
                          for t in scaled_temperatures]
+            settings += [Decoding("sample", top_p=p, prior_scale=scale, max_len=max_len) for p in scaled_top_ps]
     else:
         settings.append(Decoding("beam", beam_size=beam_size, max_len=max_len))
     return list(dict.fromkeys(settings))  # in order, without repeats
