@@ -65,12 +65,16 @@ def sweep(name: str, path: str, args: argparse.Namespace, cache_name: str) -> li
     cached = os.path.join(args.cache, f"{cache_name}.json") if args.cache else None
     saved = {}
     if cached and os.path.exists(cached):
-        with open(cached, encoding="utf-8") as f:
-            previous = json.load(f)
-        if {k: v for k, v in previous["key"].items() if k != "settings"} == key:  # older caches list settings
-            for p in previous["points"]:
-                decoding = Decoding(**p["decoding"])
-                saved[decoding] = FrontierPoint(**p | {"decoding": decoding})
+        try:
+            with open(cached, encoding="utf-8") as f:
+                previous = json.load(f)
+            if {k: v for k, v in previous["key"].items() if k != "settings"} == key:  # older caches list settings
+                for p in previous["points"]:
+                    decoding = Decoding(**p["decoding"])
+                    saved[decoding] = FrontierPoint(**p | {"decoding": decoding})
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            raise SystemExit(f"frontier.py: {cached} is not a cache this script wrote; delete it or give another "
+                             "--cache") from None
     missing = [d for d in settings if d not in saved]
     if missing:
         dataset = DialogueDataset(load_records(args.data), export.tokenizer, max_context=export.max_context,
@@ -162,6 +166,8 @@ def main() -> None:
     parser.add_argument("--measured", nargs="+", default=[], metavar="NAME=JSON",
                         help="model NAME's points (each seed's) from the --json of an earlier run, not swept again")
     args = parser.parse_args()
+    if min(args.scaled_temperatures) <= 0 or any(not 0 < p <= 1 for p in args.scaled_top_ps):
+        parser.error("--scaled-temperatures must be > 0 and --scaled-top-ps in (0, 1]")
     if not args.models and not args.measured:
         parser.error("give the models to compare: --models NAME=EXPORT_DIR ... and/or --measured NAME=JSON ...")
     models = {}

@@ -423,6 +423,13 @@ def test_frontier_cache_sweeps_only_the_settings_it_lacks(benchmark, dialogue_ex
     assert "sample per sampled z (T 1, top-p 0.9), prior x0.5" in {row["setting"] for row in fresh}
     assert len(json.loads(cache.read_text(encoding="utf-8"))["points"]) == 32  # the cache keeps every point
     assert not (tmp_path / "cache" / "a.json.partial").exists()
+    cache.write_text("{not json", encoding="utf-8")
+    for bad, message in [(["--cache", tmp_path / "cache"], "is not a cache this script wrote"),
+                         (["--scaled-temperatures", 0], "must be > 0"), (["--scaled-top-ps", 1.5], "in (0, 1]")]:
+        with pytest.raises(SystemExit) as exit_info:
+            _run(frontier, monkeypatch, "--models", f"a={dialogue_exports.kgcvae}", "--json", tmp_path / "x.json",
+                 *common, *bad)
+        assert message in str(exit_info.value) + capsys.readouterr().err
 
 
 def _uncovered(baseline: list[dict], latent: list[dict]) -> list[str]:
