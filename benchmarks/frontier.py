@@ -40,6 +40,7 @@ import torch
 from seeds import MeanSD, cell  # benchmarks/seeds.py
 
 from textvae.data.datasets import DialogueDataset, Vocab, load_records
+from textvae.data.records import atomic_output
 from textvae.decoding import Decoding
 from textvae.export import load_export
 from textvae.frontier import (
@@ -86,13 +87,10 @@ def sweep(name: str, path: str, args: argparse.Namespace, cache_name: str) -> li
         print(f"{name}: {len(missing)} points swept in {time.perf_counter() - start:.0f} s")
     if len(missing) < len(settings):
         print(f"{name}: {len(settings) - len(missing)} points from {cached}")
-    if cached and missing:
-        os.makedirs(args.cache, exist_ok=True)
-        partial = f"{cached}.partial"  # every point measured on this export, written whole or not at all
-        with open(partial, "w", encoding="utf-8") as f:
+    if cached and missing:  # every point measured on this export, written whole or not at all
+        with atomic_output(cached) as tmp, tmp.open("w", encoding="utf-8") as f:
             json.dump({"key": key, "points": [p._replace(decoding=dataclasses.asdict(p.decoding))._asdict()
                                               for p in saved.values()]}, f, indent=1)
-        os.replace(partial, cached)
     return [saved[d] for d in settings]
 
 
@@ -166,8 +164,11 @@ def main() -> None:
     parser.add_argument("--measured", nargs="+", default=[], metavar="NAME=JSON",
                         help="model NAME's points (each seed's) from the --json of an earlier run, not swept again")
     args = parser.parse_args()
-    if min(args.scaled_temperatures) <= 0 or any(not 0 < p <= 1 for p in args.scaled_top_ps):
-        parser.error("--scaled-temperatures must be > 0 and --scaled-top-ps in (0, 1]")
+    try:  # the settings' own checks (Decoding's), before any model is loaded
+        [Decoding("sample", temperature=t) for t in args.scaled_temperatures]
+        [Decoding("sample", top_p=p) for p in args.scaled_top_ps]
+    except ValueError as error:
+        parser.error(f"--scaled-temperatures must be > 0 and --scaled-top-ps in (0, 1]: {error}")
     if not args.models and not args.measured:
         parser.error("give the models to compare: --models NAME=EXPORT_DIR ... and/or --measured NAME=JSON ...")
     models = {}
