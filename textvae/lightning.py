@@ -49,7 +49,7 @@ from textvae.data.tokenizers import load_tokenizer, train_tokenizer
 from textvae.guards import NonFiniteError, all_finite, nonfinite_terms
 from textvae.inference import concatenate, mutual_information
 from textvae.metrics import active_units
-from textvae.schedules import KLSchedule
+from textvae.schedules import KLSchedule, LRDecay, PlateauDecay
 from textvae.training_objectives import ELBO, SVI, Objective
 
 VALIDATION_SEED = 0
@@ -380,13 +380,16 @@ class TextVAESystem(pl.LightningModule):
             the training sentences (:func:`textvae.clustering.fit_gaussian_mixture`, best of 10 seedings).
         svi_steps, svi_lr: Kim et al. (2018)'s semi-amortised training: the ELBO at each posterior after
             this many differentiable gradient steps of size ``svi_lr`` from the encoder's output.
+        lr_decay: the learning rate decayed on a plateau of the validation ELBO, going back to the best
+            weights (:class:`~textvae.schedules.LRDecay`; He et al. 2019, Li et al. 2019); none by default.
     """
 
     def __init__(self, model: nn.Module, *, objective: Objective | None = None, kl_schedule: KLSchedule | None = None,
                  lr: float = 1e-3, weight_decay: float = 0.0, grad_clip_norm: float | None = 5.0,
                  optimizer: Literal["adam", "sgd"] = "adam", aggressive: bool = False,
                  aggressive_max_inner_steps: int = 100, ae_pretrain_epochs: int = 0, svi_steps: int = 0,
-                 svi_lr: float = 0.25, after_pretraining: Literal["reset_decoder", "fit_mixture"] = "reset_decoder"):
+                 svi_lr: float = 0.25, after_pretraining: Literal["reset_decoder", "fit_mixture"] = "reset_decoder",
+                 lr_decay: LRDecay | None = None):
         super().__init__()
         if after_pretraining not in ("reset_decoder", "fit_mixture"):
             raise ValueError(f"after_pretraining must be 'reset_decoder' or 'fit_mixture', got {after_pretraining!r}")
@@ -410,6 +413,9 @@ class TextVAESystem(pl.LightningModule):
         self.ae_pretrain_epochs = ae_pretrain_epochs
         self.after_pretraining = after_pretraining
         self.svi = SVI(svi_steps, svi_lr) if svi_steps else None
+        self.plateau = PlateauDecay(lr_decay) if lr_decay is not None else None
+        self._best_state: dict[str, torch.Tensor] | None = None  # the best validation's weights (restore_best)
+        self._val_elbo = (0.0, 0)  # this validation's (sum of the ELBO x batch size, sentences), for lr_decay
         # aggressive training steps two optimisers by hand (encoder alone, then decoder)
         self.automatic_optimization = not aggressive
         # the KL schedule's clock, in training batches, and where it restarted (after AE pretraining); kept in
@@ -452,6 +458,11 @@ class TextVAESystem(pl.LightningModule):
                 how = ("in closed form" if terms.kl_closed_form
                        else "as a Monte-Carlo estimate, log q(z) - log p(z) at the sampled z")
                 rank_zero_info(f"textvae-train: the logged KL(q || p) is computed {how}")
+        if stage == "val" and self.plateau is not None:
+            total, count = self._val_elbo
+            elbo = metrics["elbo"] if "elbo" in metrics else -terms.loss
+            self._val_elbo = (total + torch.as_tensor(elbo, device=self.device).detach().float() * size,
+                              count + size)
         if stage == "val" and terms.code is not None:
             self._val_codes.append(terms.code.detach())
             self._val_posteriors.append(terms.posterior)
@@ -667,6 +678,7 @@ class TextVAESystem(pl.LightningModule):
         self._step(batch, "test")
 
     def on_validation_epoch_end(self):
+        self._after_validation_elbo()
         codes, posteriors = self._val_codes, self._val_posteriors
         self._val_codes, self._val_posteriors = [], []
         if self.trainer.sanity_checking or sum(len(c) for c in codes) < 2:
@@ -686,6 +698,44 @@ class TextVAESystem(pl.LightningModule):
             for callback in self.trainer.callbacks:
                 if isinstance(callback, pl.callbacks.EarlyStopping):
                     callback.wait_count = 0
+
+    def _after_validation_elbo(self) -> None:
+        """``lr_decay``: this validation's ELBO (summed over the ranks) against the best so far. Here, before the
+        checkpoint callbacks save this epoch, so a resumed run carries on from the same decision."""
+        (total, count), self._val_elbo = self._val_elbo, (0.0, 0)
+        if self.plateau is None or self.trainer.sanity_checking or self.pretraining or not count:
+            return
+        sums = torch.stack([torch.as_tensor(total, device=self.device, dtype=torch.float64),
+                            torch.tensor(float(count), device=self.device, dtype=torch.float64)])
+        if self.trainer.world_size > 1:
+            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        score = float(sums[0] / sums[1])
+        action = self.plateau.after_validation(score, self.current_epoch + 1 - self.ae_pretrain_epochs)
+        decay = self.plateau.decay
+        if action == "improved" and decay.restore_best:
+            self._best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        if action not in ("decay", "stop"):
+            return
+        restored = decay.restore_best and self._best_state is not None
+        if restored:
+            self.model.load_state_dict(self._best_state)
+        optimizers = self.optimizers()
+        rates = []
+        for optimizer in optimizers if isinstance(optimizers, list) else [optimizers]:
+            for group in optimizer.param_groups:
+                if action == "decay":
+                    group["lr"] *= decay.factor
+                rates.append(group["lr"])
+            if restored:
+                optimizer.state.clear()  # He et al. build new optimisers at the restored weights
+        back = f", weights back to the best (validation ELBO {self.plateau.best:.2f})" if restored else ""
+        if action == "stop":
+            self.trainer.should_stop = True
+            rank_zero_info(f"textvae-train: the validation ELBO stopped improving after {decay.max_decays - 1} "
+                           f"learning-rate decays: training ends{back}")
+        else:
+            rank_zero_info(f"textvae-train: no better validation ELBO for {decay.patience} epoch(s): learning rate "
+                           f"now {max(rates):g} (decay {self.plateau.decays} of {decay.max_decays - 1}){back}")
 
     # Resuming gives the run an uninterrupted one would have had. The random draws of training (word dropout,
     # dropout, the reparameterisation noise) come from torch's global generators; their state at the
@@ -728,6 +778,8 @@ class TextVAESystem(pl.LightningModule):
                                  "epoch_progress": list(self.epoch_progress), "rng": self._all_rng_states()}
         if self.aggressive is not None:
             checkpoint["textvae"]["aggressive"] = self.aggressive.state_dict()
+        if self.plateau is not None:
+            checkpoint["textvae"]["lr_decay"] = self.plateau.state_dict() | {"best_state": self._best_state}
 
     def _all_rng_states(self) -> list[dict[str, torch.Tensor]]:
         """The training stream's generator states of every rank (saved inside a validation: the state it
@@ -745,6 +797,9 @@ class TextVAESystem(pl.LightningModule):
         self.schedule_start = int(state.get("schedule_start", 0))
         if self.aggressive is not None and "aggressive" in state:
             self.aggressive.load_state_dict(state["aggressive"])
+        if self.plateau is not None and "lr_decay" in state:
+            self.plateau.load_state_dict(state["lr_decay"])
+            self._best_state = state["lr_decay"]["best_state"]
         self._resumed_rng = state.get("rng")  # older checkpoints: the seeds of this run
         self.epoch_progress = tuple(int(n) for n in state.get("epoch_progress", (0, 0)))
 

@@ -117,3 +117,67 @@ class KLSchedule:
             )
         assert self.total_steps is not None
         return math.ceil(self.total_steps / self.cycles * self.cycle_ratio * (1.0 - tolerance))
+
+
+@dataclass(frozen=True)
+class LRDecay:
+    """Learning-rate decay on a validation plateau, the schedule He et al. (2019) and Li et al. (2019) train
+    their text VAEs with (their code: halve the rate after 5 epochs without improvement, from the 15th epoch on,
+    going back to the best weights each time; stop at the 5th decay).
+
+    Their rule, after each validation: an ELBO worse than the reference (the last one that was not worse, or
+    the one at the last decay) counts an epoch without improvement, any other resets the count. After
+    ``patience`` of them (once ``min_epochs`` epochs are trained) every learning rate is multiplied by
+    ``factor``; with ``restore_best`` the weights go back to the best validation's and the optimiser forgets
+    its moments (they build new optimisers there). The ``max_decays``-th decay ends training instead, at the
+    best weights. Autoencoder-pretraining epochs do not count.
+    """
+
+    factor: float = 0.5
+    patience: int = 5
+    max_decays: int = 5
+    restore_best: bool = True
+    min_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.factor < 1.0:
+            raise ValueError(f"lr_decay.factor must be in (0, 1), got {self.factor}")
+        if self.patience < 1 or self.max_decays < 1 or self.min_epochs < 0:
+            raise ValueError(f"lr_decay needs patience >= 1, max_decays >= 1 and min_epochs >= 0, got patience "
+                             f"{self.patience}, max_decays {self.max_decays}, min_epochs {self.min_epochs}")
+
+
+class PlateauDecay:
+    """The bookkeeping of :class:`LRDecay`: :meth:`after_validation` takes each validation ELBO (higher is
+    better) and the number of epochs trained, and says what to do: ``"improved"`` (the best so far: keep these
+    weights), ``"decay"``, ``"stop"`` (the last decay) or ``None``. A non-finite ELBO is worse than any."""
+
+    def __init__(self, decay: LRDecay):
+        self.decay = decay
+        self.best = -math.inf
+        self.reference = -math.inf
+        self.wait = 0
+        self.decays = 0
+
+    def after_validation(self, score: float, epochs_trained: int) -> str | None:
+        improved = score > self.best
+        if improved:
+            self.best = score
+        if score >= self.reference:  # no worse: the new reference
+            self.reference, self.wait = score, 0
+            return "improved" if improved else None
+        self.wait += 1
+        if self.wait < self.decay.patience or epochs_trained < self.decay.min_epochs:
+            return None
+        self.wait = 0
+        self.decays += 1
+        if math.isfinite(score):
+            self.reference = score
+        return "stop" if self.decays >= self.decay.max_decays else "decay"
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "reference": self.reference, "wait": self.wait, "decays": self.decays}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.reference = float(state["best"]), float(state["reference"])
+        self.wait, self.decays = int(state["wait"]), int(state["decays"])
