@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from textvae.lightning import TextDataModule, TextVAESystem
 from textvae.models import SentenceVAE
-from textvae.schedules import KLSchedule
+from textvae.schedules import KLSchedule, LRDecay
 
 
 class Seen(pl.Callback):
@@ -30,10 +30,12 @@ def main(data: str, out: str) -> None:
     pl.seed_everything(0, verbose=False)
     datamodule = TextDataModule(train=data, valid=data, batch_size=8, cache_dir=str(Path(out) / "cache"))
     model = SentenceVAE(vocab_size=datamodule.vocab_size, embed_dim=16, hidden_dim=32, latent_dim=4, word_dropout=0.3)
-    system = TextVAESystem(model, kl_schedule=KLSchedule(kind="linear", warmup_steps=10))
+    # lr_decay: each validation's ELBO is summed over the ranks, so they decay (and go back) together
+    system = TextVAESystem(model, kl_schedule=KLSchedule(kind="linear", warmup_steps=10), lr=0.3,
+                           lr_decay=LRDecay(patience=1, max_decays=10))
     seen = Seen()
     # the data module splits its length buckets across ranks itself (textvae-train sets the same)
-    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=6, logger=False,
+    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=40, logger=False,
                          use_distributed_sampler=False, callbacks=[seen],
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          num_sanity_val_steps=0, limit_val_batches=2)
@@ -41,7 +43,8 @@ def main(data: str, out: str) -> None:
     state = {k: v.detach().contiguous() for k, v in system.model.state_dict().items()}
     save_file(state, str(Path(out) / f"rank{trainer.global_rank}.safetensors"))
     (Path(out) / f"rank{trainer.global_rank}.seen").write_text(" ".join(map(str, seen.indices)))
-    print(f"rank {trainer.global_rank} world {trainer.world_size} steps {trainer.global_step}")
+    print(f"rank {trainer.global_rank} world {trainer.world_size} steps {trainer.global_step} "
+          f"decays {system.plateau.decays}")
 
 
 if __name__ == "__main__":

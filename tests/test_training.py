@@ -2,6 +2,7 @@
 DDP ranks agree."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -133,6 +134,8 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tiny_data, tmp_path):
                              str(tmp_path)], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "world 2" in result.stdout
+    decays = re.findall(r"decays (\d+)", result.stdout)  # the ranks agree on each learning-rate decay
+    assert len(decays) == 2 and decays[0] == decays[1] != "0", result.stdout
     rank0, rank1 = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
     assert rank0.keys() == rank1.keys() and len(rank0) > 0
     for name in rank0:
