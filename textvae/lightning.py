@@ -734,8 +734,8 @@ class TextVAESystem(pl.LightningModule):
             rank_zero_info(f"textvae-train: the validation ELBO stopped improving after {decay.max_decays - 1} "
                            f"learning-rate decays: training ends{back}")
         else:
-            rank_zero_info(f"textvae-train: no better validation ELBO for {decay.patience} epoch(s): learning rate "
-                           f"now {max(rates):g} (decay {self.plateau.decays} of {decay.max_decays - 1}){back}")
+            rank_zero_info(f"textvae-train: {decay.patience} epoch(s) with a worse validation ELBO (now {score:.2f}): "
+                           f"learning rate {max(rates):g} (decay {self.plateau.decays} of {decay.max_decays - 1}){back}")
 
     # Resuming gives the run an uninterrupted one would have had. The random draws of training (word dropout,
     # dropout, the reparameterisation noise) come from torch's global generators; their state at the
