@@ -700,8 +700,9 @@ class TextVAESystem(pl.LightningModule):
                     callback.wait_count = 0
 
     def _after_validation_elbo(self) -> None:
-        """``lr_decay``: this validation's ELBO (summed over the ranks) against the best so far. Here, before the
-        checkpoint callbacks save this epoch, so a resumed run carries on from the same decision."""
+        """``lr_decay``: this validation's ELBO (summed over the ranks) into the rule (:class:`PlateauDecay`), and
+        its decision carried out. Here, before the checkpoint callbacks save this epoch, so a resumed run carries
+        on from the same decision."""
         (total, count), self._val_elbo = self._val_elbo, (0.0, 0)
         if self.plateau is None or self.trainer.sanity_checking or self.pretraining or not count:
             return
