@@ -130,8 +130,10 @@ class LRDecay:
     ``patience`` of them (once ``min_epochs`` epochs are trained) every learning rate is multiplied by
     ``factor``; with ``restore_best`` the weights go back to the best validation's and the optimiser forgets
     its moments (they build new optimisers there). The ``max_decays``-th decay ends training instead, at the
-    best weights. Autoencoder-pretraining epochs do not count. A checkpoint keeps the rule's counts and, with
-    ``restore_best``, a copy of the best weights (so a resumed run decays as the uninterrupted one would).
+    best weights. ``patience`` counts validations, as Lightning's ``EarlyStopping`` does: one per epoch unless
+    ``trainer.val_check_interval`` validates more often. Autoencoder-pretraining epochs do not count. A
+    checkpoint keeps the rule's counts and, with ``restore_best``, a copy of the best weights (so a resumed run
+    decays as the uninterrupted one would).
     """
 
     factor: float = 0.5
