@@ -138,7 +138,8 @@ def test_iw_bound_terms_do_not_leave_the_gpu():
     from textvae.evaluation import importance_samples
 
     with torch.no_grad():
-        terms, mu, _ = importance_samples(model, batch_to(sentence_batch(), CUDA), 7, seed=0)
+        terms, inference = importance_samples(model, batch_to(sentence_batch(), CUDA), 7, seed=0)
+    mu = inference.q.params[0]
     assert all(t.device.type == "cuda" and t.shape == (7, 12) for t in terms) and mu.device.type == "cuda"
     assert torch.isfinite(importance_weighted_nll(*terms)).all()
 
