@@ -1,3 +1,5 @@
+import random
+
 import torch
 
 from textvae.data.batching import (
@@ -6,6 +8,7 @@ from textvae.data.batching import (
     SentenceExample,
     collate_dialogues,
     collate_sentences,
+    pad,
 )
 from textvae.data.tokenizers import BOS_ID, EOS_ID, PAD_ID
 
@@ -67,6 +70,20 @@ def test_collate_sentences_adds_bos_eos_and_pads():
     assert batch.inputs.shape == batch.targets.shape == (2, 4)
     assert batch.target_mask.sum().item() == batch.num_targets == 4 + 2  # words + EOS
     assert collate_sentences([SentenceExample([5], None, 0)]).labels is None
+
+
+def test_pad_matches_row_by_row_padding():
+    rng = random.Random(0)
+    sequences = [[rng.randrange(1, 50) for _ in range(rng.randrange(0, 9))] for _ in range(40)] + [[]]
+    tokens, lengths = pad(sequences)
+    width = max(map(len, sequences))
+    assert tokens.tolist() == [s + [PAD_ID] * (width - len(s)) for s in sequences]
+    assert lengths.tolist() == [len(s) for s in sequences] and tokens.dtype == lengths.dtype == torch.long
+    assert pad([[3]], length=4)[0].tolist() == [[3, PAD_ID, PAD_ID, PAD_ID]]  # at least ``length`` wide
+    assert pad([[3, 4, 5]], length=2)[0].tolist() == [[3, 4, 5]]  # never cut
+    empty, none = pad([], length=2)
+    assert empty.shape == (0, 2) and none.shape == (0,)
+    assert pad([[], []])[0].shape == (2, 0)
 
 
 def test_collate_dialogues_shapes_and_floor():
