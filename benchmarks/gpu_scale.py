@@ -18,7 +18,8 @@ Measured, each written to ``--json`` as soon as it is taken (a run cut short kee
 - ``compiled``: the same step with the model under ``torch.compile`` (mode default; on a GPU also
   reduce-overhead, i.e. CUDA graphs) for ``--compile-models`` at ``--compile-batch-sizes``; compile time apart.
 - ``lightning``: textvae-train's loop itself (Trainer.fit on TextDataModule; logging, the non-finite guard)
-  per model x precision at the largest batch size, timed from step ``--warmup`` to the end.
+  per model x precision x ``--num-workers`` at the largest batch size, timed from step ``--warmup`` to the end;
+  ``--train-repeats`` lengthens its epochs (ptb-lite is two batches of 2048).
 - ``iw_nll``: textvae.evaluation.evaluate (textvae-eval's function) at K = ``--samples`` over the first
   ``--iw-sentences`` test sentences (default all 3,761 of ptb-lite) with the untrained ``--iw-models``
   (default ptb-h256), fp32 and bf16, at ``--iw-chunks`` samples per decoder pass: its timed IW seconds and the
@@ -27,7 +28,8 @@ Measured, each written to ``--json`` as soon as it is taken (a run cut short kee
 On the lent GPU machine (the `run` tool; its Python lacks `datasets` and the data folder is not tracked),
 after, here, ``python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp
 --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl
-datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19`` and ``textvae-corpus prepare ptb-lite --source
+datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 fsspec==2026.9.0 jsonargparse==4.53.0 docstring_parser==0.18.0
+typeshed_client==2.15.0`` and ``textvae-corpus prepare ptb-lite --source
 ../shared/corpora --out data/ptb-lite``::
 
     run(carry=[".whl", "data/ptb-lite"], timeout_s=540, command=
@@ -36,7 +38,7 @@ datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19`` and ``textvae-corpus prepare
          python3 benchmarks/gpu_scale.py --device cuda --time-budget 420 --json $OUT/gpu_scale.json 2>&1
          | tee $OUT/gpu_scale.log")
 
-(one line in the call). The order is the acceptance figures first (IW-NLL, eager training), then Lightning's
+(one line in the call; BENCHMARKS.md "GPU scale" has the figures of an H200). The order is the acceptance figures first (IW-NLL, eager training), then Lightning's
 loop, then the compiled variants; what would start after ``--time-budget`` seconds is skipped and recorded so.
 If ``import datasets`` fails there on an older pyarrow or fsspec, carry those wheels too.
 """
@@ -178,9 +180,12 @@ class StepClock(pl.Callback):
 
 
 def lightning_rate(size: ModelSize, data: Path, batch_size: int, device: torch.device, precision_name: str, *,
-                   warmup: int, steps: int, cache_dir: str, root: str) -> dict:
-    """textvae-train's loop: Trainer.fit of TextVAESystem on TextDataModule, as the recipes configure it."""
-    datamodule = TextDataModule(train=str(data / "train.jsonl"), batch_size=batch_size, cache_dir=cache_dir)
+                   warmup: int, steps: int, cache_dir: str, root: str, num_workers: int = 0,
+                   train_repeats: int = 1) -> dict:
+    """textvae-train's loop: Trainer.fit of TextVAESystem on TextDataModule, as the recipes configure it
+    (``num_workers``, ``train_repeats``: its data options of those names)."""
+    datamodule = TextDataModule(train=str(data / "train.jsonl"), batch_size=batch_size, cache_dir=cache_dir,
+                                num_workers=num_workers, train_repeats=train_repeats)
     system = TextVAESystem(build_model(size, datamodule.vocab_size))
     clock = StepClock(warmup)
     matmul = torch.get_float32_matmul_precision()
@@ -257,10 +262,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "none on the CPU")
     parser.add_argument("--compile-batch-sizes", nargs="+", type=int, help="default: the largest")
     parser.add_argument("--no-lightning", action="store_true", help="skip textvae-train's own loop")
+    parser.add_argument("--num-workers", type=int, nargs="+", default=[0], help="textvae-train's loop: data loader "
+                        "worker processes (--data.num_workers), one run per value")
+    parser.add_argument("--train-repeats", type=int, default=1, help="textvae-train's loop: each epoch reads the "
+                        "training set this many times (--data.train_repeats; ptb-lite has 2 batches of 2048, so at "
+                        "large batches the loop's per-epoch work dominates unless the epoch is longer)")
     parser.add_argument("--samples", type=int, default=500, help="K of the IW-NLL")
     parser.add_argument("--iw-sentences", type=int, default=3761)
     parser.add_argument("--iw-batch-size", type=int, help="default: 256 on a GPU, 32 on the CPU")
-    parser.add_argument("--iw-models", nargs="+", choices=list(MODELS), default=["ptb-h256"])
+    parser.add_argument("--iw-models", nargs="*", choices=list(MODELS), default=["ptb-h256"], help="none: skip "
+                        "the IW-NLL")
     parser.add_argument("--iw-chunks", nargs="+", type=int, help="importance samples per decoder pass, 0: "
                         "textvae-eval's default; default: 0 and 100 on a GPU, 0 on the CPU")
     parser.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
@@ -337,10 +348,13 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_lightning:
         for name in args.models:
             for precision_name in args.precisions:
-                key = {"model": name, "precision": precision_name, "batch_size": max(args.batch_sizes)}
-                measure("lightning", key, partial(
-                    lightning_rate, sizes[name], data, max(args.batch_sizes), device, precision_name,
-                    warmup=args.warmup, steps=args.steps, cache_dir=cache, root=str(work / "runs")))
+                for workers in args.num_workers:
+                    key = {"model": name, "precision": precision_name, "batch_size": max(args.batch_sizes),
+                           "num_workers": workers, "train_repeats": args.train_repeats}
+                    measure("lightning", key, partial(
+                        lightning_rate, sizes[name], data, max(args.batch_sizes), device, precision_name,
+                        warmup=args.warmup, steps=args.steps, cache_dir=cache, root=str(work / "runs"),
+                        num_workers=workers, train_repeats=args.train_repeats))
     # last: each compilation takes tens of seconds
     for mode in ["default"] + (["reduce-overhead"] if device.type == "cuda" else []):
         for name in args.compile_models:
@@ -365,7 +379,8 @@ def print_tables(report: dict) -> None:
             continue
         print(f"[{section}]")
         for row in rows:
-            what = f"{row['model']:<10} {row['precision']:<5} {row.get('mode', ''):<15} batch {row['batch_size']:>4}"
+            mode = row.get("mode", f"{row['num_workers']} workers" if "num_workers" in row else "")
+            what = f"{row['model']:<10} {row['precision']:<5} {mode:<15} batch {row['batch_size']:>4}"
             if "error" in row or "skipped" in row:
                 print(f"  {what}  {row.get('error') or row['skipped']}")
             else:

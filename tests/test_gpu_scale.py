@@ -33,6 +33,7 @@ def test_cpu_dry_run_writes_every_figure(tmp_path):
         # target tokens per sentence: words + EOS of the synthetic sentences (at least 2, at most max_len + 1)
         assert 2 <= row["tokens_per_s"] / row["sentences_per_s"] <= 101
     assert {(r["model"], r["precision"]) for r in report["lightning"]} == {(m, p) for m in models for p in precisions}
+    assert all(r["num_workers"] == 0 and r["train_repeats"] == 1 for r in report["lightning"])  # the defaults
     # IW-NLL of the PTB-size models over the first 8 test sentences at K = 5: an untrained model's outputs are
     # near uniform, so about log V nats per target token
     # textvae-eval's default chunk and 2 samples per decoder pass: the same bound from the same noise
