@@ -4,16 +4,23 @@
 #   benchmarks/gpu.sh check OUT   # the CUDA tests, then speed and figures of the CPU-trained exports on the GPU
 #   benchmarks/gpu.sh train OUT   # yelp10k LSTM-VAE, dailydialog-lite HRED and kgCVAE trained on the GPU, evaluated
 #   benchmarks/gpu.sh precision OUT  # the yelp10k LSTM-VAE trained alone in fp32, then in bf16-mixed, timed, evaluated
+#   benchmarks/gpu.sh scale OUT   # the CUDA tests, then benchmarks/gpu_scale.py: LSTM-VAE tokens/s against batch
+#                                 # size and precision, IW-NLL K = 500 over ptb-lite's test set, textvae-train's loop
+#                                 # with 0 and 4 loader workers (BENCHMARKS.md, "GPU scale"; about 7 minutes on an H200)
 #
-# Needs data/yelp10k and data/dailydialog-lite (textvae-corpus prepare ...), and for `check` the exports
-# runs/yelp10k_lstm_vae/export and runs/dailydialog_lite_kgcvae/export and the act tagger
+# Needs data/yelp10k and data/dailydialog-lite (`scale`: data/ptb-lite; textvae-corpus prepare ...), and for `check`
+# the exports runs/yelp10k_lstm_vae/export and runs/dailydialog_lite_kgcvae/export and the act tagger
 # runs/dailydialog_lite_act_tagger (benchmarks/dailydialog_lite.py). Logs and JSON go to OUT.
 # TEXTVAE_GPU_MINUTES (default 5, whole minutes) caps each training run of `train` and `precision`; the three
 # of `train` run side by side on the GPU. Runs log where their recipes say (runs/RECIPE/logs) and export to
 # runs/gpu_RECIPE/export (`precision`: runs/gpu_PRECISION/export).
 set -uo pipefail
-stage=${1:?usage: benchmarks/gpu.sh check|train|precision OUT}
-out=${2:?usage: benchmarks/gpu.sh check|train|precision OUT}
+stage=${1:?usage: benchmarks/gpu.sh check|train|precision|scale OUT}
+out=${2:?usage: benchmarks/gpu.sh check|train|precision|scale OUT}
+case "$stage" in
+    check|train|precision|scale) ;;
+    *) echo "usage: benchmarks/gpu.sh check|train|precision|scale OUT (not: $stage)" >&2; exit 2 ;;
+esac
 mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 python=${PYTHON:-python3}
@@ -22,6 +29,18 @@ python=${PYTHON:-python3}
 import torch
 print("torch", torch.__version__, "CUDA", torch.version.cuda, "cuDNN", torch.backends.cudnn.version())
 print("device", torch.cuda.get_device_name(0), f"{torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB")
+import time
+for dtype in (torch.float32, torch.bfloat16):  # the matmul peak, to print beside every absolute figure
+    a = torch.randn(8192, 8192, device="cuda", dtype=dtype)
+    b = torch.randn_like(a)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(10):
+        a @ b
+    torch.cuda.synchronize()
+    print(f"{dtype} matmul peak (8192^3): {10 * 2 * 8192**3 / (time.perf_counter() - start) / 1e12:.1f} TFLOP/s")
 EOF
 
 if [ "$stage" = check ]; then
@@ -66,7 +85,11 @@ elif [ "$stage" = precision ]; then
         "$python" benchmarks/yelp10k.py --vae "runs/gpu_$precision/export" --device cuda --train-steps 20 \
             --json "$out/yelp10k_$precision.json" 2>&1 | grep -E "IW-NLL|KL|MI|speed" | tee -a "$out/precision.txt"
     done
-else
-    echo "usage: benchmarks/gpu.sh check|train|precision OUT" >&2
-    exit 2
+elif [ "$stage" = scale ]; then
+    "$python" -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$out/test_cuda.log" | tail -n 3
+    "$python" benchmarks/gpu_scale.py --device cuda --time-budget 300 --iw-models ptb-h256 ptb-h1024 --iw-chunks 0 \
+        --json "$out/gpu_scale.json" 2>&1 | tee "$out/gpu_scale.log" | grep -v '^{' | tail -n 60
+    "$python" benchmarks/gpu_scale.py --device cuda --models ptb-h256 --precisions fp32 bf16 --batch-sizes 2048 \
+        --iw-models --compile-models --num-workers 0 4 --train-repeats 20 --steps 60 \
+        --json "$out/gpu_scale_lightning.json" 2>&1 | tee "$out/gpu_scale_lightning.log" | grep -v '^{' | tail -n 10
 fi
