@@ -86,6 +86,35 @@ def test_pad_matches_row_by_row_padding():
     assert pad([[], []])[0].shape == (2, 0)
 
 
+def test_collate_dialogues_matches_turn_by_turn_filling():
+    rng = random.Random(1)
+
+    def ids(n):
+        return [rng.randrange(4, 60) for _ in range(n)]
+
+    examples = []
+    for i in range(23):
+        turns = rng.randrange(1, 6)
+        examples.append(DialogueExample(context=[ids(rng.randrange(0, 9)) for _ in range(turns)],
+                                        context_floor=[rng.randrange(2) for _ in range(turns)],
+                                        response=ids(rng.randrange(0, 7)), act=None, emotion=None, topic=None, index=i))
+    batch = collate_dialogues(examples)
+    max_turns = max(len(e.context) for e in examples)
+    width = max(len(t) + 2 for e in examples for t in e.context)
+    context = [[[PAD_ID] * width for _ in range(max_turns)] for _ in examples]
+    lengths = [[0] * max_turns for _ in examples]
+    floor = [[0] * max_turns for _ in examples]
+    for i, e in enumerate(examples):
+        for u, turn in enumerate(e.context):
+            context[i][u][: len(turn) + 2] = [BOS_ID, *turn, EOS_ID]
+            lengths[i][u] = len(turn) + 2
+        floor[i][: len(e.context_floor)] = e.context_floor
+    assert batch.context.tolist() == context
+    assert batch.context_lengths.tolist() == lengths and batch.context_floor.tolist() == floor
+    assert batch.context_turns.tolist() == [len(e.context) for e in examples]
+    assert batch.response_lengths.tolist() == [len(e.response) + 2 for e in examples]
+
+
 def test_collate_dialogues_shapes_and_floor():
     examples = [
         DialogueExample(context=[[5, 6], [7]], context_floor=[1, 0], response=[8, 9, 10], act=2,

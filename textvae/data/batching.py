@@ -124,17 +124,20 @@ def collate_sentences(examples: Sequence[SentenceExample]) -> SentenceBatch:
 
 def collate_dialogues(examples: Sequence[DialogueExample]) -> DialogueBatch:
     b = len(examples)
-    max_turns = max(len(e.context) for e in examples)
-    max_tokens = max(len(turn) + 2 for e in examples for turn in e.context)
-    context = torch.full((b, max_turns, max_tokens), PAD_ID, dtype=torch.long)  # (B, U, T)
+    turns_per = np.fromiter((len(e.context) for e in examples), dtype=np.int64, count=b)
+    max_turns = int(turns_per.max()) if b else 0
+    # every context turn of the batch padded at once, (N, T), then placed at its (example, turn) cell
+    turns, turn_lengths = pad([with_bos_eos(turn) for e in examples for turn in e.context])
+    example_of = torch.from_numpy(np.repeat(np.arange(b), turns_per))
+    turn_of = torch.arange(len(turns)) - torch.from_numpy(np.repeat(np.cumsum(turns_per) - turns_per, turns_per))
+    context = torch.full((b, max_turns, turns.shape[1]), PAD_ID, dtype=torch.long)  # (B, U, T)
+    context[example_of, turn_of] = turns
     context_lengths = torch.zeros((b, max_turns), dtype=torch.long)
+    context_lengths[example_of, turn_of] = turn_lengths
     floor = torch.zeros((b, max_turns), dtype=torch.long)
-    for i, e in enumerate(examples):
-        for u, turn in enumerate(e.context):
-            ids = with_bos_eos(turn)
-            context[i, u, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
-            context_lengths[i, u] = len(ids)
-        floor[i, : len(e.context_floor)] = torch.as_tensor(e.context_floor, dtype=torch.long)
+    floor_per = np.fromiter((len(e.context_floor) for e in examples), dtype=np.int64, count=b)
+    floor_mask = torch.from_numpy(np.arange(max_turns) < floor_per[:, None])
+    floor[floor_mask] = torch.as_tensor([f for e in examples for f in e.context_floor], dtype=torch.long)
     response, response_lengths = pad([with_bos_eos(e.response) for e in examples])
     return DialogueBatch(
         context=context, context_lengths=context_lengths,
