@@ -38,7 +38,8 @@ typeshed_client==2.15.0`` and ``textvae-corpus prepare ptb-lite --source
          python3 benchmarks/gpu_scale.py --device cuda --time-budget 420 --json $OUT/gpu_scale.json 2>&1
          | tee $OUT/gpu_scale.log")
 
-(one line in the call; BENCHMARKS.md "GPU scale" has the figures of an H200). The order is the acceptance figures first (IW-NLL, eager training), then Lightning's
+(one line in the call; BENCHMARKS.md "GPU scale" has the figures of an H200, and ``benchmarks/gpu.sh scale OUT``
+runs its two commands). The order is the acceptance figures first (IW-NLL, eager training), then Lightning's
 loop, then the compiled variants; what would start after ``--time-budget`` seconds is skipped and recorded so.
 If ``import datasets`` fails there on an older pyarrow or fsspec, carry those wheels too.
 """
