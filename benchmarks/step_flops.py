@@ -96,9 +96,10 @@ class StepClock(pl.Callback):
         self.sentences = self.flops = self.batches = self.targets = 0
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        if batch_idx == self.warmup:
+        step = trainer.global_step  # not batch_idx, which starts again at every epoch
+        if step == self.warmup:
             self.start = time.perf_counter()
-        if batch_idx >= self.warmup:
+        if step >= self.warmup:
             self.sentences += batch.index.shape[0]
             self.flops += self.flops_of(batch)
             self.batches += 1
