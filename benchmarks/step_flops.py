@@ -13,7 +13,9 @@ the initial state and every input, batch 32) and measures, in one run on ``--thr
   :func:`textvae.evaluation.evaluate` (what ``textvae-eval`` runs; its clock covers the bound alone);
 * for each, the GFLOP/s achieved by the count of :func:`rnn_vae_flops` and its ratio to the peak;
 * the model's own matmuls alone (:func:`shape_rates`): the output layer over a training batch's mean number of
-  target positions, padded and unpadded, and the LSTM's recurrent matmul at the batch size.
+  target positions, padded and unpadded, and the LSTM's recurrent matmul at the batch size;
+* the same arithmetic in plain PyTorch, with no textvae code (:class:`PlainLSTMVAE`, :func:`plain_step`): a
+  yardstick of what torch's kernels give at these shapes, whatever the framework around them.
 
 Prints a Markdown table for BENCHMARKS.md and writes JSON (``--json``).
 """
@@ -31,6 +33,7 @@ import pytorch_lightning as pl
 import torch
 import yaml
 
+from textvae.data.tokenizers import PAD_ID
 from textvae.evaluation import evaluate
 from textvae.lightning import TextDataModule, TextVAESystem
 from textvae.models import SentenceVAE
@@ -157,6 +160,7 @@ def main() -> None:
     iw_flops = rnn_vae_flops(encoder_tokens=result.tokens + result.sentences, decoder_tokens=result.tokens,
                              sentences=result.sentences, samples=args.samples, **size)
     iw_rate = iw_flops / result.seconds / 1e9
+    plain = plain_step(data, size, args.warmup, args.train_steps, train_flops)
     shapes = shape_rates(size, data.batch_size, rows=round(clock.targets / max(clock.batches, 1)))
     peaks.append(matmul_peak_gflops())
     peak = max(peaks)
@@ -167,6 +171,9 @@ def main() -> None:
         f"IW-NLL, K = {args.samples}": {"sentences_per_s": result.sentences_per_second, "gflops": iw_rate,
                                         "ratio": iw_rate / peak, "sentences": result.sentences,
                                         "seconds": result.seconds, "iw_nll": result.iw_nll},
+        "the same training arithmetic in plain PyTorch": {
+            "sentences_per_s": plain["sentences_per_s"], "gflops": plain["gflops"], "ratio": plain["gflops"] / peak,
+            "sentences": plain["sentences"], "seconds": plain["seconds"]},
     }
     print(f"\nfp32 matmul peak: {peaks[0]:.0f} GFLOP/s before, {peaks[1]:.0f} after ({args.threads} threads); "
           f"vocabulary {data.vocab_size}")
@@ -185,6 +192,73 @@ def main() -> None:
         Path(args.json).write_text(json.dumps({"threads": args.threads, "matmul_peak_gflops": peaks, "size": size,
                                                "results": rows, "matmuls": shapes, "args": vars(args)},
                                               indent=2) + "\n")
+
+
+class PlainLSTMVAE(torch.nn.Module):
+    """The recipe's LSTM-VAE arithmetic written directly in PyTorch, sharing no code with textvae: embeddings, an
+    LSTM encoder read at its last step, mean and log-variance heads, z to the decoder's initial state and to
+    every input, an LSTM decoder and the output layer; the negative ELBO (closed-form Gaussian KL, beta 1)
+    summed over targets and averaged over sentences. No dropout."""
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int, latent_dim: int):
+        super().__init__()
+        nn = torch.nn
+        self.encoder_embedding, self.decoder_embedding = nn.Embedding(vocab_size, embed_dim), nn.Embedding(
+            vocab_size, embed_dim)
+        self.encoder = nn.LSTM(embed_dim, hidden_dim, batch_first=True)
+        self.posterior = nn.Linear(hidden_dim, 2 * latent_dim)
+        self.initial = nn.Linear(latent_dim, 2 * hidden_dim)
+        self.decoder = nn.LSTM(embed_dim + latent_dim, hidden_dim, batch_first=True)
+        self.output = nn.Linear(hidden_dim, vocab_size)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, T) BOS ... EOS PAD ... and (B,) lengths -> the batch's mean negative ELBO."""
+        states, _ = self.encoder(self.encoder_embedding(tokens))  # (B, T, H)
+        last = states[torch.arange(tokens.shape[0]), lengths - 1]  # (B, H) at each sentence's EOS
+        mu, logvar = self.posterior(last).chunk(2, dim=-1)  # (B, Z) each
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        inputs, targets = tokens[:, :-1], tokens[:, 1:]
+        h0, c0 = self.initial(z).unsqueeze(0).chunk(2, dim=-1)  # (1, B, H) each
+        every = z.unsqueeze(1).expand(-1, inputs.shape[1], -1)  # (B, T - 1, Z)
+        outputs, _ = self.decoder(torch.cat([self.decoder_embedding(inputs), every], dim=-1), (h0.contiguous(),
+                                                                                            c0.contiguous()))
+        logits = self.output(outputs)  # (B, T - 1, V)
+        reconstruction = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(),
+                                                           ignore_index=PAD_ID, reduction="sum")
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum()
+        return (reconstruction + kl) / tokens.shape[0]
+
+
+def plain_step(data: TextDataModule, size: dict, warmup: int, steps: int, flops_of, *, lr: float = 1.0) -> dict:
+    """Sentences/s and GFLOP/s of :class:`PlainLSTMVAE`'s training step (forward, backward, clipping at 5, SGD as
+    He et al. 2019) on the same bucketed batches as the Lightning fit's."""
+    from textvae.data.batching import BucketBatchSampler, collate_sentences
+
+    dataset = data.dataset("train")
+    sampler = BucketBatchSampler(dataset.lengths, data.batch_size, seed=1)
+    batches = [collate_sentences(dataset.__getitems__(b)) for b, _ in zip(sampler, range(warmup + steps), strict=False)]
+    torch.manual_seed(0)
+    model = PlainLSTMVAE(size["vocab_size"], size["embed_dim"], size["hidden_dim"], size["latent_dim"]).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    losses = []
+
+    def step(batch):
+        loss = model(batch.tokens, batch.lengths)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        losses.append(float(loss))
+
+    for batch in batches[:warmup]:
+        step(batch)
+    start, sentences, flops = time.perf_counter(), 0, 0
+    for batch in batches[warmup:]:
+        step(batch)
+        sentences, flops = sentences + batch.index.shape[0], flops + flops_of(batch)
+    seconds = time.perf_counter() - start
+    return {"sentences_per_s": sentences / seconds, "gflops": flops / seconds / 1e9, "sentences": sentences,
+            "seconds": seconds, "losses": losses}
 
 
 def bare_step(system: TextVAESystem, data: TextDataModule, warmup: int, steps: int, flops_of) -> dict:

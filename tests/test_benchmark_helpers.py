@@ -76,6 +76,33 @@ def test_step_flops_counts_every_linear_map_by_hand():
     assert count(**size, cell="gru", z_to_every_input=False) == 5 * 90 + 12 + 4 * (90 + 60) + 6
 
 
+def test_step_flops_plain_reference_vae_by_hand(tmp_path):
+    """The plain-PyTorch yardstick's loss: with the posterior heads and the output layer at zero, q is N(0, I)
+    (KL 0) and every target costs log V, PAD excluded; and its SGD steps learn on a tiny corpus."""
+    import math
+
+    from textvae.data.batching import SentenceExample, collate_sentences
+    from textvae.lightning import TextDataModule
+
+    step_flops = load_step_flops()
+    model = step_flops.PlainLSTMVAE(vocab_size=11, embed_dim=4, hidden_dim=5, latent_dim=2)
+    for layer in (model.posterior, model.output):
+        torch.nn.init.zeros_(layer.weight)
+        torch.nn.init.zeros_(layer.bias)
+    batch = collate_sentences([SentenceExample([5, 6, 7], None, 0), SentenceExample([8], None, 1)])
+    targets = 4 + 2  # words + EOS of the two sentences, not the PAD positions
+    assert float(model(batch.tokens, batch.lengths)) == pytest.approx(targets * math.log(11) / 2, rel=1e-6)
+
+    write_jsonl(tmp_path / "train.jsonl", generate_sentences(256, seed=0))
+    data = TextDataModule(train=str(tmp_path / "train.jsonl"), batch_size=16, cache_dir=str(tmp_path / "cache"))
+    size = dict(vocab_size=data.vocab_size, embed_dim=8, hidden_dim=16, latent_dim=2)
+    result = step_flops.plain_step(data, size, warmup=2, steps=14, flops_of=lambda b: 1000)
+    assert result["sentences"] == 14 * 16 and result["sentences_per_s"] > 0
+    assert result["gflops"] == pytest.approx(14 * 1000 / result["seconds"] / 1e9)
+    losses = result["losses"]
+    assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4  # SGD at lr 1 lowers the bound within an epoch
+
+
 @pytest.fixture
 def benchmark(monkeypatch):
     """benchmarks/NAME.py loaded as its command line runs it (benchmarks/ first on the path: seeds.py), its
