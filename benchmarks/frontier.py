@@ -6,7 +6,8 @@
 
 For each model, :func:`textvae.frontier.decoding_sweep` (HRED: greedy, beam, word sampling at temperatures
 0.3 to 1.2 and top-p 0.9; latent models: greedy per z, sampling per z at the same temperatures and top-p
-0.9, prior scales 0.5 to 2, each greedy and with word sampling at ``--scaled-temperatures``, by default 0.3 to
+0.9, prior scales ``--prior-scales``, by default 0.5, 1.5 and 2, each greedy and with word sampling at
+``--scaled-temperatures``, by default 0.3 to
 1, and within ``--scaled-top-ps``, by default none; the full grid is ``--scaled-temperatures 0.3 0.5 0.7 0.9 1
 1.2 --scaled-top-ps 0.9``) and, per setting,
 Zhao et al. (2017)'s protocol at ``--responses`` per context on the first ``--contexts`` test pairs:
@@ -44,6 +45,7 @@ from textvae.data.records import atomic_output
 from textvae.decoding import Decoding
 from textvae.export import load_export
 from textvae.frontier import (
+    PRIOR_SCALES,
     SCALED_TEMPERATURES,
     FrontierPoint,
     covers,
@@ -59,8 +61,8 @@ def sweep(name: str, path: str, args: argparse.Namespace, cache_name: str) -> li
     same export, data, contexts and responses is read back and only the others are swept (every setting draws
     from the same seed, so a point does not depend on which other settings are swept beside it)."""
     export = load_export(path)
-    settings = decoding_sweep(export.model, scaled_temperatures=args.scaled_temperatures,
-                              scaled_top_ps=args.scaled_top_ps)
+    settings = decoding_sweep(export.model, prior_scales=args.prior_scales,
+                              scaled_temperatures=args.scaled_temperatures, scaled_top_ps=args.scaled_top_ps)
     key = {"export": os.path.abspath(path), "data": os.path.abspath(args.data), "contexts": args.contexts,
            "responses": args.responses}
     cached = os.path.join(args.cache, f"{cache_name}.json") if args.cache else None
@@ -157,6 +159,8 @@ def main() -> None:
     parser.add_argument("--plot", default="benchmarks/frontier.png")
     parser.add_argument("--json", default="benchmarks/frontier.json")
     parser.add_argument("--cache", default=None, help="folder of per-model points to reuse (see the doc)")
+    parser.add_argument("--prior-scales", type=float, nargs="*", default=list(PRIOR_SCALES),
+                        help="a latent model's prior standard deviation times each (besides x1)")
     parser.add_argument("--scaled-temperatures", type=float, nargs="+", default=list(SCALED_TEMPERATURES),
                         help="word-sampling temperatures at each prior scale of a latent model")
     parser.add_argument("--scaled-top-ps", type=float, nargs="*", default=[],
@@ -167,8 +171,9 @@ def main() -> None:
     try:  # the settings' own checks (Decoding's), before any model is loaded
         [Decoding("sample", temperature=t) for t in args.scaled_temperatures]
         [Decoding("sample", top_p=p) for p in args.scaled_top_ps]
+        [Decoding("greedy", prior_scale=s) for s in args.prior_scales]
     except ValueError as error:
-        parser.error(f"--scaled-temperatures must be > 0 and --scaled-top-ps in (0, 1]: {error}")
+        parser.error(f"--prior-scales and --scaled-temperatures must be > 0 and --scaled-top-ps in (0, 1]: {error}")
     if not args.models and not args.measured:
         parser.error("give the models to compare: --models NAME=EXPORT_DIR ... and/or --measured NAME=JSON ...")
     models = {}
