@@ -13,7 +13,8 @@
 # runs/dailydialog_lite_act_tagger (benchmarks/dailydialog_lite.py). Logs and JSON go to OUT.
 # TEXTVAE_GPU_MINUTES (default 5, whole minutes) caps each training run of `train` and `precision`; the three
 # of `train` run side by side on the GPU. Runs log where their recipes say (runs/RECIPE/logs) and export to
-# runs/gpu_RECIPE/export (`precision`: runs/gpu_PRECISION/export).
+# runs/gpu_RECIPE/export (`precision`: runs/gpu_PRECISION/export). TEXTVAE_GPU_DRY_RUN=1 runs `scale` on the CPU
+# at tiny sizes (gpu_scale.py --dry-run; the CUDA tests skip themselves): a check of the script before a lease.
 set -uo pipefail
 stage=${1:?usage: benchmarks/gpu.sh check|train|precision|scale OUT}
 out=${2:?usage: benchmarks/gpu.sh check|train|precision|scale OUT}
@@ -21,13 +22,30 @@ case "$stage" in
     check|train|precision|scale) ;;
     *) echo "usage: benchmarks/gpu.sh check|train|precision|scale OUT (not: $stage)" >&2; exit 2 ;;
 esac
+dry=${TEXTVAE_GPU_DRY_RUN:-0}
+if [ "$dry" = 1 ] && [ "$stage" != scale ]; then
+    echo "benchmarks/gpu.sh: TEXTVAE_GPU_DRY_RUN=1 is for the scale stage only (not: $stage)" >&2
+    exit 2
+fi
+device=cuda
+dry_args=()
+if [ "$dry" = 1 ]; then
+    device=cpu
+    dry_args=(--dry-run --threads 1)
+fi
 mkdir -p "$out"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export TEXTVAE_GPU_DRY_RUN=$dry PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 python=${PYTHON:-python3}
 
 "$python" - <<'EOF' | tee "$out/device.txt"
+import os
+import sys
+
 import torch
 print("torch", torch.__version__, "CUDA", torch.version.cuda, "cuDNN", torch.backends.cudnn.version())
+if os.environ["TEXTVAE_GPU_DRY_RUN"] == "1":
+    print("dry run on the CPU")
+    sys.exit()
 print("device", torch.cuda.get_device_name(0), f"{torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB")
 import time
 for dtype in (torch.float32, torch.bfloat16):  # the matmul peak, to print beside every absolute figure
@@ -87,9 +105,9 @@ elif [ "$stage" = precision ]; then
     done
 elif [ "$stage" = scale ]; then
     "$python" -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$out/test_cuda.log" | tail -n 3
-    "$python" benchmarks/gpu_scale.py --device cuda --time-budget 300 --iw-models ptb-h256 ptb-h1024 --iw-chunks 0 \
+    "$python" benchmarks/gpu_scale.py --device $device "${dry_args[@]}" --time-budget 300 --iw-models ptb-h256 ptb-h1024 --iw-chunks 0 \
         --json "$out/gpu_scale.json" 2>&1 | tee "$out/gpu_scale.log" | grep -v '^{' | tail -n 60
-    "$python" benchmarks/gpu_scale.py --device cuda --models ptb-h256 --precisions fp32 bf16 --batch-sizes 2048 \
+    "$python" benchmarks/gpu_scale.py --device $device "${dry_args[@]}" --models ptb-h256 --precisions fp32 bf16 --batch-sizes 2048 \
         --iw-models --compile-models --num-workers 0 4 --train-repeats 20 --steps 60 \
         --json "$out/gpu_scale_lightning.json" 2>&1 | tee "$out/gpu_scale_lightning.log" | grep -v '^{' | tail -n 10
 fi

@@ -49,3 +49,26 @@ def test_cpu_dry_run_writes_every_figure(tmp_path):
         assert 0.9 * math.log(row["vocab_size"]) < per_token < 1.1 * math.log(row["vocab_size"]), row
     assert report["compiled"] == []  # no compilation on the CPU unless asked
     assert "IW-NLL:" in result.stdout and "[train]" in result.stdout
+
+
+def test_gpu_sh_scale_dry_run_on_the_cpu(tmp_path):
+    """benchmarks/gpu.sh scale, as a lease would run it, at tiny sizes on the CPU (TEXTVAE_GPU_DRY_RUN=1): both
+    gpu_scale.py runs write their JSON; a stage it does not know, or a dry run of another stage, is refused."""
+    out = tmp_path / "out"
+    env = {**os.environ, "TEXTVAE_GPU_DRY_RUN": "1", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "scale", str(out)], capture_output=True,
+                            text=True, timeout=600, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
+    assert "dry run on the CPU" in (out / "device.txt").read_text()
+    sweep = json.loads((out / "gpu_scale.json").read_text())
+    assert sweep["dry_run"] and sweep["device"] == "cpu" and sweep["train"] and sweep["iw_nll"]
+    assert {r["model"] for r in sweep["iw_nll"]} == {"ptb-h256", "ptb-h1024"}
+    loop = json.loads((out / "gpu_scale_lightning.json").read_text())
+    assert loop["iw_nll"] == [] and loop["compiled"] == []
+    assert sorted((r["precision"], r["num_workers"]) for r in loop["lightning"]) == [
+        ("bf16", 0), ("bf16", 4), ("fp32", 0), ("fp32", 4)]
+    assert all(r["train_repeats"] == 20 and r["tokens_per_s"] > 0 for r in loop["lightning"])
+    for argv, env_dry in ((["bogus", str(out)], "0"), (["check", str(out)], "1")):
+        refused = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), *argv], capture_output=True, text=True,
+                                 timeout=60, env={**env, "TEXTVAE_GPU_DRY_RUN": env_dry}, cwd=ROOT)
+        assert refused.returncode == 2 and "benchmarks/gpu.sh" in refused.stderr
