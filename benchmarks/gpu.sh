@@ -47,18 +47,12 @@ if os.environ["TEXTVAE_GPU_DRY_RUN"] == "1":
     print("dry run on the CPU")
     sys.exit()
 print("device", torch.cuda.get_device_name(0), f"{torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB")
-import time
+sys.path.insert(0, "benchmarks")
+from latent_families import matmul_peak_gflops
+
 for dtype in (torch.float32, torch.bfloat16):  # the matmul peak, to print beside every absolute figure
-    a = torch.randn(8192, 8192, device="cuda", dtype=dtype)
-    b = torch.randn_like(a)
-    for _ in range(3):
-        a @ b
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(10):
-        a @ b
-    torch.cuda.synchronize()
-    print(f"{dtype} matmul peak (8192^3): {10 * 2 * 8192**3 / (time.perf_counter() - start) / 1e12:.1f} TFLOP/s")
+    peak = matmul_peak_gflops(8192, device="cuda", dtype=dtype) / 1000
+    print(f"{dtype} matmul peak (8192^3): {peak:.1f} TFLOP/s")
 EOF
 
 if [ "$stage" = check ]; then

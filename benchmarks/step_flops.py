@@ -229,14 +229,32 @@ class PlainLSTMVAE(torch.nn.Module):
         return (reconstruction + kl) / tokens.shape[0]
 
 
-def plain_step(data: TextDataModule, size: dict, warmup: int, steps: int, flops_of, *, lr: float = 1.0) -> dict:
-    """Sentences/s and GFLOP/s of :class:`PlainLSTMVAE`'s training step (forward, backward, clipping at 5, SGD as
-    He et al. 2019) on the same bucketed batches as the Lightning fit's."""
+def bucketed_batches(data: TextDataModule, count: int) -> list:
+    """The first ``count`` length-bucketed training batches (seed 1), collated once, outside any timing."""
     from textvae.data.batching import BucketBatchSampler, collate_sentences
 
     dataset = data.dataset("train")
     sampler = BucketBatchSampler(dataset.lengths, data.batch_size, seed=1)
-    batches = [collate_sentences(dataset.__getitems__(b)) for b, _ in zip(sampler, range(warmup + steps), strict=False)]
+    return [collate_sentences(dataset.__getitems__(b)) for b, _ in zip(sampler, range(count), strict=False)]
+
+
+def timed_steps(step, batches: list, warmup: int, flops_of) -> dict:
+    """``step`` on every batch; sentences, seconds, sentences/s and GFLOP/s of those after the first ``warmup``."""
+    for batch in batches[:warmup]:
+        step(batch)
+    start, sentences, flops = time.perf_counter(), 0, 0
+    for batch in batches[warmup:]:
+        step(batch)
+        sentences, flops = sentences + batch.index.shape[0], flops + flops_of(batch)
+    seconds = time.perf_counter() - start
+    return {"sentences_per_s": sentences / seconds, "gflops": flops / seconds / 1e9, "sentences": sentences,
+            "seconds": seconds}
+
+
+def plain_step(data: TextDataModule, size: dict, warmup: int, steps: int, flops_of, *, lr: float = 1.0) -> dict:
+    """Sentences/s and GFLOP/s of :class:`PlainLSTMVAE`'s training step (forward, backward, clipping at 5, SGD as
+    He et al. 2019) on the same bucketed batches as :func:`bare_step`'s."""
+    batches = bucketed_batches(data, warmup + steps)
     torch.manual_seed(0)
     model = PlainLSTMVAE(size["vocab_size"], size["embed_dim"], size["hidden_dim"], size["latent_dim"]).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
@@ -250,15 +268,7 @@ def plain_step(data: TextDataModule, size: dict, warmup: int, steps: int, flops_
         optimizer.step()
         losses.append(float(loss))
 
-    for batch in batches[:warmup]:
-        step(batch)
-    start, sentences, flops = time.perf_counter(), 0, 0
-    for batch in batches[warmup:]:
-        step(batch)
-        sentences, flops = sentences + batch.index.shape[0], flops + flops_of(batch)
-    seconds = time.perf_counter() - start
-    return {"sentences_per_s": sentences / seconds, "gflops": flops / seconds / 1e9, "sentences": sentences,
-            "seconds": seconds, "losses": losses}
+    return timed_steps(step, batches, warmup, flops_of) | {"losses": losses}
 
 
 def bare_step(system: TextVAESystem, data: TextDataModule, warmup: int, steps: int, flops_of) -> dict:
@@ -266,12 +276,9 @@ def bare_step(system: TextVAESystem, data: TextDataModule, warmup: int, steps: i
     fused Adam) on the same bucketed batches, and torch.profiler's table of 20 of those steps."""
     from torch.profiler import ProfilerActivity, profile
 
-    from textvae.data.batching import BucketBatchSampler, collate_sentences
-
-    model, dataset = system.model, data.dataset("train")
+    batches = bucketed_batches(data, warmup + steps)
+    model = system.model
     optimizer = torch.optim.Adam(model.parameters(), lr=system.lr, fused=True)
-    sampler = BucketBatchSampler(dataset.lengths, data.batch_size, seed=1)
-    batches = [collate_sentences(dataset.__getitems__(b)) for b, _ in zip(sampler, range(warmup + steps), strict=False)]
 
     def step(batch):
         loss = system.objective(model, batch, beta=1.0, svi=None).loss
@@ -281,19 +288,11 @@ def bare_step(system: TextVAESystem, data: TextDataModule, warmup: int, steps: i
         optimizer.step()
 
     model.train()
-    for batch in batches[:warmup]:
-        step(batch)
-    start, sentences, flops = time.perf_counter(), 0, 0
-    for batch in batches[warmup:]:
-        step(batch)
-        sentences, flops = sentences + batch.index.shape[0], flops + flops_of(batch)
-    seconds = time.perf_counter() - start
+    rates = timed_steps(step, batches, warmup, flops_of)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for batch in batches[warmup:warmup + 20]:
             step(batch)
-    return {"sentences_per_s": sentences / seconds, "gflops": flops / seconds / 1e9,
-            "table": prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)}
-
+    return rates | {"table": prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)}
 
 if __name__ == "__main__":
     main()
