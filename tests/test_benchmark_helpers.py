@@ -89,14 +89,14 @@ def test_step_flops_plain_reference_vae_by_hand(tmp_path):
     for layer in (model.posterior, model.output):
         torch.nn.init.zeros_(layer.weight)
         torch.nn.init.zeros_(layer.bias)
-    batch = collate_sentences([SentenceExample([5, 6, 7], None, 0), SentenceExample([8], None, 1)])
+    two = collate_sentences([SentenceExample([5, 6, 7], None, 0), SentenceExample([8], None, 1)])
     targets = 4 + 2  # words + EOS of the two sentences, not the PAD positions
-    assert float(model(batch.tokens, batch.lengths)) == pytest.approx(targets * math.log(11) / 2, rel=1e-6)
+    assert float(model(two.tokens, two.lengths)) == pytest.approx(targets * math.log(11) / 2, rel=1e-6)
 
     write_jsonl(tmp_path / "train.jsonl", generate_sentences(256, seed=0))
-    data = TextDataModule(train=str(tmp_path / "train.jsonl"), batch_size=16, cache_dir=str(tmp_path / "cache"))
-    size = dict(vocab_size=data.vocab_size, embed_dim=8, hidden_dim=16, latent_dim=2)
-    result = step_flops.plain_step(data, size, warmup=2, steps=14, flops_of=lambda b: 1000)
+    module = TextDataModule(train=str(tmp_path / "train.jsonl"), batch_size=16, cache_dir=str(tmp_path / "cache"))
+    size = dict(vocab_size=module.vocab_size, embed_dim=8, hidden_dim=16, latent_dim=2)
+    result = step_flops.plain_step(module, size, warmup=2, steps=14, flops_of=lambda b: 1000)
     assert result["sentences"] == 14 * 16 and result["sentences_per_s"] > 0
     assert result["gflops"] == pytest.approx(14 * 1000 / result["seconds"] / 1e9)
     losses = result["losses"]
