@@ -112,19 +112,25 @@ def training_speed(run: str, export, steps: int, warmup: int = 5) -> float:
 
 
 def measure(name: str, export, records, args: argparse.Namespace, row: dict | None = None) -> dict:
-    """One export's figures (``row``: those measured before, for --gaps-only) and its SVI gaps."""
+    """One export's figures (``row``: those measured before, for --gaps-only) and its SVI gaps. Gaps measured
+    on every sentence come from the same evaluation as the figures (one pass, not two)."""
+    gaps_here = bool(export.model.latent_dim and args.svi_steps)
+    gaps = None
     if row is None:
         dataset = SentenceDataset(records, export.tokenizer, max_len=None)
+        every = gaps_here and args.svi_sentences >= len(records)
         result = evaluate(export.model, dataset, samples=args.samples, seed=0, tokenizer=export.tokenizer,
-                          batch_size=args.batch_size)
+                          batch_size=args.batch_size, svi_steps=args.svi_steps if every else 0, svi_lr=args.svi_lr)
         print(f"== {name}\n{result.table()}")
         row = result.to_dict()
-    if export.model.latent_dim and args.svi_steps:
-        subset = SentenceDataset(records.select(range(min(args.svi_sentences, len(records)))), export.tokenizer,
-                                 max_len=None)
-        gaps = evaluate(export.model, subset, samples=args.samples, seed=0, tokenizer=export.tokenizer,
-                        batch_size=args.batch_size, svi_steps=args.svi_steps, svi_lr=args.svi_lr)
-        print(f"-- {name}, the first {gaps.sentences} sentences\n{gaps.table()}")
+        gaps = result if every else None
+    if gaps_here:
+        if gaps is None:
+            subset = SentenceDataset(records.select(range(min(args.svi_sentences, len(records)))), export.tokenizer,
+                                     max_len=None)
+            gaps = evaluate(export.model, subset, samples=args.samples, seed=0, tokenizer=export.tokenizer,
+                            batch_size=args.batch_size, svi_steps=args.svi_steps, svi_lr=args.svi_lr)
+            print(f"-- {name}, the first {gaps.sentences} sentences\n{gaps.table()}")
         row["svi"] = {k: getattr(gaps, k) for k in ("sentences", "svi_steps", "svi_lr", "iw_nll", "elbo", "elbo_svi",
                                                     "iw_nll_svi", "amortization_gap", "approximation_gap", "kl",
                                                     "mi", "recon_bleu", "kl_svi", "mi_svi", "recon_bleu_svi")}

@@ -270,6 +270,33 @@ def test_latent_families_seeds_row_beside_one_seed_rows(benchmark, tmp_path, mon
     assert row[6].endswith("/2") and " ± " in row[6]  # active units of z 2, over the seeds
 
 
+def test_latent_families_measures_gaps_on_every_sentence_in_one_pass(benchmark, tmp_path, monkeypatch):
+    from textvae.data.datasets import SentenceDataset, load_records
+    from textvae.evaluation import evaluate
+    from textvae.export import load_export
+
+    monkeypatch.chdir(tmp_path)
+    tokenizer = _sentences(Path("data/tiny/test.jsonl"))
+    _tiny_export(Path("runs/vae"), tokenizer, 0)
+    latent_families = benchmark("latent_families")
+    calls = []
+    monkeypatch.setattr(latent_families, "evaluate", lambda *a, **k: calls.append(k["svi_steps"]) or evaluate(*a, **k))
+    _run(latent_families, monkeypatch, "--corpus", "tiny", "--runs", "vae", "--sentences", 6, "--samples", 3,
+         "--svi-steps", 2, "--svi-sentences", 6, "--train-steps", 0, "--json", "out.json")
+    assert calls == [2]  # the gaps cover every sentence: one evaluation, with the refinement
+    row = json.loads(Path("out.json").read_text(encoding="utf-8"))["results"]["vae"]
+    export = load_export("runs/vae/export")
+    dataset = SentenceDataset(load_records("data/tiny/test.jsonl").select(range(6)), export.tokenizer, max_len=None)
+    plain = evaluate(export.model, dataset, samples=3, seed=0, tokenizer=export.tokenizer)
+    refined = evaluate(export.model, dataset, samples=3, seed=0, tokenizer=export.tokenizer, svi_steps=2)
+    assert row["iw_nll"] == pytest.approx(plain.iw_nll) and row["recon_bleu"] == pytest.approx(plain.recon_bleu)
+    assert row["svi"]["iw_nll_svi"] == pytest.approx(refined.iw_nll_svi) and row["svi"]["sentences"] == 6
+    _run(latent_families, monkeypatch, "--corpus", "tiny", "--runs", "vae", "--sentences", 6, "--samples", 3,
+         "--svi-steps", 2, "--svi-sentences", 4, "--train-steps", 0, "--json", "out.json")
+    assert calls == [2, 0, 2]  # on a part of them: the figures, then the gaps on the first 4
+    assert json.loads(Path("out.json").read_text(encoding="utf-8"))["results"]["vae"]["svi"]["sentences"] == 4
+
+
 def test_label_control_seeds_of_a_recipe(benchmark, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the recipes' runs are runs/NAME
     sentences = [Sentence(s.text, ("negative", "positive")[i % 2]) for i, s in enumerate(generate_sentences(60, 0))]
