@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from safetensors.torch import save_file
 
 from textvae.lightning import TextDataModule, TextVAESystem
@@ -26,6 +27,21 @@ class Seen(pl.Callback):
             self.indices.extend(batch.index.tolist())
 
 
+class Spoil(pl.Callback):
+    """Zeroes the weights (on every rank alike) just before the validation of epoch ``epoch``: that ELBO is
+    the uniform model's, worse than any trained one, so the plateau rule decays there whatever the
+    floating-point details of the steps before (and goes back to the best weights)."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_validation_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            with torch.no_grad():
+                for parameter in pl_module.model.parameters():
+                    parameter.zero_()
+
+
 def main(data: str, out: str) -> None:
     pl.seed_everything(0, verbose=False)
     datamodule = TextDataModule(train=data, valid=data, batch_size=8, cache_dir=str(Path(out) / "cache"))
@@ -36,7 +52,7 @@ def main(data: str, out: str) -> None:
     seen = Seen()
     # the data module splits its length buckets across ranks itself (textvae-train sets the same)
     trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=40, logger=False,
-                         use_distributed_sampler=False, callbacks=[seen],
+                         use_distributed_sampler=False, callbacks=[seen, Spoil(epoch=3)],
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          num_sanity_val_steps=0, limit_val_batches=2)
     trainer.fit(system, datamodule=datamodule)

@@ -312,8 +312,8 @@ def test_overfits_a_few_dialogues(name, data, batch):
     model = build(name, data)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.005)
     first = None
-    for _ in range(500):
-        out = model(batch)
+    for _ in range(800):  # memorised with a margin: at 500 steps CVAE's greedy decoding is 4-5 of 7 right,
+        out = model(batch)  # depending on the CPU's floating-point kernels
         loss = out.reconstruction.mean() + out.aux_loss.mean() + (0 if out.kl is None else out.kl.sum(-1).mean())
         optimizer.zero_grad()
         loss.backward()
