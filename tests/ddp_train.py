@@ -28,18 +28,20 @@ class Seen(pl.Callback):
 
 
 class Spoil(pl.Callback):
-    """Zeroes the weights (on every rank alike) just before the validation of epoch ``epoch``: that ELBO is
-    the uniform model's, worse than any trained one, so the plateau rule decays there whatever the
-    floating-point details of the steps before (and goes back to the best weights)."""
+    """Overwrites the weights with N(0, 10^2) draws from one seed (the same on every rank) just before the
+    validation of epoch ``epoch``: confidently wrong logits and a huge KL make that ELBO far worse than any
+    the training reached, so the plateau rule decays there whatever the floating-point details of the steps
+    before (and goes back to the best weights)."""
 
     def __init__(self, epoch: int):
         self.epoch = epoch
 
     def on_validation_start(self, trainer, pl_module):
         if trainer.current_epoch == self.epoch:
+            generator = torch.Generator().manual_seed(0)
             with torch.no_grad():
                 for parameter in pl_module.model.parameters():
-                    parameter.zero_()
+                    parameter.copy_(10.0 * torch.randn(parameter.shape, generator=generator))
 
 
 def main(data: str, out: str) -> None:
