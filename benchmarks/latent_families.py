@@ -114,18 +114,18 @@ def training_speed(run: str, export, steps: int, warmup: int = 5) -> float:
 def measure(name: str, export, records, args: argparse.Namespace, row: dict | None = None) -> dict:
     """One export's figures (``row``: those measured before, for --gaps-only) and its SVI gaps. Gaps measured
     on every sentence come from the same evaluation as the figures (one pass, not two)."""
-    gaps_here = bool(export.model.latent_dim and args.svi_steps)
-    gaps = None
+    with_gaps = bool(export.model.latent_dim and args.svi_steps)
+    one_pass = row is None and with_gaps and args.svi_sentences >= len(records)
     if row is None:
         dataset = SentenceDataset(records, export.tokenizer, max_len=None)
-        every = gaps_here and args.svi_sentences >= len(records)
         result = evaluate(export.model, dataset, samples=args.samples, seed=0, tokenizer=export.tokenizer,
-                          batch_size=args.batch_size, svi_steps=args.svi_steps if every else 0, svi_lr=args.svi_lr)
+                          batch_size=args.batch_size, svi_steps=args.svi_steps if one_pass else 0, svi_lr=args.svi_lr)
         print(f"== {name}\n{result.table()}")
         row = result.to_dict()
-        gaps = result if every else None
-    if gaps_here:
-        if gaps is None:
+    if with_gaps:
+        if one_pass:
+            gaps = result
+        else:
             subset = SentenceDataset(records.select(range(min(args.svi_sentences, len(records)))), export.tokenizer,
                                      max_len=None)
             gaps = evaluate(export.model, subset, samples=args.samples, seed=0, tokenizer=export.tokenizer,
