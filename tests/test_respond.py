@@ -224,6 +224,26 @@ def test_hred_samples_at_the_temperature_asked(dialogue_exports, tmp_path, capsy
     assert outputs[0] != outputs[1] and len(set(outputs[0])) > 1  # words sampled: seeds and samples differ
 
 
+def test_prior_scale_reaches_the_decoding(dialogue_exports, tmp_path, capsys, monkeypatch):
+    """--prior-scale S is the Decoding's prior_scale (the frontier's "prior xS"; what it does to z:
+    tests/test_benchmark_helpers.py), and the summary line names it."""
+    contexts = _write_lines(tmp_path / "contexts.jsonl", [CONTEXTS[1]])
+    asked = []
+    generate = respond.generate_responses
+
+    def recording(*args, **kwargs):
+        asked.append(kwargs["decoding"])
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(respond, "generate_responses", recording)
+    out = tmp_path / "out.jsonl"
+    assert respond.main(["--model", str(dialogue_exports.kgcvae), "--input", str(contexts), "--output", str(out),
+                         "-n", "3", "--max-len", "8", "--prior-scale", "0.5", "--temperature", "0.5"]) == 0
+    assert asked == [Decoding("sample", temperature=0.5, max_len=8, prior_scale=0.5)]
+    assert "sample per sampled z (T 0.5), prior x0.5)" in capsys.readouterr().out
+    assert len(json.loads(out.read_text(encoding="utf-8"))["responses"]) == 3
+
+
 def test_batch_posterior_hred_sampling_and_warnings(dialogue_exports, tmp_path, capsys):
     posterior = _write_lines(tmp_path / "posterior.jsonl", [CONTEXTS[2]])
     out = tmp_path / "posterior_out.jsonl"
@@ -259,6 +279,9 @@ BATCH_ERRORS = [
     ("hred", [CONTEXTS[1]], ["--act", "inform"], "--act: HRED is not conditioned on dialog acts"),
     ("kgcvae", [CONTEXTS[1]], ["--act", "dance"], "--act: unknown act 'dance'"),
     ("kgcvae", [CONTEXTS[1]], ["--beam", "2", "--temperature", "0.7"], "give one"),
+    ("hred", [CONTEXTS[1]], ["--prior-scale", "0.5"], "--prior-scale widens the prior z is drawn from; HRED has no z"),
+    ("cvae", [CONTEXTS[2]], ["--z-source", "posterior", "--prior-scale", "0.5"], "draws z from the recognition network"),
+    ("kgcvae", [CONTEXTS[1]], ["--prior-scale", "0"], "argument --prior-scale: must be in (0, 100]"),
     ("kgcvae", [], [], "no contexts in the file"),
 ]
 

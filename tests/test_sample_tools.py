@@ -259,6 +259,7 @@ DIALOGUE_ERRORS = [
     (["--model", "{hred}", "--data", "{data}", "--samples", "5"], "--samples applies to sentence models"),
     (["--model", "{vae}", "--data", "{sentences}", "--responses", "5"], "--responses applies to dialogue models"),
     (["--model", "{vae}", "--data", "{sentences}", "--allow-unk"], "--allow-unk applies to dialogue models"),
+    (["--model", "{vae}", "--data", "{sentences}", "--prior-scale", "2"], "--prior-scale applies to dialogue models"),
     (["--model", "{hred}", "--data", "{data}", "--embeddings", "{latin1}"], "word2vec/GloVe text format"),
     (["--model", "{hred}", "--data", "{data}", "--embeddings", "{foreign}"], "none of the model's words has a vector"),
     (["--model", "{hred}", "--data", "{data}", "--embeddings", "{missing}"], "no such file"),

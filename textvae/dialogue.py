@@ -38,9 +38,9 @@ def default_decoding(model: DialogueModel) -> Decoding:
 
 
 def describe_method(model: DialogueModel, decoding: Decoding) -> str:
-    """How the words are decoded, e.g. "greedy per sampled z", "sample (T 0.7, top-p 0.9)", "beam per sampled z
-    (beam 5, <unk> allowed)"; the options of the other methods are not named, nor ``prior_scale`` (how z is
-    drawn, which a caller that widens the prior names itself)."""
+    """How the responses are decoded, e.g. "greedy per sampled z", "sample (T 0.7, top-p 0.9)", "beam per sampled
+    z (beam 5, <unk> allowed)", "sample per sampled z (T 0.5), prior x0.5" (z drawn with the prior's standard
+    deviation halved); the options of the other methods are not named."""
     details = []
     if decoding.method == "sample":
         details.append(f"T {decoding.temperature:g}")
@@ -51,7 +51,8 @@ def describe_method(model: DialogueModel, decoding: Decoding) -> str:
     if decoding.allow_unk:
         details.append("<unk> allowed")
     text = f"{decoding.method} per sampled z" if model.latent_dim > 0 else decoding.method
-    return f"{text} ({', '.join(details)})" if details else text
+    text = f"{text} ({', '.join(details)})" if details else text
+    return text + (f", prior x{decoding.prior_scale:g}" if decoding.prior_scale != 1.0 else "")
 
 
 def responder_floor(speakers: Sequence[str]) -> list[int]:

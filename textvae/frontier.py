@@ -49,9 +49,6 @@ class FrontierPoint(NamedTuple):
     distinct_2: float
 
 
-def _name(model: DialogueModel, decoding: Decoding) -> str:
-    text = describe_method(model, decoding)
-    return text + (f", prior x{decoding.prior_scale:g}" if decoding.prior_scale != 1.0 else "")
 
 
 def decoding_sweep(model: DialogueModel, *, temperatures: Sequence[float] | None = None,
@@ -92,7 +89,7 @@ def frontier(model: DialogueModel, dataset: DialogueDataset, tokenizer: Tokenize
     for decoding in settings:
         result = evaluate_dialogues(model, dataset, tokenizer, responses=responses, decoding=decoding, seed=seed,
                                     max_contexts=max_contexts, batch_size=batch_size, device=device)
-        points.append(FrontierPoint(_name(model, decoding), decoding, list(result.bleu_f1),
+        points.append(FrontierPoint(describe_method(model, decoding), decoding, list(result.bleu_f1),
                                     result.distinct_1_within, result.distinct_2_within, result.distinct_1,
                                     result.distinct_2))
     return points

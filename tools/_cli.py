@@ -48,6 +48,7 @@ from tools import Parser, print_warning, restore_interrupt
 
 # --------------------------------------------------------------------------------------------- bounds
 
+MAX_PRIOR_SCALE = 100.0  # --prior-scale (a z temperature); the frontier sweeps 0.25 to 2
 MAX_SAMPLES = 1_000_000  # sentences one run generates: textvae-sample -n, textvae-eval --prior-samples
 MAX_RESPONSES = 1_000  # responses per context or turn: textvae-respond -n, textvae-eval --responses
 MAX_TOKENS = 1_000  # tokens of a generated text (--max-len) or of a turn read (--max-turn-len)
@@ -474,6 +475,9 @@ def add_response_decoding_arguments(parser: argparse.ArgumentParser) -> None:
                                f"(default {Decoding.max_len})")
     decoding.add_argument("--allow-unk", action="store_true",
                           help="let responses contain <unk> (default: never generated)")
+    decoding.add_argument("--prior-scale", type=number(0.0, MAX_PRIOR_SCALE, include_low=False), metavar="S",
+                          help="latent models: draw z with the prior network's standard deviation times S, in "
+                               f"(0, {MAX_PRIOR_SCALE:g}] (a z temperature; default 1)")
 
 
 def response_decoding(parser: argparse.ArgumentParser, args: argparse.Namespace, model: DialogueModel) -> Decoding:
@@ -492,8 +496,11 @@ def response_decoding(parser: argparse.ArgumentParser, args: argparse.Namespace,
         parser.error(f"{flags[0]} applies to sampling, not to --decode {method}")
     elif args.beam is not None and method != "beam":
         parser.error(f"--beam applies to beam search, not to --decode {method}")
+    if args.prior_scale is not None and not model.latent_dim:
+        parser.error(f"--prior-scale widens the prior z is drawn from; {type(model).__name__} has no z")
     beam = {"beam_size": args.beam} if args.beam is not None else {}
-    return Decoding(method, max_len=args.max_len, allow_unk=args.allow_unk, **sampling, **beam)
+    scale = {"prior_scale": args.prior_scale} if args.prior_scale is not None else {}
+    return Decoding(method, max_len=args.max_len, allow_unk=args.allow_unk, **sampling, **beam, **scale)
 
 
 # ---------------------------------------------------------------------------------------------------

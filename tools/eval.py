@@ -95,7 +95,7 @@ from tools._cli import (
 PROG = "textvae-eval"
 SENTENCE_ONLY = ("--samples", "--prior-samples", "--mi-group", "--svi-steps", "--svi-lr", "--label-key")
 DIALOGUE_ONLY = ("--responses", "--embeddings", "--act-tagger", "--domain-classifier", "--max-context", "--decode", "--temperature", "--top-k", "--top-p",
-                 "--beam", "--allow-unk")
+                 "--beam", "--allow-unk", "--prior-scale")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -22,12 +22,14 @@ long run shows its progress there.
 The responder is whoever did not speak the last turn. Turns longer than --max-turn-len tokens are cut,
 with a warning saying how many tokens were dropped. Decoding: latent models (VHRED, CVAE, kgCVAE) decode
 each sampled z greedily, HRED samples its words at temperature 1; --decode, --beam, --temperature,
---top-k and --top-p change that. Responses never contain <unk> unless --allow-unk.
+--top-k and --top-p change that, and --prior-scale S draws a latent model's z with the prior network's
+standard deviation times S. Responses never contain <unk> unless --allow-unk.
 
 Examples:
   textvae-respond --model runs/synthetic_dialogue_quickstart/export -n 5
   textvae-respond --model runs/synthetic_dialogue_quickstart/export --act request --temperature 0.8
   textvae-respond --model runs/dailydialog_lite_hred/export --input contexts.jsonl --output responses.jsonl -n 10
+  textvae-respond --model runs/dailydialog_lite_kgcvae_frontier/export --prior-scale 0.5 --temperature 0.5 -n 10
 """
 
 from __future__ import annotations
@@ -469,6 +471,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     decoding = response_decoding(parser, args, model)
     if args.z_source == "posterior" and not model.latent_dim:
         parser.error(f"--z-source posterior needs a latent model; {type(model).__name__} has no z")
+    if args.z_source == "posterior" and args.prior_scale is not None:
+        parser.error("--prior-scale widens the prior network's z; --z-source posterior draws z from the recognition "
+                     "network: give one")
     responder = Responder(
         export=export, num_samples=args.num_samples, decoding=decoding,
         max_context=args.max_context or export.max_context or DEFAULT_MAX_CONTEXT,
