@@ -49,8 +49,6 @@ class FrontierPoint(NamedTuple):
     distinct_2: float
 
 
-
-
 def decoding_sweep(model: DialogueModel, *, temperatures: Sequence[float] | None = None,
                    top_ps: Sequence[float] = TOP_PS, prior_scales: Sequence[float] = PRIOR_SCALES,
                    scaled_temperatures: Sequence[float] = SCALED_TEMPERATURES, scaled_top_ps: Sequence[float] = (),
